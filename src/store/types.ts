@@ -1,0 +1,94 @@
+/**
+ * Public types of the store. This file is the contract between the engine and its users
+ * (broker, CLI, benchmarks); change it only together with docs/store.md.
+ */
+
+/** When an append becomes durable. */
+export type SyncPolicy =
+  /** Every append is written and fdatasync'ed before its promise resolves (group commit). */
+  | { mode: 'always' }
+  /**
+   * Appends resolve once written to the OS; an fdatasync runs every `intervalMs`. A crash of the
+   * machine (not of the process) can lose up to `intervalMs` of acknowledged appends.
+   */
+  | { mode: 'interval'; intervalMs: number };
+
+export interface RetentionOptions {
+  /** Delete whole segments whose newest record is older than this. Unset: keep forever. */
+  maxAgeMs?: number;
+  /** Delete the oldest whole segments while the log is larger than this. Unset: no limit. */
+  maxTotalBytes?: number;
+}
+
+export interface StoreOptions {
+  /** Directory of the durable log. Created if missing. Required. */
+  dir: string;
+  /** Memory read-cache budget in bytes. Default: 256 MiB. */
+  memoryCacheBytes?: number;
+  /** Optional fast-tier cache directory (tmpfs, NVMe, persistent memory). Cache only. */
+  fastTierDir?: string;
+  /** Budget of the fast-tier cache in bytes. Default: 1 GiB when fastTierDir is set. */
+  fastTierBytes?: number;
+  /** Size of each log segment file in bytes. Default: 1 GiB. */
+  segmentBytes?: number;
+  retention?: RetentionOptions;
+  /** Default: { mode: 'always' }. */
+  sync?: SyncPolicy;
+  /** Largest accepted message in bytes. Default: 4 MiB. */
+  maxMessageBytes?: number;
+}
+
+export interface TierStats {
+  hits: number;
+  misses: number;
+  /** hits / (hits + misses), 0 when no lookups yet. */
+  hitRatio: number;
+  bytes: number;
+  budgetBytes: number;
+}
+
+export interface StoreStats {
+  bytesWritten: number;
+  messagesWritten: number;
+  bytesRead: number;
+  messagesRead: number;
+  segments: number;
+  topics: number;
+  queues: number;
+  syncs: number;
+  /** Mean and p99 of fdatasync latency over the store's life, milliseconds. */
+  syncLatencyMeanMs: number;
+  syncLatencyP99Ms: number;
+  /** Mean number of appends covered by one sync. */
+  meanBatchMessages: number;
+  cache: { memory: TierStats; fastTier: TierStats | null };
+}
+
+export interface QueueInfo {
+  topic: string;
+  queueId: number;
+  /** First retained offset (0 unless retention deleted older records). */
+  startOffset: number;
+  /** One past the last offset; the offset the next append will get. */
+  endOffset: number;
+  bytes: number;
+}
+
+/**
+ * What `MessageStore` (exported from src/store/index.ts, created with
+ * `await MessageStore.open(options)`) offers. Every method rejects with a typed StoreError
+ * (stable `code`, see src/store/errors.ts) on bad input or after close().
+ */
+export interface MessageStoreApi {
+  /** Durable per `sync` before it resolves; resolves to the record's offset in its queue. */
+  append(topic: string, queueId: number, data: Uint8Array): Promise<number>;
+  /** Records offset .. offset+n-1 (n <= fetchNum <= 100); [] past the end. */
+  getRange(topic: string, queueId: number, offset: number, fetchNum: number): Promise<Buffer[]>;
+  /** One past the last offset of the queue; 0 for an unknown queue. */
+  endOffset(topic: string, queueId: number): number;
+  topics(): string[];
+  queues(topic?: string): QueueInfo[];
+  stats(): StoreStats;
+  /** Flushes and syncs what is pending, then every call rejects with CIRRUS_STORE_CLOSED. */
+  close(): Promise<void>;
+}
