@@ -1,0 +1,57 @@
+/**
+ * Limits and defaults of the store benchmark and the crash harness. The workload numbers restate
+ * the challenge (../../shared/MISSION.md, "Track 1 in detail"), scaled down by flags, never here.
+ */
+
+/** Smallest message of the challenge workload. */
+export const MIN_MESSAGE_BYTES = 100;
+/** Largest message of the challenge workload (17 KiB). */
+export const MAX_MESSAGE_BYTES = 17 * 1024;
+/**
+ * Every generated message starts with this many bytes naming where it belongs (topic, queue,
+ * offset, size), so a read that returns the wrong record is caught even if its body is valid.
+ */
+export const MESSAGE_HEADER_BYTES = 16;
+/**
+ * Message bodies are slices of one random pool at offsets derived from their coordinates: data is
+ * incompressible to the store, yet every read byte can be checked without keeping the data. 64 MiB
+ * is far larger than any cache line of reuse a compressor or dedup would find in one segment.
+ */
+export const PAYLOAD_POOL_BYTES = 64 * 1024 * 1024;
+/** Most topics the challenge allows. */
+export const MAX_TOPICS = 100;
+/** Most queues per topic the challenge allows. */
+export const MAX_QUEUES_PER_TOPIC = 5_000;
+/** The challenge's getRange limit. */
+export const MAX_FETCH_MESSAGES = 100;
+
+/** Block sizes of the ceiling probe grid (the grid). */
+export const CEILING_BLOCK_BYTES: readonly number[] = [64 * 1024, 256 * 1024, 1024 * 1024];
+/** Parallel file counts of the ceiling probe grid. */
+export const CEILING_FILE_COUNTS: readonly number[] = [1, 2, 4];
+/**
+ * Bytes written per probe cell: long enough (seconds at a few hundred MiB/s) that device write-back
+ * caches and request merging settle, short enough that 9 cells stay under a minute.
+ */
+export const CEILING_CELL_BYTES = 512 * 1024 * 1024;
+/** The same, for --quick (CI): a rough ceiling is enough there, speed is not asserted. */
+export const CEILING_CELL_BYTES_QUICK = 32 * 1024 * 1024;
+
+/** How often the benchmark samples throughput for the progress line and the plot. */
+export const SAMPLE_INTERVAL_MS = 500;
+/** Progress lines on stderr at most this often, so a long run stays readable. */
+export const PROGRESS_INTERVAL_MS = 5_000;
+/**
+ * A hot reader that finds nothing new sleeps this long before its next pass: a consumer long-poll,
+ * short enough that "hot" data is read within milliseconds of being acknowledged.
+ */
+export const HOT_POLL_MS = 2;
+/**
+ * One hot getRange in this many is measured alone (all other reads paused) so the memory-tier
+ * hit ratio of hot reads can be attributed exactly; rare enough not to slow the readers down.
+ */
+export const HOT_PROBE_EVERY = 16;
+/** Records read back from each peer after its write phase, to prove its adapter stored them. */
+export const PEER_VERIFY_SAMPLES = 500;
+/** Waiting for redis-server to accept connections; a loaded CI box can be slow to fork it. */
+export const REDIS_START_TIMEOUT_MS = 20_000;

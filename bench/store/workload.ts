@@ -1,0 +1,202 @@
+import * as hdr from 'hdr-histogram-js';
+import type { MessageStoreApi } from '../../src/store/types.js';
+import { HOT_POLL_MS, HOT_PROBE_EVERY, MAX_FETCH_MESSAGES } from './constants.js';
+import type { Layout } from './layout.js';
+import type { PayloadFactory } from './payload.js';
+import { mix32 } from './prng.js';
+import { ReadGate } from './read-gate.js';
+
+/** What producers write into: the store itself, or a peer adapter. */
+export type AppendFn = (topicIndex: number, queueId: number, data: Buffer) => Promise<number>;
+
+/** Counters shared by the workload and the sampler that turns them into throughput over time. */
+export class Counters {
+  bytesWritten = 0;
+  messagesWritten = 0;
+  bytesRead = 0;
+  messagesRead = 0;
+  verifiedBytes = 0;
+  errors = 0;
+  /** The first few verification failures, for the report. */
+  readonly errorSamples: string[] = [];
+
+  fail(message: string): void {
+    this.errors++;
+    if (this.errorSamples.length < 20) this.errorSamples.push(message);
+  }
+}
+
+export function newLatencyHistogram(): hdr.Histogram {
+  // Microseconds, 1 us .. 60 s, 3 significant digits: p99 of a few ms is exact to 0.1 %.
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+}
+
+export interface ProducerOptions {
+  layout: Layout;
+  payload: PayloadFactory;
+  producers: number;
+  targetBytes: number;
+  seed: number;
+  /** Next offset per global queue; producers own disjoint queues, so it is exact. */
+  next: Uint32Array;
+  append: AppendFn;
+  counters: Counters;
+  latency: hdr.Histogram;
+}
+
+/**
+ * The challenge's writer threads: `producers` loops, each with one append in flight (a thread
+ * blocked in append). Producer p owns the queues g with g % producers == p, so it knows the offset
+ * each append must get and can check the store returns exactly that. Stops once `targetBytes`
+ * more have been issued.
+ */
+export async function runProducers(o: ProducerOptions): Promise<void> {
+  const { layout, payload, producers, next, counters } = o;
+  if (layout.totalQueues < producers) {
+    throw new RangeError(`${producers} producers need at least as many queues, layout has ${layout.totalQueues}`);
+  }
+  let issued = 0;
+  const producer = async (p: number): Promise<void> => {
+    const owned = Math.floor((layout.totalQueues - 1 - p) / producers) + 1;
+    let n = 0;
+    while (issued < o.targetBytes) {
+      const g = p + producers * (mix32(o.seed, p, n++, 0x51ed) % owned);
+      const topic = layout.topicOf[g];
+      const queueId = layout.queueIdOf[g];
+      const offset = next[g]++;
+      const data = payload.build(topic, queueId, offset);
+      issued += data.length;
+      const started = process.hrtime.bigint();
+      const got = await o.append(topic, queueId, data);
+      o.latency.recordValue(Math.max(1, Number((process.hrtime.bigint() - started) / 1000n)));
+      if (got !== offset) counters.fail(`append ${layout.topicNames[topic]}/${queueId} returned offset ${got}, expected ${offset}`);
+      counters.bytesWritten += data.length;
+      counters.messagesWritten++;
+    }
+  };
+  await Promise.all(Array.from({ length: producers }, (_, p) => producer(p)));
+}
+
+export interface ReaderOptions {
+  store: MessageStoreApi;
+  layout: Layout;
+  payload: PayloadFactory;
+  readers: number;
+  seed: number;
+  /** Offsets the writers have issued per queue; read until every queue reaches it. */
+  next: Uint32Array;
+  counters: Counters;
+  /** True once writers stopped for good: then the readers finish at the final end. */
+  writersDone: () => boolean;
+}
+
+export interface ReaderResult {
+  hotQueues: number;
+  coldQueues: number;
+  /** Memory-tier hits / lookups over the exclusive hot probes; NaN when no probe saw a lookup. */
+  hotHitRatio: number;
+  hotProbes: number;
+}
+
+/**
+ * Phase 2 and 3 readers. Half of the queues (picked from the seed) are hot: their reader starts
+ * at the queue's end and follows the writer; the other half are cold: read from offset 0. Half of
+ * the reader loops serve hot queues (round-robin passes, polling), half serve cold ones (each
+ * queue read to its end before the next, as a consumer catching up on history does).
+ * Every record is checked byte for byte.
+ */
+export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
+  const { store, layout, payload, counters } = o;
+  const gate = new ReadGate();
+  const hot: number[] = [];
+  const cold: number[] = [];
+  const pos = new Uint32Array(layout.totalQueues);
+  for (let g = 0; g < layout.totalQueues; g++) {
+    if (mix32(o.seed, g, 0x407) & 1) {
+      hot.push(g);
+      pos[g] = store.endOffset(layout.topicNames[layout.topicOf[g]], layout.queueIdOf[g]);
+    } else {
+      cold.push(g);
+    }
+  }
+  let probeHits = 0;
+  let probeLookups = 0;
+  let probes = 0;
+  let hotCalls = 0;
+
+  const readSome = async (g: number, isHot: boolean): Promise<number> => {
+    const topic = layout.topicOf[g];
+    const queueId = layout.queueIdOf[g];
+    const name = layout.topicNames[topic];
+    const end = store.endOffset(name, queueId);
+    const from = pos[g];
+    if (from >= end) return 0;
+    const want = Math.min(MAX_FETCH_MESSAGES, end - from);
+    let records: Buffer[];
+    if (isHot && ++hotCalls % HOT_PROBE_EVERY === 0) {
+      records = await gate.exclusive(async () => {
+        const before = store.stats().cache.memory;
+        const got = await store.getRange(name, queueId, from, want);
+        const after = store.stats().cache.memory;
+        probes++;
+        probeHits += after.hits - before.hits;
+        probeLookups += after.hits + after.misses - before.hits - before.misses;
+        return got;
+      });
+    } else {
+      records = await gate.shared(() => store.getRange(name, queueId, from, want));
+    }
+    if (records.length === 0 || records.length > want) {
+      counters.fail(`getRange ${name}/${queueId}@${from} x${want} returned ${records.length} records below end ${end}`);
+      pos[g] = end; // do not spin on a queue the store cannot serve
+      return 0;
+    }
+    for (let i = 0; i < records.length; i++) {
+      const problem = payload.verify(topic, queueId, from + i, records[i]);
+      if (problem) counters.fail(`${name}/${queueId}@${from + i}: ${problem}`);
+      else counters.verifiedBytes += records[i].length;
+      counters.bytesRead += records[i].length;
+      counters.messagesRead++;
+    }
+    pos[g] = from + records.length;
+    return records.length;
+  };
+
+  const finished = (queues: number[]): boolean => o.writersDone() && queues.every((g) => pos[g] >= o.next[g]);
+
+  const hotLoop = async (mine: number[]): Promise<void> => {
+    for (;;) {
+      let progress = 0;
+      for (const g of mine) progress += await readSome(g, true);
+      if (progress === 0) {
+        if (finished(mine)) return;
+        await new Promise((resolve) => setTimeout(resolve, HOT_POLL_MS));
+      }
+    }
+  };
+  const coldLoop = async (mine: number[]): Promise<void> => {
+    for (;;) {
+      let progress = 0;
+      for (const g of mine) {
+        for (let n = await readSome(g, false); n > 0; n = await readSome(g, false)) progress += n;
+      }
+      if (progress === 0) {
+        if (finished(mine)) return;
+        await new Promise((resolve) => setTimeout(resolve, HOT_POLL_MS));
+      }
+    }
+  };
+
+  const loops = Math.max(1, Math.floor(o.readers / 2));
+  const share = (queues: number[], i: number): number[] => queues.filter((_, k) => k % loops === i);
+  await Promise.all([
+    ...Array.from({ length: loops }, (_, i) => hotLoop(share(hot, i))),
+    ...Array.from({ length: loops }, (_, i) => coldLoop(share(cold, i))),
+  ]);
+  return {
+    hotQueues: hot.length,
+    coldQueues: cold.length,
+    hotHitRatio: probeLookups > 0 ? probeHits / probeLookups : Number.NaN,
+    hotProbes: probes,
+  };
+}
