@@ -1,0 +1,147 @@
+import * as C from './constants.js';
+import { GatewayArgumentError } from './errors.js';
+import type { Clock } from './signals.js';
+
+export interface LimitOptions {
+  initial: number;
+  min: number;
+  max: number;
+  /** Latency may rise to this multiple of the no-load baseline before the limit shrinks. */
+  latencyTolerance: number;
+}
+
+export type LimitSample = 'ok' | 'drop' | 'timeout';
+
+/**
+ * An adaptive concurrency limit, gradient style, for one upstream (or, in the provider
+ * middleware, for one server).
+ *
+ * Samples are aggregated in windows of LIMIT_WINDOW_MS. At the end of a window:
+ *   baseline = min of window medians over the last LIMIT_BASELINE_WINDOW_MS (no-load latency)
+ *   gradient = clamp(tolerance x baseline / median, 0.5, 1)
+ *   gradient < 1            -> target = limit x gradient            (queue is building: shrink)
+ *   gradient = 1, saturated -> target = limit x (1 + growth) + 1     (keeping up: probe upward)
+ *   gradient = 1, idle      -> target = limit                        (no evidence either way)
+ *   limit = limit + smoothing x (target - limit), clamped to [min, max]
+ * A timeout or an explicit refusal (503) cuts the limit multiplicatively at once, at most once
+ * per window, so a burst of timeouts from one event is not counted many times.
+ *
+ * The baseline is a windowed minimum rather than an all-time minimum so that a provider whose
+ * service time drifts up (an oversold host) is not throttled forever against a stale floor.
+ */
+export class AdaptiveLimit {
+  private value: number;
+  private windowStart: number;
+  private readonly samples: number[] = [];
+  private windowMaxInflight = 0;
+  private lastDecreaseAt = Number.NEGATIVE_INFINITY;
+  /** Minimum window median per baseline bucket, newest last. */
+  private readonly baselineBuckets: Array<{ start: number; min: number }> = [];
+
+  constructor(
+    private options: LimitOptions,
+    private readonly clock: Clock,
+  ) {
+    validate(options);
+    this.value = options.initial;
+    this.windowStart = clock();
+  }
+
+  /** The current limit, an integer within [min, max]. */
+  get limit(): number {
+    return Math.max(this.options.min, Math.floor(this.value));
+  }
+
+  /** Latency baseline in ms, or 0 before the first full window. */
+  get baselineMs(): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (const b of this.baselineBuckets) min = Math.min(min, b.min);
+    return Number.isFinite(min) ? min : 0;
+  }
+
+  /** Changes bounds (on reload) and clamps the current value into them. */
+  setOptions(options: LimitOptions): void {
+    validate(options);
+    this.options = options;
+    this.value = clamp(this.value, options.min, options.max);
+  }
+
+  /** Sets the limit (used to restart a recovered upstream low: slow start). */
+  reset(value: number): void {
+    this.value = clamp(value, this.options.min, this.options.max);
+    this.samples.length = 0;
+    this.windowMaxInflight = 0;
+    this.windowStart = this.clock();
+  }
+
+  /**
+   * One finished request: its latency, the in-flight count when it started (including itself)
+   * and how it ended.
+   */
+  onSample(latencyMs: number, inflight: number, outcome: LimitSample): void {
+    const now = this.clock();
+    if (outcome !== 'ok') {
+      if (now - this.lastDecreaseAt >= C.LIMIT_WINDOW_MS) {
+        const ratio = outcome === 'timeout' ? C.LIMIT_TIMEOUT_BACKOFF_RATIO : C.LIMIT_DROP_BACKOFF_RATIO;
+        this.value = clamp(this.value * ratio, this.options.min, this.options.max);
+        this.lastDecreaseAt = now;
+      }
+      this.samples.length = 0;
+      this.windowMaxInflight = 0;
+      this.windowStart = now;
+      return;
+    }
+    // A bounded sample set per window: enough for a median, constant memory under any load.
+    if (this.samples.length < 256) this.samples.push(latencyMs);
+    else this.samples[Math.floor(Math.random() * 256)] = latencyMs;
+    if (inflight > this.windowMaxInflight) this.windowMaxInflight = inflight;
+    if (now - this.windowStart >= C.LIMIT_WINDOW_MS && this.samples.length >= C.LIMIT_WINDOW_MIN_SAMPLES) {
+      this.closeWindow(now);
+    }
+  }
+
+  private closeWindow(now: number): void {
+    const sorted = this.samples.sort((a, b) => a - b);
+    const median = sorted[sorted.length >> 1]!;
+    this.noteBaseline(now, median);
+    const baseline = this.baselineMs;
+    const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, 0.5, 1);
+    const saturated = this.windowMaxInflight >= this.value * 0.8;
+    let target = this.value;
+    if (gradient < 1) target = this.value * gradient;
+    else if (saturated) target = this.value * (1 + C.LIMIT_GROWTH_RATIO) + 1;
+    this.value = clamp(this.value + C.LIMIT_SMOOTHING * (target - this.value), this.options.min, this.options.max);
+    this.samples.length = 0;
+    this.windowMaxInflight = 0;
+    this.windowStart = now;
+  }
+
+  private noteBaseline(now: number, median: number): void {
+    const bucketMs = C.LIMIT_BASELINE_WINDOW_MS / 3;
+    const last = this.baselineBuckets[this.baselineBuckets.length - 1];
+    if (last !== undefined && now - last.start < bucketMs) {
+      last.min = Math.min(last.min, median);
+    } else {
+      this.baselineBuckets.push({ start: now, min: median });
+    }
+    while (this.baselineBuckets.length > 0 && now - this.baselineBuckets[0]!.start > C.LIMIT_BASELINE_WINDOW_MS) {
+      this.baselineBuckets.shift();
+    }
+  }
+}
+
+function validate(o: LimitOptions): void {
+  for (const key of ['initial', 'min', 'max', 'latencyTolerance'] as const) {
+    if (typeof o[key] !== 'number' || !Number.isFinite(o[key]) || o[key] <= 0) {
+      throw new GatewayArgumentError(`limit.${key}`, `expected a positive number, got ${String(o[key])}`);
+    }
+  }
+  if (!(o.min <= o.initial && o.initial <= o.max)) {
+    throw new GatewayArgumentError('limit', `expected min <= initial <= max, got ${o.min}/${o.initial}/${o.max}`);
+  }
+  if (o.latencyTolerance < 1) throw new GatewayArgumentError('limit.latencyTolerance', 'expected >= 1');
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return v < lo ? lo : v > hi ? hi : v;
+}

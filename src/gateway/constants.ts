@@ -1,0 +1,123 @@
+/**
+ * Every limit and default of the gateway, with its unit in the name and the reason it has the
+ * value it has. Config knobs default to these; the relationships between them are checked at
+ * load time at the bottom of this file so a careless edit fails at start, not under load.
+ */
+import { invariant } from '../common/errors.js';
+
+/** The challenge's client gives up after 5 s; answering later than that is wasted work. */
+export const DEFAULT_TIMEOUT_MS = 5_000;
+
+/** Default listeners: loopback only, so nothing is exposed until the operator says so. */
+export const DEFAULT_LISTEN = '127.0.0.1:8080';
+export const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9901';
+
+/** Bodies above this are refused with 413 unless the config raises it: a gateway is not an upload server. */
+export const DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/**
+ * Request bodies up to this size are read into memory before the first attempt so that a retry
+ * can replay them; larger ones are streamed and therefore never retried once sent.
+ */
+export const RETRY_BUFFER_BODY_BYTES = 64 * 1024;
+
+/** Node's default (16 KiB) is what most proxies use; larger header blocks are answered with 431. */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
+/** One timer for the whole gateway scans in-flight requests this often (deadlines, hangs, stalls). */
+export const SWEEP_INTERVAL_MS = 20;
+
+/** Adaptive concurrency limit: bounds and the window over which latency samples are aggregated. */
+export const LIMIT_INITIAL = 20;
+export const LIMIT_MIN = 1;
+export const LIMIT_MAX = 1_000;
+/** Short enough to follow capacity that drifts every few seconds within ~1 s, long enough to hold a few samples. */
+export const LIMIT_WINDOW_MS = 100;
+/** A window with fewer samples than this is merged into the next one: one sample is noise. */
+export const LIMIT_WINDOW_MIN_SAMPLES = 5;
+/** The no-load latency baseline is the minimum per-window median over this span; it forgets old service times. */
+export const LIMIT_BASELINE_WINDOW_MS = 3_000;
+/** Latency may rise to this multiple of the baseline before the limit shrinks (queueing tolerated). */
+export const LIMIT_LATENCY_TOLERANCE = 2;
+/** Multiplicative decrease when a window saw timeouts (hard overload) or explicit refusals (503). */
+export const LIMIT_TIMEOUT_BACKOFF_RATIO = 0.5;
+export const LIMIT_DROP_BACKOFF_RATIO = 0.85;
+/** Share of the new estimate blended in per window: 0.5 roughly doubles the limit in 6 windows. */
+export const LIMIT_SMOOTHING = 0.5;
+/** Headroom added per window when latency is flat: probes for capacity that appeared. */
+export const LIMIT_GROWTH_RATIO = 0.25;
+
+/** Latency histograms keep this many buckets of this width: percentiles reflect the last ~5 s. */
+export const LATENCY_BUCKET_MS = 1_000;
+export const LATENCY_BUCKETS = 5;
+/** EWMA decay time constant for the latency average used in the pick cost. */
+export const LATENCY_EWMA_TAU_MS = 1_000;
+/** Error/timeout rates are counted over this sliding window (per-second buckets). */
+export const RATE_WINDOW_MS = 10_000;
+/** The dashboard's per-second history per upstream: five minutes. */
+export const HISTORY_SECONDS = 300;
+
+/** Passive outlier detection. */
+export const DEFAULT_CONSECUTIVE_FAILURES = 5;
+export const DEFAULT_BASE_EJECTION_MS = 500;
+/** Capped low: probes cost one request, and a provider back from an offline window should get work soon. */
+export const DEFAULT_MAX_EJECTION_MS = 5_000;
+/** A probe may take this long before it is cancelled (and its request retried elsewhere). */
+export const DEFAULT_PROBE_TIMEOUT_MS = 1_500;
+
+/**
+ * Hang and black-hole detection. A request older than max(HANG_MIN_MS, HANG_P99_FACTOR x p99)
+ * is presumed hung; if an upstream has such requests and has completed nothing for that long,
+ * it is stalled (accepts and never answers) and is ejected at once.
+ */
+export const DEFAULT_HANG_MIN_MS = 400;
+export const DEFAULT_HANG_P99_FACTOR = 4;
+
+/** Retry budget: retries may add at most this share of the request rate, plus a small floor. */
+export const DEFAULT_RETRY_BUDGET_RATIO = 0.2;
+export const DEFAULT_RETRY_MIN_PER_SECOND = 10;
+/** Tokens saved up in calm times are capped so one burst cannot spend minutes of budget. */
+export const RETRY_BUDGET_MAX_TOKENS = 200;
+/** At most this many attempts per request, whatever the budget says. */
+export const DEFAULT_MAX_ATTEMPTS = 3;
+
+/**
+ * Admission queue: when every upstream is at its limit a request waits here at most this long
+ * (well under the client's 5 s) before it is shed with 503; the queue length is bounded too.
+ */
+export const DEFAULT_QUEUE_TIMEOUT_MS = 2_000;
+export const DEFAULT_MAX_QUEUE = 2_000;
+
+/** A 503's Retry-After pauses an upstream for at most this long: a provider's hint, not a command. */
+export const RETRY_AFTER_MAX_MS = 10_000;
+/** Load hints from the provider middleware are trusted for this long after the response that carried them. */
+export const LOAD_HINT_TTL_MS = 2_000;
+export const LOAD_HINT_HEADER = 'x-cirrus-load';
+
+/** Retry-After (seconds) on the gateway's own 503s. */
+export const SHED_RETRY_AFTER_S = 1;
+
+/** Graceful drain on close/SIGTERM waits at most this long for in-flight requests. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+
+/** Upstream connection pool: enough sockets for the largest limit, kept alive between requests. */
+export const POOL_CONNECTIONS = 1_024;
+export const POOL_KEEP_ALIVE_MS = 30_000;
+export const CONNECT_TIMEOUT_MS = 2_000;
+
+/** Active health checks (off unless configured). */
+export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
+export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
+
+invariant(LIMIT_MIN >= 1 && LIMIT_MIN <= LIMIT_INITIAL && LIMIT_INITIAL <= LIMIT_MAX, 'limit bounds ordered');
+invariant(LIMIT_BASELINE_WINDOW_MS > LIMIT_WINDOW_MS * 5, 'baseline spans several limit windows');
+invariant(DEFAULT_QUEUE_TIMEOUT_MS < DEFAULT_TIMEOUT_MS, 'queued requests must be shed before they time out');
+invariant(DEFAULT_HANG_MIN_MS > SWEEP_INTERVAL_MS * 5, 'hang detection is coarser than the sweep');
+invariant(DEFAULT_BASE_EJECTION_MS <= DEFAULT_MAX_EJECTION_MS, 'ejection backoff bounds ordered');
+invariant(RETRY_BUFFER_BODY_BYTES <= DEFAULT_MAX_BODY_BYTES, 'replay buffer within the body limit');
+
+/**
+ * Client-side keep-alive: longer than common client pools' idle timeouts (undici 4 s, nginx
+ * 60 s), so the client closes idle sockets first and never races a request into a closing one.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;

@@ -1,0 +1,62 @@
+import type { Logger } from '../common/log.js';
+import type { GatewayConfig } from './config.js';
+import type { Upstream } from './upstream.js';
+
+/**
+ * Optional active health checks: every interval, a GET of `path` on each upstream. A failure
+ * ejects a healthy upstream; a 2xx brings a probing one back without risking a client request.
+ * Passive detection stays on; this only adds a signal that does not need traffic.
+ */
+export class HealthChecker {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly running = new Set<Upstream>();
+
+  constructor(
+    private readonly upstreams: () => Iterable<Upstream>,
+    private readonly onEject: (u: Upstream) => void,
+    private readonly log: Logger,
+  ) {}
+
+  configure(options: GatewayConfig['healthCheck']): void {
+    this.stop();
+    if (options === null) return;
+    this.timer = setInterval(() => {
+      for (const u of this.upstreams()) if (!this.running.has(u) && !u.draining) void this.check(u, options.path, options.timeoutMs);
+    }, options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private async check(u: Upstream, path: string, timeoutMs: number): Promise<void> {
+    this.running.add(u);
+    let ok = false;
+    try {
+      const res = await u.pool.request({
+        path,
+        method: 'GET',
+        headers: { 'user-agent': 'cirrus-health-check' },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      await res.body.dump();
+      ok = res.statusCode >= 200 && res.statusCode < 300;
+    } catch {
+      ok = false;
+    } finally {
+      this.running.delete(u);
+    }
+    const state = u.state;
+    if (ok && state === 'probing') {
+      u.succeed();
+      this.log.info({ upstream: u.origin }, 'upstream recovered (health check)');
+    } else if (!ok && state === 'healthy') {
+      u.outlier.eject('health-check');
+      this.onEject(u);
+    } else if (!ok && state === 'probing') {
+      u.outlier.eject('probe-failed');
+    }
+  }
+}

@@ -1,0 +1,621 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable, pipeline } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Logger } from '../common/log.js';
+import { AdmissionQueue, type QueueEntry } from './admission-queue.js';
+import type { GatewayConfig } from './config.js';
+import * as C from './constants.js';
+import { GatewayError, type GatewayErrorCode } from './errors.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { GatewayMetrics } from './metrics.js';
+import { pickP2C } from './p2c.js';
+import { RetryBudget, isIdempotent } from './retry.js';
+import type { Clock } from './signals.js';
+import type { Attempt, CancelReason, Upstream } from './upstream.js';
+
+/** One client request from arrival to the last byte of its response. */
+interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly path: string;
+  readonly deadline: number;
+  readonly headers: Record<string, string | string[]>;
+  /** Buffered request body (replayable), or null when there is none or it is streamed. */
+  body: Buffer | null;
+  /** The body is streamed from the client: it can be sent once only. */
+  streamBody: boolean;
+  /** Safe to send again after it may have reached an upstream (idempotent, body replayable). */
+  replayable: boolean;
+  attemptsUsed: number;
+  readonly tried: Set<Upstream>;
+  current: Attempt | null;
+  queued: QueueEntry<Exchange> | null;
+  finished: boolean;
+}
+
+interface ProxyAttempt extends Attempt {
+  readonly exchange: Exchange;
+  responded: boolean;
+  settled: boolean;
+}
+
+const CONNECT_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** The request path: pick, send, classify, retry, queue, shed. One instance per gateway. */
+export class ProxyEngine {
+  readonly upstreams = new Map<string, Upstream>();
+  readonly queue: AdmissionQueue<Exchange>;
+  readonly budget: RetryBudget;
+  private routes: Array<{ prefix: string; timeoutMs: number }> = [];
+  private active = 0;
+  private closing = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private config: GatewayConfig,
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.queue = new AdmissionQueue(config.queue.maxLength);
+    this.budget = new RetryBudget(config.retry, clock);
+    this.applyConfig(config);
+  }
+
+  applyConfig(config: GatewayConfig): void {
+    this.config = config;
+    this.queue.setMaxLength(config.queue.maxLength);
+    this.budget.setOptions(config.retry);
+    this.routes = config.routes
+      .map((r) => ({ prefix: r.prefix, timeoutMs: r.timeoutMs ?? config.timeoutMs }))
+      .sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  /** Requests being handled (arrived, not yet fully answered). */
+  get activeCount(): number {
+    return this.active;
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const now = this.clock();
+    res.on('error', () => {});
+    if (this.closing) {
+      res.setHeader('connection', 'close');
+      this.respondError(null, res, new GatewayError('CIRRUS_GW_CLOSED', 'the gateway is shutting down'));
+      return;
+    }
+    const path = requestPath(req.url);
+    if (path === null) {
+      this.respondError(null, res, new GatewayError('CIRRUS_GW_BAD_REQUEST', 'the request target must be a path'));
+      return;
+    }
+    const declared = req.headers['content-length'];
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const length = declared !== undefined ? Number(declared) : 0;
+    if (length > this.config.maxBodyBytes) {
+      // The body is not read, so the connection cannot be reused.
+      res.setHeader('connection', 'close');
+      this.respondError(null, res, new GatewayError('CIRRUS_GW_BODY_TOO_LARGE', `body of ${length} bytes exceeds maxBodyBytes`));
+      return;
+    }
+    this.budget.onRequest();
+    const method = req.method ?? 'GET';
+    const buffered = !chunked && length > 0 && length <= C.RETRY_BUFFER_BODY_BYTES;
+    const streamBody = chunked || length > C.RETRY_BUFFER_BODY_BYTES;
+    const ex: Exchange = {
+      req,
+      res,
+      method,
+      path,
+      deadline: now + this.timeoutFor(path),
+      headers: upstreamRequestHeaders(req),
+      body: null,
+      streamBody,
+      replayable: isIdempotent(method) && !streamBody,
+      attemptsUsed: 0,
+      tried: new Set(),
+      current: null,
+      queued: null,
+      finished: false,
+    };
+    this.active += 1;
+    res.once('close', () => this.onClientClose(ex));
+    if (buffered) {
+      readBody(req, length).then(
+        (body) => {
+          ex.body = body;
+          ex.headers['content-length'] = String(body.length);
+          this.dispatch(ex);
+        },
+        () => this.finishWithError(ex, new GatewayError('CIRRUS_GW_BAD_REQUEST', 'the request body ended early')),
+      );
+    } else {
+      if (chunked && !streamBody) delete ex.headers['content-length'];
+      this.dispatch(ex);
+    }
+  }
+
+  /** Cancels every attempt and queued request; used after the drain deadline on close. */
+  abortAll(): void {
+    for (const ex of this.queue.drain()) {
+      ex.queued = null;
+      this.finishWithError(ex, new GatewayError('CIRRUS_GW_CLOSED', 'the gateway is shutting down'));
+    }
+    for (const u of this.upstreams.values()) for (const a of [...u.attempts]) this.cancel(a as ProxyAttempt, 'closing');
+  }
+
+  /** Stops taking requests; resolves when every active request has been answered. */
+  beginClose(): Promise<void> {
+    this.closing = true;
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  // ---- choosing and sending ----------------------------------------------------------------
+
+  private dispatch(ex: Exchange): void {
+    if (ex.finished) return;
+    const choice = this.pick(ex);
+    if (choice !== null) {
+      this.send(ex, choice.upstream, choice.probe);
+      return;
+    }
+    const now = this.clock();
+    const deadline = Math.min(now + this.config.queue.timeoutMs, ex.deadline);
+    const entry = deadline > now ? this.queue.push(ex, deadline) : null;
+    if (entry !== null) {
+      ex.queued = entry;
+      return;
+    }
+    this.shed(ex, 'overloaded');
+  }
+
+  private pick(ex: Exchange): { upstream: Upstream; probe: boolean } | null {
+    const now = this.clock();
+    const candidates: Upstream[] = [];
+    for (const u of this.upstreams.values()) {
+      if (ex.tried.has(u)) continue;
+      const a = u.availability(now);
+      // A probe may land on a black hole: only a request that can be replayed elsewhere goes.
+      if (a === 'probe' && ex.replayable) return { upstream: u, probe: true };
+      if (a === 'normal') candidates.push(u);
+    }
+    const u = pickP2C(candidates, (c) => c.cost(), this.random);
+    return u === null ? null : { upstream: u, probe: false };
+  }
+
+  private send(ex: Exchange, upstream: Upstream, probe: boolean): void {
+    const attempt: ProxyAttempt = {
+      upstream,
+      exchange: ex,
+      startedAt: this.clock(),
+      controller: new AbortController(),
+      probe,
+      inflightAtStart: upstream.inflight + 1,
+      deadline: ex.deadline,
+      cancelReason: null,
+      hedgeable: ex.replayable && ex.attemptsUsed + 1 < this.config.retry.maxAttempts,
+      done: false,
+      responded: false,
+      settled: false,
+    };
+    upstream.begin(attempt);
+    ex.current = attempt;
+    ex.attemptsUsed += 1;
+    ex.tried.add(upstream);
+    let body: Dispatcher.RequestOptions['body'] = ex.body;
+    if (ex.streamBody) body = Readable.from(limitBody(ex.req, this.config.maxBodyBytes), { objectMode: false });
+    upstream.pool
+      .request({
+        path: ex.path,
+        method: ex.method as Dispatcher.HttpMethod,
+        headers: ex.headers,
+        body,
+        signal: attempt.controller.signal,
+      })
+      .then(
+        (response) => this.onResponse(attempt, response),
+        (err: unknown) => this.onAttemptError(attempt, err),
+      );
+  }
+
+  // ---- outcomes -----------------------------------------------------------------------------
+
+  private onResponse(attempt: ProxyAttempt, response: Dispatcher.ResponseData): void {
+    const ex = attempt.exchange;
+    const up = attempt.upstream;
+    if (attempt.cancelReason !== null) {
+      response.body.destroy();
+      this.afterCancel(attempt);
+      return;
+    }
+    attempt.responded = true;
+    const now = this.clock();
+    up.noteAlive(now);
+    const hint = response.headers[C.LOAD_HINT_HEADER];
+    up.noteHint(hint, now);
+    const status = response.statusCode;
+    if (status === 503) {
+      if (hint === undefined) {
+        const pauseMs = retryAfterMs(response.headers['retry-after']);
+        if (pauseMs > 0) up.pausedUntil = now + Math.min(pauseMs, C.RETRY_AFTER_MAX_MS);
+      }
+      if (this.canRetry(ex, true)) {
+        response.body.resume();
+        response.body.on('error', () => {});
+        this.settle(attempt, 'refused', 'drop');
+        this.retry(ex, 'upstream-503');
+        return;
+      }
+    }
+    if (ex.finished) {
+      response.body.destroy();
+      this.settle(attempt, null, null);
+      return;
+    }
+    const headers = clientResponseHeaders(response.headers);
+    if (this.closing) headers.connection = 'close';
+    try {
+      ex.res.writeHead(status, headers);
+    } catch (err) {
+      // Headers Node refuses to write (invalid characters from a broken upstream).
+      response.body.destroy();
+      up.fail('error');
+      this.settle(attempt, 'error', null);
+      this.finishWithError(ex, new GatewayError('CIRRUS_GW_UPSTREAM_PROTOCOL', 'invalid response headers', { cause: err }));
+      return;
+    }
+    pipeline(response.body, ex.res, (err) => {
+      if (attempt.settled) return;
+      if (err) {
+        if (attempt.cancelReason !== null) {
+          this.afterCancel(attempt);
+          return;
+        }
+        const clientGone = ex.res.destroyed && !ex.res.writableFinished && ex.finished;
+        if (!clientGone) up.fail('error');
+        this.settle(attempt, clientGone ? null : 'error', null);
+        this.finish(ex, status);
+        return;
+      }
+      if (status === 503) {
+        this.settle(attempt, 'refused', 'drop');
+      } else if (status >= 500) {
+        up.fail('error');
+        this.settle(attempt, 'error', null);
+      } else {
+        this.noteSuccess(up);
+        this.settle(attempt, 'ok', 'ok');
+      }
+      this.finish(ex, status);
+    });
+  }
+
+  private onAttemptError(attempt: ProxyAttempt, err: unknown): void {
+    if (attempt.settled) return;
+    if (attempt.cancelReason !== null) {
+      this.afterCancel(attempt);
+      return;
+    }
+    const ex = attempt.exchange;
+    const up = attempt.upstream;
+    if (err instanceof GatewayError) {
+      // Our own body limiter stopped a chunked body that grew past maxBodyBytes.
+      this.settle(attempt, null, null);
+      ex.res.setHeader('connection', 'close');
+      this.finishWithError(ex, err);
+      return;
+    }
+    const code = (err as { code?: unknown }).code;
+    const codeText = typeof code === 'string' ? code : '';
+    if (CONNECT_ERROR_CODES.has(codeText)) {
+      this.eject(up, up.fail('connect'));
+      this.settle(attempt, 'error', null);
+      // Never sent: any method may go elsewhere, unless a streamed body was already consumed.
+      if (!ex.streamBody && ex.attemptsUsed < this.config.retry.maxAttempts && !ex.finished) {
+        this.retry(ex, 'connect');
+        return;
+      }
+      this.finishWithError(ex, new GatewayError('CIRRUS_GW_UPSTREAM_CONNECT', `cannot connect to ${up.origin}: ${codeText}`, { cause: err }));
+      return;
+    }
+    const protocol = codeText.startsWith('HPE_') || codeText.startsWith('UND_ERR_RES_') || codeText === 'UND_ERR_HEADERS_OVERFLOW' || codeText === 'UND_ERR_INFO';
+    this.eject(up, up.fail('error'));
+    this.settle(attempt, 'error', null);
+    if (this.canRetry(ex, true)) {
+      this.retry(ex, protocol ? 'protocol' : 'reset');
+      return;
+    }
+    this.finishWithError(
+      ex,
+      protocol
+        ? new GatewayError('CIRRUS_GW_UPSTREAM_PROTOCOL', `invalid response from ${up.origin}: ${codeText}`, { cause: err })
+        : new GatewayError('CIRRUS_GW_UPSTREAM_RESET', `connection to ${up.origin} failed: ${codeText || String(err)}`, { cause: err }),
+    );
+  }
+
+  /** The gateway cancelled this attempt; decide what happens to its request. */
+  private afterCancel(attempt: ProxyAttempt): void {
+    if (attempt.settled) return;
+    const ex = attempt.exchange;
+    const up = attempt.upstream;
+    const reason = attempt.cancelReason!;
+    this.metrics.cancelled.inc({ upstream: up.origin, reason });
+    switch (reason) {
+      case 'timeout':
+        this.eject(up, up.fail('error'));
+        this.settle(attempt, 'timeout', 'timeout');
+        this.finishWithError(ex, new GatewayError('CIRRUS_GW_TIMEOUT', `no complete answer within the request timeout`));
+        return;
+      case 'hung':
+        this.eject(up, up.fail('error'));
+        this.settle(attempt, 'timeout', null);
+        this.retry(ex, 'hung');
+        return;
+      case 'stalled':
+      case 'probe-timeout':
+        if (reason === 'probe-timeout') this.eject(up, up.fail('error'));
+        this.settle(attempt, 'timeout', reason === 'stalled' ? 'timeout' : null);
+        if (!attempt.responded && ex.replayable && ex.attemptsUsed < this.config.retry.maxAttempts) {
+          this.retry(ex, reason);
+          return;
+        }
+        this.finishWithError(ex, new GatewayError('CIRRUS_GW_UPSTREAM_STALLED', `${up.origin} stopped answering`));
+        return;
+      case 'client':
+        this.settle(attempt, null, null);
+        return;
+      case 'closing':
+        this.settle(attempt, null, null);
+        this.finishWithError(ex, new GatewayError('CIRRUS_GW_CLOSED', 'the gateway is shutting down'));
+        return;
+    }
+  }
+
+  private noteSuccess(up: Upstream): void {
+    if (up.succeed()) this.log.info({ upstream: up.origin }, 'upstream recovered');
+  }
+
+  private eject(up: Upstream, reason: string | null): void {
+    if (reason === null) return;
+    this.metrics.ejections.inc({ upstream: up.origin, reason });
+    this.log.warn({ upstream: up.origin, reason, ejections: up.outlier.ejectionCount, backoffMs: up.outlier.msUntilProbe }, 'upstream ejected');
+  }
+
+  private canRetry(ex: Exchange, needsBudget: boolean): boolean {
+    if (ex.finished || !ex.replayable) return false;
+    if (ex.attemptsUsed >= this.config.retry.maxAttempts) return false;
+    if (this.clock() >= ex.deadline) return false;
+    return !needsBudget || this.budget.tryWithdraw();
+  }
+
+  private retry(ex: Exchange, reason: string): void {
+    if (ex.finished) return;
+    this.metrics.retries.inc({ reason });
+    ex.current = null;
+    this.dispatch(ex);
+  }
+
+  private settle(attempt: ProxyAttempt, outcome: 'ok' | 'error' | 'timeout' | 'refused' | null, sample: 'ok' | 'drop' | 'timeout' | null): void {
+    if (attempt.settled) return;
+    attempt.settled = true;
+    const up = attempt.upstream;
+    up.end(attempt, outcome, sample);
+    if (outcome !== null) {
+      this.metrics.upstreamRequests.inc({ upstream: up.origin, outcome });
+      if (outcome === 'ok') this.metrics.upstreamLatency.observe({ upstream: up.origin }, (this.clock() - attempt.startedAt) / 1000);
+    }
+    if (attempt.exchange.current === attempt) attempt.exchange.current = null;
+    // A slot opened: hand it to the oldest waiting request.
+    this.drainQueue();
+  }
+
+  private cancel(attempt: ProxyAttempt, reason: CancelReason): void {
+    if (attempt.settled || attempt.cancelReason !== null) return;
+    attempt.cancelReason = reason;
+    attempt.controller.abort();
+  }
+
+  // ---- the queue and the sweep --------------------------------------------------------------
+
+  drainQueue(): void {
+    for (;;) {
+      const entry = this.queue.peek();
+      if (entry === null) return;
+      const ex = entry.item;
+      if (ex.finished) {
+        this.queue.remove(entry);
+        continue;
+      }
+      const choice = this.pick(ex);
+      if (choice === null) return;
+      this.queue.remove(entry);
+      ex.queued = null;
+      this.send(ex, choice.upstream, choice.probe);
+    }
+  }
+
+  /** Runs every SWEEP_INTERVAL_MS: deadlines, hung requests, stalled upstreams, queue expiry. */
+  sweep(wallNow: number): void {
+    const now = this.clock();
+    const o = this.config.outlier;
+    for (const up of this.upstreams.values()) {
+      const limit = up.effectiveLimit(now);
+      up.history.tick(wallNow, { limit, inflight: up.inflight, p99Ms: up.latency.snapshot().p99, state: up.state });
+      if (up.attempts.size === 0) continue;
+      const threshold = up.hangThresholdMs(o.hangMinMs, o.hangP99Factor, o.probeTimeoutMs);
+      this.checkStall(up, now, threshold);
+      for (const a of [...up.attempts] as ProxyAttempt[]) {
+        if (a.settled || a.cancelReason !== null) continue;
+        const age = now - a.startedAt;
+        if (now >= a.deadline) this.cancel(a, 'timeout');
+        else if (a.responded) continue;
+        else if (a.probe) {
+          if (age > o.probeTimeoutMs) this.cancel(a, 'probe-timeout');
+        } else if (o.retryHung && a.hedgeable && age > threshold && !a.exchange.finished && this.budget.tryWithdraw()) {
+          this.cancel(a, 'hung');
+        }
+      }
+    }
+    for (const ex of this.queue.expire(now)) {
+      ex.queued = null;
+      this.shed(ex, 'queue-timeout');
+    }
+    this.drainQueue();
+  }
+
+  /**
+   * Black-hole detection: several requests waiting past the hang threshold and not one answer
+   * for that long means the upstream accepts and never answers. Eject it now and move its
+   * waiting requests elsewhere rather than letting them ride to the timeout.
+   */
+  private checkStall(up: Upstream, now: number, threshold: number): void {
+    if (up.state !== 'healthy' || now - up.lastCompletionAt <= threshold) return;
+    let old = 0;
+    for (const a of up.attempts as Set<ProxyAttempt>) {
+      if (a.responded || a.probe) continue;
+      if (now - a.startedAt > threshold / 2) old += 1;
+      if (old >= 2) break;
+    }
+    if (old < 2) return;
+    up.outlier.eject('stalled');
+    this.eject(up, 'stalled');
+    for (const a of [...up.attempts] as ProxyAttempt[]) if (!a.responded) this.cancel(a, 'stalled');
+  }
+
+  // ---- answering ----------------------------------------------------------------------------
+
+  private shed(ex: Exchange, reason: 'overloaded' | 'queue-timeout'): void {
+    const now = this.clock();
+    let anyAlive = false;
+    for (const u of this.upstreams.values()) if (!u.draining && u.state !== 'ejected' && now >= u.pausedUntil) anyAlive = true;
+    this.metrics.shed.inc({ reason: anyAlive ? reason : 'no-upstream' });
+    const code: GatewayErrorCode = !anyAlive ? 'CIRRUS_GW_NO_UPSTREAM' : reason === 'overloaded' ? 'CIRRUS_GW_OVERLOADED' : 'CIRRUS_GW_QUEUE_TIMEOUT';
+    const message = !anyAlive
+      ? 'no upstream is available'
+      : reason === 'overloaded'
+        ? 'every upstream is at its concurrency limit'
+        : 'no upstream slot freed up within queue.timeoutMs';
+    this.finishWithError(ex, new GatewayError(code, message));
+  }
+
+  private finishWithError(ex: Exchange, err: GatewayError): void {
+    if (ex.finished) return;
+    if (ex.queued !== null) {
+      this.queue.remove(ex.queued);
+      ex.queued = null;
+    }
+    if (ex.res.headersSent) {
+      ex.res.destroy();
+      this.finish(ex, err.status);
+      return;
+    }
+    this.respondError(ex, ex.res, err);
+  }
+
+  private respondError(ex: Exchange | null, res: ServerResponse, err: GatewayError): void {
+    const body = JSON.stringify({ error: { code: err.code, message: err.message } });
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      'x-cirrus-error': err.code,
+    };
+    if (err.status === 503) headers['retry-after'] = String(C.SHED_RETRY_AFTER_S);
+    if (!res.destroyed) {
+      res.writeHead(err.status, headers);
+      res.end(body);
+    }
+    if (ex !== null) this.finish(ex, err.status);
+    else this.metrics.responses.inc({ code: String(err.status) });
+  }
+
+  private finish(ex: Exchange, status: number): void {
+    if (ex.finished) return;
+    ex.finished = true;
+    this.metrics.responses.inc({ code: String(status) });
+    this.active -= 1;
+    if (this.active === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private onClientClose(ex: Exchange): void {
+    // 'close' also follows a complete response; only an unfinished one means the client left.
+    if (ex.finished || ex.res.writableFinished) return;
+    // The client left before its answer was complete.
+    if (ex.queued !== null) {
+      this.queue.remove(ex.queued);
+      ex.queued = null;
+    }
+    const attempt = ex.current as ProxyAttempt | null;
+    this.finish(ex, 499);
+    if (attempt !== null) this.cancel(attempt, 'client');
+  }
+
+  private timeoutFor(path: string): number {
+    for (const r of this.routes) if (path.startsWith(r.prefix)) return r.timeoutMs;
+    return this.config.timeoutMs;
+  }
+}
+
+/** Origin-form targets pass; absolute-form is reduced to its path; anything else is refused. */
+function requestPath(url: string | undefined): string | null {
+  if (url === undefined || url === '') return null;
+  if (url.startsWith('/')) return url;
+  if (/^https?:\/\//i.test(url)) {
+    try {
+      const u = new URL(url);
+      return u.pathname + u.search;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+/** Retry-After as delay-seconds or an HTTP date, in ms; 0 when absent or unreadable. */
+function retryAfterMs(value: string | string[] | undefined): number {
+  if (value === undefined) return 0;
+  const v = Array.isArray(value) ? value[0]! : value;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? 0 : Math.max(0, at - Date.now());
+}
+
+function readBody(req: IncomingMessage, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      chunks.push(chunk);
+    });
+    req.once('end', () => (size === length ? resolve(Buffer.concat(chunks, size)) : reject(new Error('length mismatch'))));
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!req.complete) reject(new Error('aborted'));
+    });
+  });
+}
+
+/** Streams a request body of unknown length, failing once it grows past `maxBytes`. */
+async function* limitBody(req: IncomingMessage, maxBytes: number): AsyncGenerator<Buffer> {
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new GatewayError('CIRRUS_GW_BODY_TOO_LARGE', `body exceeds maxBodyBytes (${maxBytes})`);
+    yield chunk;
+  }
+}
