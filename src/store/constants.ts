@@ -1,0 +1,105 @@
+/**
+ * Every limit of the store, named with its unit. Each says why it has the value it has;
+ * relationships between them are asserted at the bottom so a bad edit fails at load time.
+ */
+import { invariant } from '../common/index.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+/** The challenge's contract: one getRange call returns at most 100 records. */
+export const MAX_FETCH_NUM = 100;
+
+/** Topic names travel in the dictionary with a one-byte length; 255 also matches RocketMQ's limit. */
+export const MAX_TOPIC_BYTES = 255;
+
+/** Queue ids are stored as u32 in the record header. */
+export const MAX_QUEUE_ID = 0xffff_ffff;
+
+/**
+ * Topic ids are u32 on disk, but each topic costs a dictionary entry and memory, and the
+ * challenge has at most 100 topics: one million leaves room without letting a bug run away.
+ */
+export const MAX_TOPICS = 1 << 20;
+
+/** Default largest message: 4 MiB, as the issue specifies. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * MiB;
+
+/** Hard ceiling for the maxMessageBytes option: a record must fit a scan window and a write chunk. */
+export const MAX_MESSAGE_BYTES_LIMIT = 64 * MiB;
+
+/** Default segment file size: large enough that roll-overs are rare, small enough for retention. */
+export const DEFAULT_SEGMENT_BYTES = 1 * GiB;
+
+/** Smallest segment accepted: tests use tiny segments to exercise roll-over and retention. */
+export const MIN_SEGMENT_BYTES = 4 * KiB;
+
+/** Default memory read-cache budget. */
+export const DEFAULT_MEMORY_CACHE_BYTES = 256 * MiB;
+
+/** Default fast-tier budget when a fast-tier directory is given. */
+export const DEFAULT_FAST_TIER_BYTES = 1 * GiB;
+
+/**
+ * Appends are copied into write chunks of this size; a chunk is a contiguous slice of the log,
+ * written with the others in one writev, then kept as the memory tier's copy of the tail.
+ * 1 MiB keeps the per-chunk bookkeeping small and the waste of a half-full chunk bounded.
+ */
+export const WRITE_CHUNK_BYTES = 1 * MiB;
+
+/**
+ * Most bytes one group-commit flush writes before it syncs. Bounds the latency of the appends
+ * at the front of a burst; 8 MiB is well past the point where larger writes stop paying
+ * (the disk's ceiling is reached at about 1 MiB blocks).
+ */
+export const MAX_FLUSH_BYTES = 8 * MiB;
+
+/** Index entries are allocated per queue in blocks of this many messages (power of two). */
+export const INDEX_BLOCK_ENTRIES = 8;
+export const INDEX_BLOCK_SHIFT = 3;
+
+/** Index blocks live in shared pages of this many blocks, so there is no typed array per queue. */
+export const INDEX_PAGE_BLOCKS = 8192;
+
+/**
+ * A checkpoint of the index is written after this much new log, so that a reopen after a crash
+ * scans at most this much (about 0.5 s at the device's sequential read speed).
+ */
+export const CHECKPOINT_INTERVAL_BYTES = 256 * MiB;
+
+/** Recovery and verify read the log in blocks of this size. */
+export const SCAN_READ_BYTES = 8 * MiB;
+
+/** Read handles kept open for non-active segments: file descriptors stay bounded. */
+export const MAX_OPEN_READ_FILES = 32;
+
+/** Cold reads of neighbouring records are merged into one pread when the gap is at most this. */
+export const READ_COALESCE_GAP_BYTES = 64 * KiB;
+
+/** A merged cold read never spans more than this. */
+export const MAX_READ_SPAN_BYTES = 4 * MiB;
+
+/** Records a cold reader is read ahead by, beyond what it asked for. */
+export const READ_AHEAD_RECORDS = 100;
+
+/** Bytes read ahead per queue at most. */
+export const READ_AHEAD_MAX_BYTES = 2 * MiB;
+
+/** Share of the memory budget that read-ahead may hold (the rest is the hot tail). */
+export const READ_AHEAD_BUDGET_FRACTION = 0.25;
+
+/** Fast-tier cache files are filled up to this size, then a new one starts; eviction is per file. */
+export const FAST_TIER_FILE_BYTES = 64 * MiB;
+
+/** Fast-tier writes in flight at most; past it, evicted chunks are simply dropped (it is a cache). */
+export const MAX_FAST_TIER_WRITES_IN_FLIGHT = 4;
+
+/** Retention is checked at most this often, besides every segment roll. */
+export const RETENTION_CHECK_INTERVAL_MS = 60_000;
+
+invariant((1 << INDEX_BLOCK_SHIFT) === INDEX_BLOCK_ENTRIES, 'INDEX_BLOCK_SHIFT matches INDEX_BLOCK_ENTRIES');
+invariant(MAX_FLUSH_BYTES >= WRITE_CHUNK_BYTES, 'a flush covers at least one chunk');
+invariant(SCAN_READ_BYTES >= 1 * MiB, 'scan window holds ordinary records');
+invariant(DEFAULT_MAX_MESSAGE_BYTES <= MAX_MESSAGE_BYTES_LIMIT, 'default max message within limit');
+invariant(MAX_READ_SPAN_BYTES >= READ_COALESCE_GAP_BYTES, 'span larger than gap');

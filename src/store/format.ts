@@ -1,0 +1,175 @@
+/**
+ * The on-disk format, declared once. Every integer is little-endian. u64 fields hold numbers
+ * below 2^53 and are written as two u32 halves (low first).
+ *
+ * Log record (one per message; records never straddle segment files):
+ *
+ *    0       2     3       4            8            12          16          20            28            36
+ *    +-------+-----+-------+------------+------------+-----------+-----------+-------------+-------------+---------
+ *    | magic | ver | flags | crc32c     | bodyBytes  | topicId   | queueId   | queueOffset | timestampMs | body ...
+ *    | u16   | u8  | u8    | u32        | u32        | u32       | u32       | u64         | u64         |
+ *    +-------+-----+-------+------------+------------+-----------+-----------+-------------+-------------+---------
+ *    crc32c (Castagnoli) covers bytes [8, 36 + bodyBytes): everything after itself, body included,
+ *    so one CRC call runs over contiguous memory. magic/ver/flags are checked by equality.
+ *
+ * Topic dictionary entry (file `topics.dict`, append-only, synced before a record uses the id):
+ *
+ *    0            4            8           10
+ *    +------------+------------+-----------+-----------
+ *    | crc32c     | topicId    | nameBytes | name (UTF-8)
+ *    | u32        | u32        | u16       |
+ *    +------------+------------+-----------+-----------
+ *    crc32c covers bytes [4, 10 + nameBytes). Ids are dense: entry n carries id n.
+ *
+ * Files in the store directory:
+ *    NNNNNNNNNNNNNNNNNNNN.seg   log segment; the name is its start position (20 digits, zero-padded)
+ *    topics.dict                topic dictionary
+ *    index.ckpt                 index checkpoint (layout in checkpoint.ts), replaced atomically
+ *    CLEAN                      present only between a clean close and the next open
+ *    LOCK                       process lock (pid of the holder), see lock.ts
+ */
+import { crc32c } from '@node-rs/crc32';
+
+export const RECORD_MAGIC = 0xc1a5;
+export const RECORD_VERSION = 1;
+export const RECORD_HEADER_BYTES = 36;
+
+/** Byte offsets of the record header fields. */
+export const REC = {
+  magic: 0,
+  version: 2,
+  flags: 3,
+  crc: 4,
+  bodyBytes: 8,
+  topicId: 12,
+  queueId: 16,
+  queueOffset: 20,
+  timestamp: 28,
+  body: 36,
+  /** First byte the CRC covers. */
+  crcFrom: 8,
+} as const;
+
+export const DICT_ENTRY_HEADER_BYTES = 10;
+
+export const SEGMENT_SUFFIX = '.seg';
+export const SEGMENT_NAME_DIGITS = 20;
+export const DICT_FILE = 'topics.dict';
+export const CHECKPOINT_FILE = 'index.ckpt';
+export const CHECKPOINT_TMP_FILE = 'index.ckpt.tmp';
+export const CLEAN_FILE = 'CLEAN';
+export const LOCK_FILE = 'LOCK';
+
+const TWO_32 = 0x1_0000_0000;
+
+export function writeU64(buf: Buffer, at: number, value: number): void {
+  buf.writeUInt32LE(value % TWO_32, at);
+  buf.writeUInt32LE(Math.floor(value / TWO_32), at + 4);
+}
+
+export function readU64(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * TWO_32;
+}
+
+export interface RecordHeader {
+  bodyBytes: number;
+  topicId: number;
+  queueId: number;
+  queueOffset: number;
+  timestampMs: number;
+  crc: number;
+}
+
+/** Writes a whole record (header + body) at `at`; `buf` must have room for it. Returns its size. */
+export function encodeRecord(
+  buf: Buffer,
+  at: number,
+  topicId: number,
+  queueId: number,
+  queueOffset: number,
+  timestampMs: number,
+  body: Uint8Array,
+): number {
+  const bodyBytes = body.byteLength;
+  buf.writeUInt16LE(RECORD_MAGIC, at + REC.magic);
+  buf[at + REC.version] = RECORD_VERSION;
+  buf[at + REC.flags] = 0;
+  buf.writeUInt32LE(bodyBytes, at + REC.bodyBytes);
+  buf.writeUInt32LE(topicId, at + REC.topicId);
+  buf.writeUInt32LE(queueId, at + REC.queueId);
+  writeU64(buf, at + REC.queueOffset, queueOffset);
+  writeU64(buf, at + REC.timestamp, timestampMs);
+  buf.set(body, at + REC.body);
+  const end = at + RECORD_HEADER_BYTES + bodyBytes;
+  buf.writeUInt32LE(crc32c(buf.subarray(at + REC.crcFrom, end)), at + REC.crc);
+  return RECORD_HEADER_BYTES + bodyBytes;
+}
+
+/** Reads the header fields; does not check anything (see recovery.ts classifyRecord). */
+export function decodeHeader(buf: Buffer, at: number): RecordHeader {
+  return {
+    bodyBytes: buf.readUInt32LE(at + REC.bodyBytes),
+    topicId: buf.readUInt32LE(at + REC.topicId),
+    queueId: buf.readUInt32LE(at + REC.queueId),
+    queueOffset: readU64(buf, at + REC.queueOffset),
+    timestampMs: readU64(buf, at + REC.timestamp),
+    crc: buf.readUInt32LE(at + REC.crc),
+  };
+}
+
+/** True when magic and version are ours. */
+export function hasRecordMagic(buf: Buffer, at: number): boolean {
+  return buf.readUInt16LE(at + REC.magic) === RECORD_MAGIC && buf[at + REC.version] === RECORD_VERSION && buf[at + REC.flags] === 0;
+}
+
+/** True when the stored CRC matches header + body; the caller has checked the length fits. */
+export function recordCrcOk(buf: Buffer, at: number, bodyBytes: number): boolean {
+  const end = at + RECORD_HEADER_BYTES + bodyBytes;
+  return crc32c(buf.subarray(at + REC.crcFrom, end)) === buf.readUInt32LE(at + REC.crc);
+}
+
+export function segmentFileName(start: number): string {
+  return `${String(start).padStart(SEGMENT_NAME_DIGITS, '0')}${SEGMENT_SUFFIX}`;
+}
+
+/** The start position named by a segment file name, or null when the name is not a segment. */
+export function parseSegmentFileName(name: string): number | null {
+  if (name.length !== SEGMENT_NAME_DIGITS + SEGMENT_SUFFIX.length || !name.endsWith(SEGMENT_SUFFIX)) return null;
+  const digits = name.slice(0, SEGMENT_NAME_DIGITS);
+  if (!/^[0-9]+$/.test(digits)) return null;
+  const start = Number(digits);
+  return Number.isSafeInteger(start) ? start : null;
+}
+
+/** Encodes one dictionary entry. */
+export function encodeDictEntry(topicId: number, name: string): Buffer {
+  const nameBytes = Buffer.byteLength(name, 'utf8');
+  const buf = Buffer.allocUnsafe(DICT_ENTRY_HEADER_BYTES + nameBytes);
+  buf.writeUInt32LE(topicId, 4);
+  buf.writeUInt16LE(nameBytes, 8);
+  buf.write(name, DICT_ENTRY_HEADER_BYTES, 'utf8');
+  buf.writeUInt32LE(crc32c(buf.subarray(4)), 0);
+  return buf;
+}
+
+export interface DictDecodeResult {
+  names: string[];
+  /** Bytes of whole, valid entries from the start; anything after is a torn or corrupt tail. */
+  validBytes: number;
+}
+
+/** Decodes dictionary entries until the first torn or invalid one. */
+export function decodeDict(buf: Buffer): DictDecodeResult {
+  const names: string[] = [];
+  let at = 0;
+  while (at + DICT_ENTRY_HEADER_BYTES <= buf.length) {
+    const nameBytes = buf.readUInt16LE(at + 8);
+    const end = at + DICT_ENTRY_HEADER_BYTES + nameBytes;
+    if (nameBytes === 0 || end > buf.length) break;
+    if (crc32c(buf.subarray(at + 4, end)) !== buf.readUInt32LE(at)) break;
+    if (buf.readUInt32LE(at + 4) !== names.length) break;
+    names.push(buf.toString('utf8', at + DICT_ENTRY_HEADER_BYTES, end));
+    at = end;
+  }
+  return { names, validBytes: at };
+}

@@ -1,0 +1,18 @@
+/** The store's public door. */
+export { MessageStore, type OpenOptions, type RecoveryReport } from './store.js';
+export {
+  StoreError,
+  StoreClosedError,
+  StoreInvalidArgumentError,
+  StoreOffsetTruncatedError,
+  StoreLockedError,
+  StoreIoError,
+  StoreNoSpaceError,
+  StoreCorruptError,
+  StoreLimitError,
+  STORE_ERROR_CODES,
+} from './errors.js';
+export { nodeIo, type StoreIo, type StoreFile } from './io.js';
+export type { DamageReport, RecordVerdict } from './recovery.js';
+export * from './types.js';
+export * from './constants.js';

@@ -1,0 +1,181 @@
+/**
+ * Per queue: offset -> (log position, record bytes). Entries live in blocks of
+ * INDEX_BLOCK_ENTRIES inside shared pages of typed arrays; a queue holds only the list of its
+ * block numbers. So there is no typed array, and no JS object, per message: 12 bytes per message
+ * plus about one byte of block list, and about 100 bytes per queue.
+ *
+ *   page p: positions Float64Array[INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES]
+ *           lengths   Uint32Array [INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES]
+ *   block b lives in page (b / INDEX_PAGE_BLOCKS), slots (b % INDEX_PAGE_BLOCKS) * ENTRIES ..
+ *
+ * A length of 0 marks an entry recovery found damaged (real records are at least a header long).
+ */
+import { invariant } from '../common/index.js';
+import { INDEX_BLOCK_ENTRIES, INDEX_BLOCK_SHIFT, INDEX_PAGE_BLOCKS, MAX_QUEUE_ID } from './constants.js';
+
+export const DAMAGED_LENGTH = 0;
+
+export interface QueueState {
+  readonly topicId: number;
+  readonly queueId: number;
+  /** First retained offset. */
+  start: number;
+  /** Offset of slot 0 of blocks[0]. */
+  base: number;
+  /** One past the last offset. */
+  end: number;
+  /** Record bytes (headers included) of retained entries. */
+  bytes: number;
+  blocks: number[];
+}
+
+const PAGE_ENTRIES = INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES;
+const BLOCK_MASK = INDEX_BLOCK_ENTRIES - 1;
+
+export function queueKey(topicId: number, queueId: number): number {
+  return topicId * (MAX_QUEUE_ID + 1) + queueId;
+}
+
+export class QueueIndex {
+  private readonly positions: Float64Array[] = [];
+  private readonly lengths: Uint32Array[] = [];
+  private freeBlocks: number[] = [];
+  private nextBlock = 0;
+  private readonly queues = new Map<number, QueueState>();
+  private entries = 0;
+
+  get queueCount(): number {
+    return this.queues.size;
+  }
+
+  get entryCount(): number {
+    return this.entries;
+  }
+
+  get(topicId: number, queueId: number): QueueState | undefined {
+    return this.queues.get(queueKey(topicId, queueId));
+  }
+
+  getOrCreate(topicId: number, queueId: number): QueueState {
+    const key = queueKey(topicId, queueId);
+    let q = this.queues.get(key);
+    if (q === undefined) {
+      q = { topicId, queueId, start: 0, base: 0, end: 0, bytes: 0, blocks: [] };
+      this.queues.set(key, q);
+    }
+    return q;
+  }
+
+  all(): IterableIterator<QueueState> {
+    return this.queues.values();
+  }
+
+  private allocBlock(): number {
+    const reused = this.freeBlocks.pop();
+    if (reused !== undefined) return reused;
+    const b = this.nextBlock++;
+    if (b % INDEX_PAGE_BLOCKS === 0) {
+      this.positions.push(new Float64Array(PAGE_ENTRIES));
+      this.lengths.push(new Uint32Array(PAGE_ENTRIES));
+    }
+    return b;
+  }
+
+  /** Appends the entry for offset q.end. */
+  push(q: QueueState, position: number, length: number): void {
+    const rel = q.end - q.base;
+    const blockIdx = rel >>> INDEX_BLOCK_SHIFT;
+    if (blockIdx === q.blocks.length) q.blocks.push(this.allocBlock());
+    const block = q.blocks[blockIdx];
+    const page = Math.floor(block / INDEX_PAGE_BLOCKS);
+    const slot = (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK);
+    this.positions[page][slot] = position;
+    this.lengths[page][slot] = length;
+    q.end++;
+    q.bytes += length;
+    this.entries++;
+  }
+
+  /** Removes the last entry (rollback of an append whose write failed). */
+  pop(q: QueueState): void {
+    invariant(q.end > q.start, 'pop from an empty queue');
+    q.bytes -= this.lengthOf(q, q.end - 1);
+    q.end--;
+    this.entries--;
+    const needed = (q.end - q.base + BLOCK_MASK) >>> INDEX_BLOCK_SHIFT;
+    while (q.blocks.length > needed) this.freeBlocks.push(q.blocks.pop() as number);
+  }
+
+  positionOf(q: QueueState, offset: number): number {
+    invariant(offset >= q.start && offset < q.end, 'index lookup in range');
+    const rel = offset - q.base;
+    const block = q.blocks[rel >>> INDEX_BLOCK_SHIFT];
+    return this.positions[Math.floor(block / INDEX_PAGE_BLOCKS)][(block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK)];
+  }
+
+  lengthOf(q: QueueState, offset: number): number {
+    invariant(offset >= q.start && offset < q.end, 'index lookup in range');
+    const rel = offset - q.base;
+    const block = q.blocks[rel >>> INDEX_BLOCK_SHIFT];
+    return this.lengths[Math.floor(block / INDEX_PAGE_BLOCKS)][(block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK)];
+  }
+
+  /**
+   * Drops every entry whose record starts below `position` (its segment was deleted). Positions
+   * grow with offsets, so a binary search finds the new start.
+   */
+  trimBelow(position: number): void {
+    for (const q of this.queues.values()) {
+      if (q.start === q.end || this.positionOf(q, q.start) >= position) continue;
+      let lo = q.start;
+      let hi = q.end;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.positionOf(q, mid) < position) lo = mid + 1;
+        else hi = mid;
+      }
+      this.advanceStart(q, lo);
+    }
+  }
+
+  /** Moves the first retained offset of q up to `newStart`, freeing whole blocks below it. */
+  advanceStart(q: QueueState, newStart: number): void {
+    invariant(newStart >= q.start && newStart <= q.end, 'start moves forward within the queue');
+    for (let o = q.start; o < newStart; o++) q.bytes -= this.lengthOf(q, o);
+    this.entries -= newStart - q.start;
+    q.start = newStart;
+    const dropBlocks = (newStart - q.base) >>> INDEX_BLOCK_SHIFT;
+    if (dropBlocks > 0) {
+      for (const b of q.blocks.splice(0, dropBlocks)) this.freeBlocks.push(b);
+      q.base += dropBlocks * INDEX_BLOCK_ENTRIES;
+    }
+  }
+
+  /** Sets an empty queue's offsets to begin at `offset` (checkpoint load, retention of a whole queue). */
+  resetEmpty(q: QueueState, offset: number): void {
+    invariant(q.start === q.end, 'reset only an empty queue');
+    for (const b of q.blocks) this.freeBlocks.push(b);
+    q.blocks = [];
+    q.start = offset;
+    q.end = offset;
+    q.base = offset - (offset & BLOCK_MASK);
+  }
+
+  /** Entries of q with position < `position` (used to snapshot only what is durable). */
+  countBelow(q: QueueState, position: number): number {
+    let n = q.end;
+    while (n > q.start && this.positionOf(q, n - 1) >= position) n--;
+    return n;
+  }
+
+  /** Calls fn(position, length) for entries [from, to) of q, in offset order. */
+  forEachEntry(q: QueueState, from: number, to: number, fn: (position: number, length: number) => void): void {
+    for (let o = from; o < to; o++) {
+      const rel = o - q.base;
+      const block = q.blocks[rel >>> INDEX_BLOCK_SHIFT];
+      const page = Math.floor(block / INDEX_PAGE_BLOCKS);
+      const slot = (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK);
+      fn(this.positions[page][slot], this.lengths[page][slot]);
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The read path: index -> memory tier -> read-ahead -> fast tier -> log. Every record is checked
+ * (magic, length, CRC, topic/queue/offset) wherever it comes from, so a bad cache or bit rot on
+ * disk surfaces as CIRRUS_STORE_CORRUPT rather than as wrong bytes.
+ */
+import {
+  MAX_READ_SPAN_BYTES,
+  READ_AHEAD_MAX_BYTES,
+  READ_AHEAD_RECORDS,
+  READ_COALESCE_GAP_BYTES,
+} from './constants.js';
+import { StoreCorruptError } from './errors.js';
+import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
+import { DAMAGED_LENGTH, type QueueIndex, type QueueState } from './queue-index.js';
+import type { SegmentSet } from './segment-set.js';
+import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
+
+/** Why a record at `at` in `buf` is not the one expected, or null when it is. */
+function recordProblem(buf: Buffer, at: number, length: number, q: QueueState, offset: number): string | null {
+  if (at + length > buf.length || length < RECORD_HEADER_BYTES) return 'short read';
+  if (!hasRecordMagic(buf, at)) return 'bad magic';
+  const bodyBytes = buf.readUInt32LE(at + REC.bodyBytes);
+  if (RECORD_HEADER_BYTES + bodyBytes !== length) return 'length differs from the index';
+  if (!recordCrcOk(buf, at, bodyBytes)) return 'CRC mismatch';
+  if (buf.readUInt32LE(at + REC.topicId) !== q.topicId || buf.readUInt32LE(at + REC.queueId) !== q.queueId) return 'record of another queue';
+  if (readU64(buf, at + REC.queueOffset) !== offset) return 'record of another offset';
+  return null;
+}
+
+interface Pending {
+  /** Index into the result (or into the read-ahead list when >= the requested count). */
+  slot: number;
+  offset: number;
+  position: number;
+  length: number;
+}
+
+export interface ReadCounters {
+  bytesRead: number;
+  messagesRead: number;
+}
+
+export class RecordReader {
+  constructor(
+    private readonly index: QueueIndex,
+    private readonly segments: SegmentSet,
+    private readonly mem: MemoryTier,
+    private readonly readAhead: ReadAhead,
+    private readonly fast: FastTier | null,
+    private readonly counters: ReadCounters,
+  ) {}
+
+  /** Bodies of offsets [from, to) of q; the caller has clipped `to` to what readers may see. */
+  async read(name: string, q: QueueState, key: number, from: number, to: number, visibleEnd: number): Promise<Buffer[]> {
+    const out: Buffer[] = new Array<Buffer>(to - from);
+    const misses: Pending[] = [];
+    for (let o = from; o < to; o++) {
+      const position = this.index.positionOf(q, o);
+      const length = this.index.lengthOf(q, o);
+      if (length === DAMAGED_LENGTH) {
+        throw new StoreCorruptError(`offset ${o} of ${name}/${q.queueId} lies in a range recovery found damaged`, position);
+      }
+      const chunk = this.mem.find(position);
+      if (chunk) {
+        const at = position - chunk.start;
+        const problem = recordProblem(chunk.buf, at, length, q, o);
+        if (problem) throw new StoreCorruptError(`offset ${o} of ${name}/${q.queueId} in memory: ${problem}`, position);
+        out[o - from] = Buffer.from(chunk.buf.subarray(at + RECORD_HEADER_BYTES, at + length));
+        this.mem.counter.hits++;
+        continue;
+      }
+      const ahead = this.readAhead.take(key, o);
+      if (ahead) {
+        out[o - from] = ahead;
+        this.mem.counter.hits++;
+        continue;
+      }
+      this.mem.counter.misses++;
+      misses.push({ slot: o - from, offset: o, position, length });
+    }
+    if (misses.length > 0) await this.readMisses(name, q, key, misses, out, to, visibleEnd);
+    for (const b of out) this.counters.bytesRead += b.length;
+    this.counters.messagesRead += out.length;
+    return out;
+  }
+
+  private async readMisses(name: string, q: QueueState, key: number, misses: Pending[], out: Buffer[], to: number, visibleEnd: number): Promise<void> {
+    let fromLog: Pending[] = misses;
+    if (this.fast) {
+      fromLog = [];
+      for (const m of misses) {
+        const buf = await this.fast.read(m.position, m.length);
+        if (buf && recordProblem(buf, 0, m.length, q, m.offset) === null) {
+          out[m.slot] = buf.subarray(RECORD_HEADER_BYTES);
+          this.fast.counter.hits++;
+        } else {
+          this.fast.counter.misses++;
+          fromLog.push(m);
+        }
+      }
+      if (fromLog.length === 0) return;
+    }
+    // A cold reader: read ahead of it, in the same spans, so its next calls hit memory.
+    const requested = out.length;
+    let aheadBytes = 0;
+    const ahead: Pending[] = [];
+    for (let o = to; o < q.end && ahead.length < READ_AHEAD_RECORDS && aheadBytes < READ_AHEAD_MAX_BYTES; o++) {
+      const position = this.index.positionOf(q, o);
+      const length = this.index.lengthOf(q, o);
+      if (length === DAMAGED_LENGTH || position + length > visibleEnd || this.mem.find(position)) break;
+      ahead.push({ slot: requested + ahead.length, offset: o, position, length });
+      aheadBytes += length;
+    }
+    const aheadBodies: Buffer[] = [];
+    let aheadOk = true;
+    const all = fromLog.concat(ahead);
+    let i = 0;
+    while (i < all.length) {
+      // One span: records of one segment, close together, bounded in size.
+      const seg = this.segments.find(all[i].position);
+      if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${name}/${q.queueId}: its segment is missing`, all[i].position);
+      const spanStart = all[i].position;
+      let spanEnd = spanStart + all[i].length;
+      let j = i + 1;
+      while (
+        j < all.length &&
+        all[j].position >= spanEnd &&
+        all[j].position - spanEnd <= READ_COALESCE_GAP_BYTES &&
+        all[j].position + all[j].length - spanStart <= MAX_READ_SPAN_BYTES &&
+        all[j].position + all[j].length <= seg.start + seg.size
+      ) {
+        spanEnd = all[j].position + all[j].length;
+        j++;
+      }
+      const buf = Buffer.allocUnsafe(spanEnd - spanStart);
+      const file = await this.segments.handle(seg);
+      const got = await file.read(buf, 0, buf.length, spanStart - seg.start);
+      const span = got === buf.length ? buf : buf.subarray(0, got);
+      for (let k = i; k < j; k++) {
+        const m = all[k];
+        const at = m.position - spanStart;
+        const problem = recordProblem(span, at, m.length, q, m.offset);
+        if (m.slot < requested) {
+          if (problem) throw new StoreCorruptError(`offset ${m.offset} of ${name}/${q.queueId} on disk: ${problem}`, m.position);
+          out[m.slot] = span.subarray(at + RECORD_HEADER_BYTES, at + m.length);
+        } else if (aheadOk) {
+          if (problem) aheadOk = false;
+          else aheadBodies.push(span.subarray(at + RECORD_HEADER_BYTES, at + m.length));
+        }
+      }
+      i = j;
+    }
+    if (aheadBodies.length > 0) this.readAhead.put(key, to, aheadBodies);
+  }
+}

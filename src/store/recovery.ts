@@ -1,0 +1,199 @@
+/**
+ * Recovery of the log: which bytes are whole records, and what to do with the rest.
+ *
+ * Per record, classifyRecord is the decision table (first failing column wins):
+ *
+ *   | bytes left | >= header? | magic+ver ok? | body length <= max? | body fits? | CRC ok? | verdict      |
+ *   |------------|------------|---------------|---------------------|------------|---------|--------------|
+ *   | 0          | -          | -             | -                   | -          | -       | end          |
+ *   | > 0        | no         | -             | -                   | -          | -       | torn-header  |
+ *   | > 0        | yes        | no            | -                   | -          | -       | bad-magic    |
+ *   | > 0        | yes        | yes           | no                  | -          | -       | bad-length   |
+ *   | > 0        | yes        | yes           | yes                 | no         | -       | torn-body    |
+ *   | > 0        | yes        | yes           | yes                 | yes        | no      | bad-crc      |
+ *   | > 0        | yes        | yes           | yes                 | yes        | yes     | ok           |
+ *
+ * Any verdict but ok/end starts a resync: the scanner looks for the next position in the same
+ * segment where a record classifies ok.
+ *
+ *   | found a good record after the damage? | last segment? | action                                   | kind   |
+ *   |---------------------------------------|---------------|------------------------------------------|--------|
+ *   | yes                                   | any           | report [damage, good) and go on there     | middle |
+ *   | no                                    | yes           | truncate the file at the damage (on open) | tail   |
+ *   | no                                    | no            | report [damage, segment end)              | middle |
+ *
+ * Then, per good record, the store checks its queue offset against the index (see store-recovery
+ * in store.ts): == expected -> indexed; > expected -> the missing offsets are indexed as damaged
+ * (reads of them reject with CIRRUS_STORE_CORRUPT) when the gap is plausible for the damaged
+ * bytes, else the record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
+ * A torn tail is always the unacknowledged end of the last flush (one writer, one write in
+ * flight), so cutting it loses nothing that was acknowledged.
+ */
+import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_VERSION, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
+import { SCAN_READ_BYTES } from './constants.js';
+import type { StoreFile } from './io.js';
+
+export type RecordVerdict = 'ok' | 'end' | 'torn-header' | 'bad-magic' | 'bad-length' | 'torn-body' | 'bad-crc';
+
+/** The per-record decision table; `available` counts bytes of buf from `at` that belong to the file. */
+export function classifyRecord(buf: Buffer, at: number, available: number, maxBodyBytes: number): RecordVerdict {
+  if (available <= 0) return 'end';
+  if (available < RECORD_HEADER_BYTES) return 'torn-header';
+  if (!hasRecordMagic(buf, at)) return 'bad-magic';
+  const bodyBytes = buf.readUInt32LE(at + REC.bodyBytes);
+  if (bodyBytes > maxBodyBytes) return 'bad-length';
+  if (RECORD_HEADER_BYTES + bodyBytes > available) return 'torn-body';
+  if (!recordCrcOk(buf, at, bodyBytes)) return 'bad-crc';
+  return 'ok';
+}
+
+export interface ScannedRecord {
+  /** Log position of the record. */
+  position: number;
+  recordBytes: number;
+  topicId: number;
+  queueId: number;
+  queueOffset: number;
+  timestampMs: number;
+}
+
+export interface DamageReport {
+  segmentStart: number;
+  /** Log positions of the damaged range [from, to). */
+  from: number;
+  to: number;
+  verdict: RecordVerdict;
+  kind: 'tail' | 'middle';
+}
+
+export interface SegmentScanResult {
+  damage: DamageReport[];
+  /** Log position just past the last good record when the segment ends in a torn tail. */
+  cutAt: number | null;
+  records: number;
+  lastTimestampMs: number;
+}
+
+/** A sliding window over a file, so records of any size up to the window can be looked at. */
+class Window {
+  buf: Buffer;
+  start = 0;
+  length = 0;
+
+  constructor(
+    private readonly file: StoreFile,
+    private readonly size: number,
+    windowBytes: number,
+  ) {
+    this.buf = Buffer.allocUnsafe(windowBytes);
+  }
+
+  /** Makes [off, off + n) (clipped to the file) readable in buf; returns the index of `off`. */
+  async ensure(off: number, n: number): Promise<number> {
+    const want = Math.min(n, this.size - off);
+    if (off >= this.start && off + want <= this.start + this.length) return off - this.start;
+    if (want > this.buf.length) this.buf = Buffer.allocUnsafe(want);
+    const len = Math.min(this.buf.length, this.size - off);
+    this.length = await this.file.read(this.buf, 0, len, off);
+    this.start = off;
+    return 0;
+  }
+
+  /** Bytes of the file readable in buf from `off`. */
+  availableFrom(off: number): number {
+    return this.start + this.length - off;
+  }
+}
+
+const MAGIC_PATTERN = Buffer.from([RECORD_MAGIC & 0xff, RECORD_MAGIC >> 8, RECORD_VERSION, 0]);
+
+/**
+ * Scans one segment from `fromPosition` (a log position inside it) and hands every good record to
+ * `visit`. `size` is the file's length. Read-only: the caller truncates on a tail verdict.
+ */
+export async function scanSegment(
+  file: StoreFile,
+  segmentStart: number,
+  size: number,
+  fromPosition: number,
+  isLast: boolean,
+  maxBodyBytes: number,
+  visit: (r: ScannedRecord) => void,
+  onDamage: (d: DamageReport) => void = () => undefined,
+): Promise<SegmentScanResult> {
+  const win = new Window(file, size, Math.max(SCAN_READ_BYTES, RECORD_HEADER_BYTES + Math.min(maxBodyBytes, size)));
+  const damage: DamageReport[] = [];
+  const report = (d: DamageReport): void => {
+    damage.push(d);
+    onDamage(d);
+  };
+  let cutAt: number | null = null;
+  let records = 0;
+  let lastTimestampMs = 0;
+  let off = fromPosition - segmentStart;
+
+  const verdictAt = async (at: number): Promise<{ verdict: RecordVerdict; i: number }> => {
+    let i = await win.ensure(at, RECORD_HEADER_BYTES);
+    const headerAvail = Math.min(win.availableFrom(at), size - at);
+    if (headerAvail >= RECORD_HEADER_BYTES && hasRecordMagic(win.buf, i)) {
+      const bodyBytes = win.buf.readUInt32LE(i + REC.bodyBytes);
+      if (bodyBytes <= maxBodyBytes) i = await win.ensure(at, RECORD_HEADER_BYTES + bodyBytes);
+    }
+    return { verdict: classifyRecord(win.buf, i, Math.min(win.availableFrom(at), size - at), maxBodyBytes), i };
+  };
+
+  while (off < size) {
+    const { verdict, i } = await verdictAt(off);
+    if (verdict === 'ok') {
+      const h = decodeHeader(win.buf, i);
+      const recordBytes = RECORD_HEADER_BYTES + h.bodyBytes;
+      visit({
+        position: segmentStart + off,
+        recordBytes,
+        topicId: h.topicId,
+        queueId: h.queueId,
+        queueOffset: h.queueOffset,
+        timestampMs: h.timestampMs,
+      });
+      records++;
+      if (h.timestampMs > lastTimestampMs) lastTimestampMs = h.timestampMs;
+      off += recordBytes;
+      continue;
+    }
+    if (verdict === 'end') break;
+    const next = await resync(off + 1);
+    if (next !== null) {
+      report({ segmentStart, from: segmentStart + off, to: segmentStart + next, verdict, kind: 'middle' });
+      off = next;
+      continue;
+    }
+    if (isLast) {
+      report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'tail' });
+      cutAt = segmentStart + off;
+    } else {
+      report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'middle' });
+    }
+    break;
+  }
+  return { damage, cutAt, records, lastTimestampMs };
+
+  /** The next offset >= from where a record classifies ok, or null. */
+  async function resync(from: number): Promise<number | null> {
+    let at = from;
+    while (at + RECORD_HEADER_BYTES <= size) {
+      const i = await win.ensure(at, SCAN_READ_BYTES);
+      const avail = win.availableFrom(at);
+      const hit = win.buf.subarray(i, i + avail).indexOf(MAGIC_PATTERN);
+      if (hit < 0) {
+        // Keep the last 3 bytes: the pattern may straddle the window edge.
+        at += Math.max(1, avail - (MAGIC_PATTERN.length - 1));
+        continue;
+      }
+      const cand = at + hit;
+      const { verdict } = await verdictAt(cand);
+      if (verdict === 'ok') return cand;
+      at = cand + 1;
+    }
+    return null;
+  }
+}

@@ -1,0 +1,451 @@
+/**
+ * MessageStore: the facade. It wires the parts together and owns the lifecycle; the work is done
+ * in group-commit.ts (writes), reader.ts (reads), recovery.ts + checkpoint.ts (open), and
+ * retention.ts. See docs/store.md.
+ */
+import { join } from 'node:path';
+import { invariant } from '../common/index.js';
+import { encodeCheckpoint, checkCheckpoint, loadCheckpoint, readCheckpointFile, writeCheckpointFile } from './checkpoint.js';
+import {
+  CHECKPOINT_INTERVAL_BYTES,
+  DEFAULT_FAST_TIER_BYTES,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_MEMORY_CACHE_BYTES,
+  DEFAULT_SEGMENT_BYTES,
+  MAX_MESSAGE_BYTES_LIMIT,
+  MIN_SEGMENT_BYTES,
+  READ_AHEAD_BUDGET_FRACTION,
+  RETENTION_CHECK_INTERVAL_MS,
+} from './constants.js';
+import { StoreClosedError, StoreInvalidArgumentError, StoreOffsetTruncatedError } from './errors.js';
+import { CLEAN_FILE, RECORD_HEADER_BYTES, encodeRecord, segmentFileName } from './format.js';
+import { GroupCommit } from './group-commit.js';
+import { nodeIo, type StoreIo } from './io.js';
+import { acquireLock, type StoreLock } from './lock.js';
+import { DAMAGED_LENGTH, QueueIndex, queueKey } from './queue-index.js';
+import { RecordReader, type ReadCounters } from './reader.js';
+import { scanSegment, type DamageReport } from './recovery.js';
+import { segmentsToDelete } from './retention.js';
+import { SegmentSet, type Segment } from './segment-set.js';
+import { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
+import { TopicDict } from './topic-dict.js';
+import type { MessageStoreApi, QueueInfo, RetentionOptions, StoreOptions, StoreStats, SyncPolicy } from './types.js';
+import { checkData, checkFetchNum, checkIntOption, checkOffset, checkQueueId, checkTopic } from './validate.js';
+
+export interface OpenOptions extends StoreOptions {
+  /** File-system seam; tests inject faults through it. Default: the real file system. */
+  io?: StoreIo;
+}
+
+/** What open() found and did; also returned by inspect. */
+export interface RecoveryReport {
+  /** The previous run closed cleanly (CLEAN marker present). */
+  cleanShutdown: boolean;
+  checkpoint: { used: boolean; logPosition: number | null; reason: string };
+  /** Log bytes scanned after the checkpoint. */
+  scannedBytes: number;
+  scannedRecords: number;
+  damage: DamageReport[];
+  /** Bytes cut from the end of the last segment (torn or corrupt tail). */
+  truncatedBytes: number;
+  /** Bytes cut from the end of the topic dictionary. */
+  dictionaryCutBytes: number;
+  /** Offsets indexed as damaged because their records were lost in the middle of the log. */
+  damagedOffsets: number;
+  /** Good records ignored (unknown topic, stale or implausible offset). */
+  ignoredRecords: number;
+  durationMs: number;
+}
+
+interface ResolvedOptions {
+  dir: string;
+  memoryCacheBytes: number;
+  fastTierDir: string | null;
+  fastTierBytes: number;
+  segmentBytes: number;
+  retention: RetentionOptions | null;
+  sync: SyncPolicy;
+  maxMessageBytes: number;
+}
+
+const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
+
+function resolveOptions(options: StoreOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new StoreInvalidArgumentError('options', 'must be an object');
+  if (typeof options.dir !== 'string' || options.dir.length === 0) throw new StoreInvalidArgumentError('dir', 'must be a non-empty path');
+  const maxMessageBytes = checkIntOption('maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 1, MAX_MESSAGE_BYTES_LIMIT);
+  const segmentBytes = checkIntOption('segmentBytes', options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, 2 ** 40);
+  if (segmentBytes < RECORD_HEADER_BYTES + maxMessageBytes) {
+    throw new StoreInvalidArgumentError('segmentBytes', `must hold the largest record (${RECORD_HEADER_BYTES + maxMessageBytes} bytes)`);
+  }
+  const memoryCacheBytes = checkIntOption('memoryCacheBytes', options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES, 0, MAX_BUDGET_BYTES);
+  const fastTierDir = options.fastTierDir ?? null;
+  if (fastTierDir !== null && (typeof fastTierDir !== 'string' || fastTierDir.length === 0)) {
+    throw new StoreInvalidArgumentError('fastTierDir', 'must be a non-empty path');
+  }
+  const fastTierBytes = checkIntOption('fastTierBytes', options.fastTierBytes ?? DEFAULT_FAST_TIER_BYTES, 0, MAX_BUDGET_BYTES);
+  const sync: SyncPolicy = options.sync ?? { mode: 'always' };
+  if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
+  else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
+  let retention: RetentionOptions | null = null;
+  if (options.retention) {
+    const r = options.retention;
+    if (r.maxAgeMs !== undefined) checkIntOption('retention.maxAgeMs', r.maxAgeMs, 1, MAX_BUDGET_BYTES);
+    if (r.maxTotalBytes !== undefined) checkIntOption('retention.maxTotalBytes', r.maxTotalBytes, 1, MAX_BUDGET_BYTES);
+    if (r.maxAgeMs !== undefined || r.maxTotalBytes !== undefined) retention = { ...r };
+  }
+  return { dir: options.dir, memoryCacheBytes, fastTierDir, fastTierBytes, segmentBytes, retention, sync, maxMessageBytes };
+}
+
+export class MessageStore implements MessageStoreApi {
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private lastCheckpointPos: number;
+  private checkpointing: Promise<void> | null = null;
+  private retaining: Promise<void> | null = null;
+  private retentionTimer: NodeJS.Timeout | null = null;
+  private readonly counters: ReadCounters = { bytesRead: 0, messagesRead: 0 };
+  private readonly gc: GroupCommit;
+  private readonly reader: RecordReader;
+  private readonly readAhead: ReadAhead;
+  private messagesWritten = 0;
+
+  private constructor(
+    private readonly o: ResolvedOptions,
+    private readonly io: StoreIo,
+    private readonly lock: StoreLock,
+    private readonly dict: TopicDict,
+    private readonly index: QueueIndex,
+    private readonly segments: SegmentSet,
+    private readonly mem: MemoryTier,
+    private readonly fast: FastTier | null,
+    /** What open() found and did. */
+    readonly recovery: RecoveryReport,
+  ) {
+    this.readAhead = new ReadAhead(Math.floor(o.memoryCacheBytes * READ_AHEAD_BUDGET_FRACTION));
+    this.gc = new GroupCommit(segments, mem, o.segmentBytes, o.sync, {
+      beforeWrite: () => dict.sync(),
+      afterFlush: () => this.afterFlush(),
+      rollbackEntry: (q) => index.pop(q),
+      segmentRolled: () => {
+        if (this.o.retention) queueMicrotask(() => void this.applyRetention());
+      },
+    });
+    this.reader = new RecordReader(index, segments, mem, this.readAhead, fast, this.counters);
+    this.lastCheckpointPos = recovery.checkpoint.logPosition ?? 0;
+    if (o.retention) {
+      this.retentionTimer = setInterval(() => void this.applyRetention(), RETENTION_CHECK_INTERVAL_MS);
+      this.retentionTimer.unref();
+    }
+  }
+
+  /** Opens (creating if needed) the store in options.dir: lock, recover, ready for appends. */
+  static async open(options: OpenOptions): Promise<MessageStore> {
+    const o = resolveOptions(options);
+    const io = options.io ?? nodeIo;
+    await io.mkdirp(o.dir);
+    const lock = await acquireLock(o.dir);
+    try {
+      const store = await MessageStore.recover(o, io, lock);
+      if (store.recovery.scannedBytes >= CHECKPOINT_INTERVAL_BYTES / 4) store.startCheckpoint();
+      if (o.retention) await store.applyRetention();
+      return store;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  private static async recover(o: ResolvedOptions, io: StoreIo, lock: StoreLock): Promise<MessageStore> {
+    const t0 = Date.now();
+    const cleanPath = join(o.dir, CLEAN_FILE);
+    const cleanShutdown = (await io.stat(cleanPath)) !== null;
+    if (cleanShutdown) {
+      await io.unlink(cleanPath);
+      await io.syncDir(o.dir);
+    }
+    const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
+    const found = await SegmentSet.discover(io, o.dir);
+    const index = new QueueIndex();
+    const last = found[found.length - 1];
+    const logEnd = last ? last.start + last.size : 0;
+
+    // Phase 1: the checkpoint, if it is whole and consistent with the files.
+    let scanFrom = found.length > 0 ? found[0].start : 0;
+    const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, reason: 'no checkpoint' };
+    const ckptBuf = await readCheckpointFile(io, o.dir);
+    const info = checkCheckpoint(ckptBuf);
+    if (ckptBuf && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
+    if (info && ckptBuf) {
+      const holder = found.filter((s) => s.start <= info.logPosition).pop();
+      if (info.logPosition > logEnd || (holder && info.logPosition > holder.start + holder.size)) {
+        checkpoint.reason = 'checkpoint is ahead of the log files: full scan';
+      } else if (info.topicCount > dict.size) {
+        checkpoint.reason = 'checkpoint names topics the dictionary lacks: full scan';
+      } else {
+        loadCheckpoint(ckptBuf, index);
+        checkpoint.used = true;
+        checkpoint.logPosition = info.logPosition;
+        checkpoint.reason = 'loaded';
+        scanFrom = Math.max(scanFrom, info.logPosition);
+      }
+    }
+    const firstStart = found.length > 0 ? found[0].start : (checkpoint.logPosition ?? 0);
+    index.trimBelow(firstStart);
+
+    // Phase 2: scan the log after the checkpoint; cut a torn tail.
+    const damage: DamageReport[] = [];
+    let damagedBytes = 0;
+    let damagedOffsets = 0;
+    let ignoredRecords = 0;
+    let scannedBytes = 0;
+    let scannedRecords = 0;
+    let truncatedBytes = 0;
+    for (let k = 0; k < found.length; k++) {
+      const seg = found[k];
+      if (seg.start + seg.size <= scanFrom) continue;
+      const isLast = k === found.length - 1;
+      const from = Math.max(scanFrom, seg.start);
+      const file = await io.open(join(o.dir, segmentFileName(seg.start)), isLast ? 'readwrite' : 'read');
+      try {
+        const res = await scanSegment(
+          file,
+          seg.start,
+          seg.size,
+          from,
+          isLast,
+          MAX_MESSAGE_BYTES_LIMIT,
+          (r) => {
+            if (dict.name(r.topicId) === undefined) {
+              ignoredRecords++;
+              return;
+            }
+            const existed = index.get(r.topicId, r.queueId) !== undefined;
+            const q = index.getOrCreate(r.topicId, r.queueId);
+            // A queue first seen past offset 0 begins where retention left it.
+            if (!existed && r.queueOffset > 0) index.resetEmpty(q, r.queueOffset);
+            if (r.queueOffset > q.end) {
+              const gap = r.queueOffset - q.end;
+              if (gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
+                ignoredRecords++;
+                return;
+              }
+              for (let g = 0; g < gap; g++) index.push(q, r.position, DAMAGED_LENGTH);
+              damagedOffsets += gap;
+            } else if (r.queueOffset < q.end) {
+              ignoredRecords++;
+              return;
+            }
+            index.push(q, r.position, r.recordBytes);
+          },
+          (d) => {
+            damage.push(d);
+            damagedBytes += d.to - d.from;
+          },
+        );
+        scannedBytes += seg.start + seg.size - from;
+        scannedRecords += res.records;
+        if (res.cutAt !== null) {
+          const keep = res.cutAt - seg.start;
+          truncatedBytes += seg.size - keep;
+          await file.truncate(keep);
+          await file.datasync();
+          seg.size = keep;
+        }
+      } finally {
+        await file.close();
+      }
+    }
+
+    // Phase 3: the segment set, the active segment open for writing.
+    const segments = new SegmentSet(io, o.dir);
+    for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
+    if (last) await segments.openActive(last, false);
+    else await segments.openActive({ start: firstStart, size: 0, file: null, lastWriteMs: io.now() }, true);
+    const mem = new MemoryTier(o.memoryCacheBytes);
+    const fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
+    const recovery: RecoveryReport = {
+      cleanShutdown,
+      checkpoint,
+      scannedBytes,
+      scannedRecords,
+      damage,
+      truncatedBytes,
+      dictionaryCutBytes,
+      damagedOffsets,
+      ignoredRecords,
+      durationMs: Date.now() - t0,
+    };
+    return new MessageStore(o, io, lock, dict, index, segments, mem, fast, recovery);
+  }
+
+  append(topic: string, queueId: number, data: Uint8Array): Promise<number> {
+    try {
+      checkTopic(topic);
+      checkQueueId(queueId);
+      checkData(data, this.o.maxMessageBytes);
+      if (this.closed) throw new StoreClosedError();
+      if (this.gc.stickyError) throw this.gc.stickyError;
+      const topicId = this.dict.idFor(topic);
+      const q = this.index.getOrCreate(topicId, queueId);
+      const bytes = RECORD_HEADER_BYTES + data.byteLength;
+      const chunk = this.gc.reserve(bytes);
+      const at = chunk.used - bytes;
+      const offset = q.end;
+      encodeRecord(chunk.buf, at, topicId, queueId, offset, this.io.now(), data);
+      this.index.push(q, chunk.start + at, bytes);
+      this.messagesWritten++;
+      return this.gc.enqueue(q, chunk.start + at + bytes, offset);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async getRange(topic: string, queueId: number, offset: number, fetchNum: number): Promise<Buffer[]> {
+    checkTopic(topic);
+    checkQueueId(queueId);
+    checkOffset(offset);
+    checkFetchNum(fetchNum);
+    if (this.closed) throw new StoreClosedError();
+    const topicId = this.dict.lookup(topic);
+    if (topicId === undefined) return [];
+    const q = this.index.get(topicId, queueId);
+    if (!q) return [];
+    if (offset < q.start) throw new StoreOffsetTruncatedError(topic, queueId, offset, q.start);
+    const visible = this.gc.visibleEnd;
+    let end = Math.min(q.end, offset + fetchNum);
+    // Appends not yet durable are not visible: they could still be rolled back.
+    while (end > offset && this.index.positionOf(q, end - 1) + this.index.lengthOf(q, end - 1) > visible) end--;
+    if (end <= offset) return [];
+    return this.reader.read(topic, q, queueKey(topicId, queueId), offset, end, visible);
+  }
+
+  endOffset(topic: string, queueId: number): number {
+    checkTopic(topic);
+    checkQueueId(queueId);
+    if (this.closed) throw new StoreClosedError();
+    const topicId = this.dict.lookup(topic);
+    if (topicId === undefined) return 0;
+    return this.index.get(topicId, queueId)?.end ?? 0;
+  }
+
+  topics(): string[] {
+    if (this.closed) throw new StoreClosedError();
+    return [...this.dict.allNames()];
+  }
+
+  queues(topic?: string): QueueInfo[] {
+    if (topic !== undefined) checkTopic(topic);
+    if (this.closed) throw new StoreClosedError();
+    const only = topic === undefined ? undefined : this.dict.lookup(topic);
+    if (topic !== undefined && only === undefined) return [];
+    const out: QueueInfo[] = [];
+    for (const q of this.index.all()) {
+      if (only !== undefined && q.topicId !== only) continue;
+      out.push({ topic: this.dict.name(q.topicId) as string, queueId: q.queueId, startOffset: q.start, endOffset: q.end, bytes: q.bytes });
+    }
+    return out;
+  }
+
+  stats(): StoreStats {
+    if (this.closed) throw new StoreClosedError();
+    const gc = this.gc;
+    return {
+      bytesWritten: gc.bytesWritten,
+      messagesWritten: this.messagesWritten,
+      bytesRead: this.counters.bytesRead,
+      messagesRead: this.counters.messagesRead,
+      segments: this.segments.list.length,
+      topics: this.dict.size,
+      queues: this.index.queueCount,
+      syncs: gc.syncs,
+      syncLatencyMeanMs: gc.syncLatency.meanMs(),
+      syncLatencyP99Ms: gc.syncLatency.percentileMs(99),
+      meanBatchMessages: gc.flushes === 0 ? 0 : gc.flushedMessages / gc.flushes,
+      cache: {
+        memory: this.mem.counter.snapshot(this.mem.bytes + this.readAhead.bytes, this.o.memoryCacheBytes),
+        fastTier: this.fast ? this.fast.counter.snapshot(this.fast.bytes, this.fast.budgetBytes) : null,
+      },
+    };
+  }
+
+  /** The remembered write error (sticky or the last ENOSPC), or null when writes are healthy. */
+  writeError(): Error | null {
+    return this.gc.stickyError ?? this.gc.lastError;
+  }
+
+  private afterFlush(): void {
+    for (const c of this.mem.evict(this.gc.flushed)) this.fast?.offer(c);
+    if (this.gc.flushed - this.lastCheckpointPos >= CHECKPOINT_INTERVAL_BYTES) this.startCheckpoint();
+  }
+
+  private startCheckpoint(): void {
+    if (this.checkpointing) return;
+    this.checkpointing = this.writeCheckpoint()
+      .catch(() => undefined)
+      .finally(() => (this.checkpointing = null));
+  }
+
+  private async writeCheckpoint(): Promise<void> {
+    const position = this.gc.flushed;
+    const data = encodeCheckpoint(this.index, position, this.dict.size, this.io.now());
+    await writeCheckpointFile(this.io, this.o.dir, data);
+    this.lastCheckpointPos = position;
+  }
+
+  /** Writes an index checkpoint now (normally done every CHECKPOINT_INTERVAL_BYTES and at close). */
+  async checkpoint(): Promise<void> {
+    if (this.closed) throw new StoreClosedError();
+    if (this.checkpointing) await this.checkpointing;
+    await this.writeCheckpoint();
+  }
+
+  /** Applies retention now (normally on every segment roll and every RETENTION_CHECK_INTERVAL_MS). */
+  async applyRetention(): Promise<void> {
+    const retention = this.o.retention;
+    if (!retention || this.closed) return;
+    if (this.retaining) return this.retaining;
+    this.retaining = (async () => {
+      const victims = segmentsToDelete(this.segments.list, retention, this.io.now(), this.gc.flushed);
+      for (const v of victims) {
+        const i = this.segments.list.indexOf(v);
+        invariant(i >= 0 && i < this.segments.list.length - 1, 'retention never deletes the active segment');
+        const next = this.segments.list[i + 1] as Segment;
+        // Index first, so readers get CIRRUS_STORE_OFFSET_TRUNCATED rather than a missing file.
+        this.index.trimBelow(next.start);
+        this.mem.dropBelow(next.start);
+        this.readAhead.clear();
+        await this.segments.remove(v);
+      }
+    })().finally(() => (this.retaining = null));
+    return this.retaining;
+  }
+
+  /** Flushes and syncs what is pending, writes a checkpoint and the clean marker, releases the lock. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    this.closing = (async () => {
+      if (this.retentionTimer) clearInterval(this.retentionTimer);
+      await this.gc.drain();
+      this.gc.stop();
+      if (this.retaining) await this.retaining.catch(() => undefined);
+      if (this.checkpointing) await this.checkpointing;
+      try {
+        if (this.gc.stickyError === null) {
+          await this.writeCheckpoint();
+          const marker = await this.io.open(join(this.o.dir, CLEAN_FILE), 'create');
+          await marker.datasync();
+          await marker.close();
+          await this.io.syncDir(this.o.dir);
+        }
+      } finally {
+        await this.fast?.close();
+        await this.segments.closeAll();
+        await this.dict.close();
+        await this.lock.release();
+      }
+    })();
+    return this.closing;
+  }
+}

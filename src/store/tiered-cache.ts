@@ -1,0 +1,312 @@
+/**
+ * The read cache in tiers: memory, then an optional fast-tier directory, then the durable log.
+ *
+ * Memory tier: the write chunks themselves. Appends are copied once, into a chunk; after the
+ * chunk is flushed it stays here as the hot copy of the log's tail, so readers that follow the
+ * writer are served from memory without another copy. Chunks are evicted oldest first, and only
+ * once flushed, when the budget is exceeded. Beside it, read-ahead buffers of cold readers: a
+ * queue's buffered records are dropped as soon as the reader moves past them.
+ *
+ * Fast tier: chunks evicted from memory are appended to cache files in the fast-tier directory
+ * (tmpfs, NVMe, persistent memory) under their own budget, oldest file dropped first. It is a
+ * cache only: it is wiped on open, every record read from it is CRC-checked like any other, and
+ * any error or mismatch falls through to the log.
+ */
+import { join } from 'node:path';
+import { invariant } from '../common/index.js';
+import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT } from './constants.js';
+import type { StoreFile, StoreIo } from './io.js';
+import type { TierStats } from './types.js';
+
+/** A contiguous slice of the log held in memory; records never straddle two chunks. */
+export interface Chunk {
+  /** Log position of buf[0]. */
+  readonly start: number;
+  readonly buf: Buffer;
+  /** Bytes of buf holding records. */
+  used: number;
+  /** No more records go into a sealed chunk (full, or its segment rolled over). */
+  sealed: boolean;
+  /** Start of the segment the chunk belongs to. */
+  readonly segStart: number;
+}
+
+export class TierCounter {
+  hits = 0;
+  misses = 0;
+  snapshot(bytes: number, budgetBytes: number): TierStats {
+    const total = this.hits + this.misses;
+    return { hits: this.hits, misses: this.misses, hitRatio: total === 0 ? 0 : this.hits / total, bytes, budgetBytes };
+  }
+}
+
+export class MemoryTier {
+  private chunks: Chunk[] = [];
+  private head = 0;
+  bytes = 0;
+  readonly counter = new TierCounter();
+
+  constructor(readonly budgetBytes: number) {}
+
+  add(chunk: Chunk): void {
+    const last = this.last();
+    invariant(!last || last.start + last.used <= chunk.start, 'chunks are added in log order');
+    this.chunks.push(chunk);
+    this.bytes += chunk.buf.length;
+  }
+
+  last(): Chunk | undefined {
+    return this.chunks.length > this.head ? this.chunks[this.chunks.length - 1] : undefined;
+  }
+
+  /** Index (into the live deque) of the chunk containing `position`, or -1. */
+  private indexOf(position: number): number {
+    let lo = this.head;
+    let hi = this.chunks.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.chunks[mid].start <= position) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (found < 0) return -1;
+    const c = this.chunks[found];
+    return position < c.start + c.used ? found : -1;
+  }
+
+  /** The chunk holding the record at `position`, if still in memory. */
+  find(position: number): Chunk | undefined {
+    const i = this.indexOf(position);
+    return i < 0 ? undefined : this.chunks[i];
+  }
+
+  /** Chunks overlapping [from, to), in log order (the writer uses it to gather a flush). */
+  range(from: number, to: number): Chunk[] {
+    const out: Chunk[] = [];
+    let i = this.indexOf(from);
+    if (i < 0) {
+      // `from` may sit exactly at a chunk boundary or in a segment gap: start at the first chunk after it.
+      i = this.head;
+      while (i < this.chunks.length && this.chunks[i].start + this.chunks[i].used <= from) i++;
+    }
+    for (; i < this.chunks.length && this.chunks[i].start < to; i++) out.push(this.chunks[i]);
+    return out;
+  }
+
+  /** Evicts flushed, sealed chunks, oldest first, while over budget; returns what it evicted. */
+  evict(flushed: number): Chunk[] {
+    const out: Chunk[] = [];
+    while (this.bytes > this.budgetBytes && this.head < this.chunks.length - 1) {
+      const c = this.chunks[this.head];
+      if (!c.sealed || c.start + c.used > flushed) break;
+      this.head++;
+      this.bytes -= c.buf.length;
+      out.push(c);
+    }
+    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  /** Forgets everything at or after `position` (rollback of a failed flush). */
+  rollback(position: number): void {
+    while (this.chunks.length > this.head) {
+      const c = this.chunks[this.chunks.length - 1];
+      if (c.start < position) break;
+      this.chunks.pop();
+      this.bytes -= c.buf.length;
+    }
+    const c = this.last();
+    if (c && c.start + c.used > position) {
+      c.used = position - c.start;
+      c.sealed = false;
+    }
+  }
+
+  /** Drops chunks wholly below `position` (retention removed that part of the log). */
+  dropBelow(position: number): void {
+    while (this.head < this.chunks.length - 1) {
+      const c = this.chunks[this.head];
+      if (c.start + c.buf.length > position) break;
+      this.head++;
+      this.bytes -= c.buf.length;
+    }
+  }
+}
+
+/** Per-queue records read ahead for cold readers. */
+export class ReadAhead {
+  private readonly entries = new Map<number, { offset: number; bodies: Buffer[]; bytes: number }>();
+  bytes = 0;
+
+  constructor(readonly budgetBytes: number) {}
+
+  /** Takes the body for (queue, offset) if buffered; buffered records below it are released. */
+  take(key: number, offset: number): Buffer | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    const i = offset - e.offset;
+    if (i < 0 || i >= e.bodies.length) {
+      if (i >= e.bodies.length || i < 0) this.drop(key);
+      return undefined;
+    }
+    let released = 0;
+    for (let k = 0; k <= i; k++) released += e.bodies[k].length;
+    const body = e.bodies[i];
+    e.bodies = e.bodies.slice(i + 1);
+    e.offset = offset + 1;
+    e.bytes -= released;
+    this.bytes -= released;
+    if (e.bodies.length === 0) this.entries.delete(key);
+    return body;
+  }
+
+  put(key: number, offset: number, bodies: Buffer[]): void {
+    this.drop(key);
+    if (bodies.length === 0) return;
+    const bytes = bodies.reduce((n, b) => n + b.length, 0);
+    if (bytes > this.budgetBytes) return;
+    while (this.bytes + bytes > this.budgetBytes && this.entries.size > 0) {
+      this.drop(this.entries.keys().next().value as number);
+    }
+    this.entries.set(key, { offset, bodies, bytes });
+    this.bytes += bytes;
+  }
+
+  drop(key: number): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    this.bytes -= e.bytes;
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+}
+
+const FAST_TIER_SUFFIX = '.ftc';
+
+interface FastFile {
+  readonly path: string;
+  readonly file: StoreFile;
+  size: number;
+}
+
+interface FastRange {
+  readonly start: number;
+  readonly length: number;
+  readonly file: FastFile;
+  readonly fileOffset: number;
+}
+
+export class FastTier {
+  private readonly files: FastFile[] = [];
+  private ranges: FastRange[] = [];
+  private rangeHead = 0;
+  private queue: Chunk[] = [];
+  private draining: Promise<void> | null = null;
+  private fileSeq = 0;
+  private closed = false;
+  bytes = 0;
+  readonly counter = new TierCounter();
+
+  private constructor(
+    private readonly io: StoreIo,
+    private readonly dir: string,
+    readonly budgetBytes: number,
+  ) {}
+
+  /** Opens the tier, wiping whatever an earlier run left: its content is never trusted across runs. */
+  static async open(io: StoreIo, dir: string, budgetBytes: number): Promise<FastTier> {
+    await io.mkdirp(dir);
+    for (const name of await io.readdir(dir)) {
+      if (name.endsWith(FAST_TIER_SUFFIX)) await io.unlink(join(dir, name)).catch(() => undefined);
+    }
+    return new FastTier(io, dir, budgetBytes);
+  }
+
+  /** Takes a chunk evicted from memory; dropped when the writer is behind (it is only a cache). */
+  offer(chunk: Chunk): void {
+    if (this.closed || chunk.used === 0 || chunk.used > this.budgetBytes) return;
+    if (this.queue.length >= MAX_FAST_TIER_WRITES_IN_FLIGHT) return;
+    this.queue.push(chunk);
+    if (!this.draining) this.draining = this.drain().finally(() => (this.draining = null));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.closed) {
+      const chunk = this.queue.shift() as Chunk;
+      try {
+        let cur = this.files[this.files.length - 1];
+        if (!cur || cur.size + chunk.used > FAST_TIER_FILE_BYTES) {
+          const path = join(this.dir, `${String(this.fileSeq++).padStart(12, '0')}${FAST_TIER_SUFFIX}`);
+          cur = { path, file: await this.io.open(path, 'create'), size: 0 };
+          await cur.file.truncate(0);
+          this.files.push(cur);
+        }
+        const at = cur.size;
+        await cur.file.writev([chunk.buf.subarray(0, chunk.used)], at);
+        cur.size += chunk.used;
+        this.bytes += chunk.used;
+        this.ranges.push({ start: chunk.start, length: chunk.used, file: cur, fileOffset: at });
+        while (this.bytes > this.budgetBytes && this.files.length > 1) await this.dropOldestFile();
+      } catch {
+        // A cache that cannot be written is skipped; the log still holds everything.
+      }
+    }
+  }
+
+  private async dropOldestFile(): Promise<void> {
+    const f = this.files.shift() as FastFile;
+    while (this.rangeHead < this.ranges.length && this.ranges[this.rangeHead].file === f) this.rangeHead++;
+    if (this.rangeHead > 1024) {
+      this.ranges = this.ranges.slice(this.rangeHead);
+      this.rangeHead = 0;
+    }
+    this.bytes -= f.size;
+    await f.file.close().catch(() => undefined);
+    await this.io.unlink(f.path).catch(() => undefined);
+  }
+
+  /** Reads [position, position+length) if the tier holds it; null on a miss or any error. */
+  async read(position: number, length: number): Promise<Buffer | null> {
+    let lo = this.rangeHead;
+    let hi = this.ranges.length - 1;
+    let found: FastRange | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.ranges[mid].start <= position) {
+        found = this.ranges[mid];
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (!found || position + length > found.start + found.length) return null;
+    try {
+      const buf = Buffer.allocUnsafe(length);
+      const got = await found.file.file.read(buf, 0, length, found.fileOffset + (position - found.start));
+      return got === length ? buf : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue = [];
+    if (this.draining) await this.draining;
+    for (const f of this.files) {
+      await f.file.close().catch(() => undefined);
+      await this.io.unlink(f.path).catch(() => undefined);
+    }
+    this.files.length = 0;
+    this.ranges = [];
+    this.rangeHead = 0;
+    this.bytes = 0;
+  }
+}
