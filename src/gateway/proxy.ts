@@ -1,5 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable, pipeline } from 'node:stream';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../common/log.js';
 import { AdmissionQueue, type QueueEntry } from './admission-queue.js';
@@ -36,8 +36,13 @@ interface Exchange {
 
 interface ProxyAttempt extends Attempt {
   readonly exchange: Exchange;
+  /** undici's handle on the request once it has started; null while connecting. */
+  controller: Dispatcher.DispatchController | null;
   responded: boolean;
   settled: boolean;
+  status: number;
+  /** Response bytes still arriving are not for the client (refusal retried, cancelled, ...). */
+  discard: boolean;
 }
 
 const CONNECT_ERROR_CODES = new Set([
@@ -199,7 +204,6 @@ export class ProxyEngine {
       upstream,
       exchange: ex,
       startedAt: this.clock(),
-      controller: new AbortController(),
       probe,
       inflightAtStart: upstream.inflight + 1,
       deadline: ex.deadline,
@@ -208,105 +212,135 @@ export class ProxyEngine {
       done: false,
       responded: false,
       settled: false,
+      controller: null,
+      status: 0,
+      discard: false,
     };
     upstream.begin(attempt);
     ex.current = attempt;
     ex.attemptsUsed += 1;
     ex.tried.add(upstream);
-    let body: Dispatcher.RequestOptions['body'] = ex.body;
+    let body: Dispatcher.DispatchOptions['body'] = ex.body;
     if (ex.streamBody) body = Readable.from(limitBody(ex.req, this.config.maxBodyBytes), { objectMode: false });
-    upstream.pool
-      .request({
-        path: ex.path,
-        method: ex.method as Dispatcher.HttpMethod,
-        headers: ex.headers,
-        body,
-        signal: attempt.controller.signal,
-      })
-      .then(
-        (response) => this.onResponse(attempt, response),
-        (err: unknown) => this.onAttemptError(attempt, err),
-      );
+    // undici's dispatch API with a handler: no response stream object, no promise, no pipeline
+    // per request; the bytes go straight from the upstream socket to the client response.
+    upstream.pool.dispatch(
+      { origin: upstream.origin, path: ex.path, method: ex.method as Dispatcher.HttpMethod, headers: ex.headers, body },
+      {
+        onRequestStart: (controller) => {
+          attempt.controller = controller;
+          if (attempt.cancelReason !== null) controller.abort(new Error(`cancelled: ${attempt.cancelReason}`));
+        },
+        onResponseStart: (controller, statusCode, headers) => this.onResponseStart(attempt, controller, statusCode, headers),
+        onResponseData: (controller, chunk) => {
+          if (attempt.discard || attempt.settled) return;
+          const res = attempt.exchange.res;
+          if (!res.write(chunk)) {
+            controller.pause();
+            res.once('drain', () => controller.resume());
+          }
+        },
+        onResponseEnd: () => this.onResponseEnd(attempt),
+        onResponseError: (_controller, err) => this.onResponseError(attempt, err),
+      },
+    );
   }
 
   // ---- outcomes -----------------------------------------------------------------------------
 
-  private onResponse(attempt: ProxyAttempt, response: Dispatcher.ResponseData): void {
+  private onResponseStart(attempt: ProxyAttempt, controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
     const ex = attempt.exchange;
     const up = attempt.upstream;
-    if (attempt.cancelReason !== null) {
-      response.body.destroy();
-      this.afterCancel(attempt);
+    if (attempt.settled) {
+      attempt.discard = true;
+      controller.abort(new Error('attempt already settled'));
       return;
     }
     attempt.responded = true;
+    attempt.status = status;
     const now = this.clock();
     up.noteAlive(now);
-    const hint = response.headers[C.LOAD_HINT_HEADER];
+    const hint = headers[C.LOAD_HINT_HEADER];
     up.noteHint(hint, now);
-    const status = response.statusCode;
     if (status === 503) {
       if (hint === undefined) {
-        const pauseMs = retryAfterMs(response.headers['retry-after']);
+        const pauseMs = retryAfterMs(headers['retry-after']);
         if (pauseMs > 0) up.pausedUntil = now + Math.min(pauseMs, C.RETRY_AFTER_MAX_MS);
       }
       if (this.canRetry(ex, true)) {
-        response.body.resume();
-        response.body.on('error', () => {});
+        // Read the refusal to its end so the connection stays reusable; nobody sees it.
+        attempt.discard = true;
         this.settle(attempt, 'refused', 'drop');
         this.retry(ex, 'upstream-503');
         return;
       }
     }
     if (ex.finished) {
-      response.body.destroy();
+      attempt.discard = true;
       this.settle(attempt, null, null);
+      controller.abort(new Error('client gone'));
       return;
     }
-    const headers = clientResponseHeaders(response.headers);
-    if (this.closing) headers.connection = 'close';
+    const out = clientResponseHeaders(headers);
+    if (this.closing) out.connection = 'close';
     try {
-      ex.res.writeHead(status, headers);
+      ex.res.writeHead(status, out);
     } catch (err) {
-      // Headers Node refuses to write (invalid characters from a broken upstream).
-      response.body.destroy();
-      up.fail('error');
+      // Header values Node refuses to write (control characters from a broken upstream).
+      attempt.discard = true;
+      this.eject(up, up.fail('error'));
       this.settle(attempt, 'error', null);
+      controller.abort(new Error('invalid response headers'));
       this.finishWithError(ex, new GatewayError('CIRRUS_GW_UPSTREAM_PROTOCOL', 'invalid response headers', { cause: err }));
-      return;
     }
-    pipeline(response.body, ex.res, (err) => {
-      if (attempt.settled) return;
-      if (err) {
-        if (attempt.cancelReason !== null) {
-          this.afterCancel(attempt);
-          return;
-        }
-        const clientGone = ex.res.destroyed && !ex.res.writableFinished && ex.finished;
-        if (!clientGone) up.fail('error');
-        this.settle(attempt, clientGone ? null : 'error', null);
-        this.finish(ex, status);
-        return;
-      }
-      if (status === 503) {
-        this.settle(attempt, 'refused', 'drop');
-      } else if (status >= 500) {
-        up.fail('error');
-        this.settle(attempt, 'error', null);
-      } else {
-        this.noteSuccess(up);
-        this.settle(attempt, 'ok', 'ok');
-      }
-      this.finish(ex, status);
-    });
   }
 
-  private onAttemptError(attempt: ProxyAttempt, err: unknown): void {
+  private onResponseEnd(attempt: ProxyAttempt): void {
+    if (attempt.settled || attempt.discard) {
+      if (!attempt.settled) this.settle(attempt, null, null);
+      return;
+    }
+    const ex = attempt.exchange;
+    const up = attempt.upstream;
+    const status = attempt.status;
+    if (status === 503) {
+      this.settle(attempt, 'refused', 'drop');
+    } else if (status >= 500) {
+      this.eject(up, up.fail('error'));
+      this.settle(attempt, 'error', null);
+    } else {
+      this.noteSuccess(up);
+      this.settle(attempt, 'ok', 'ok');
+    }
+    ex.res.end();
+    this.finish(ex, status);
+  }
+
+  private onResponseError(attempt: ProxyAttempt, err: Error): void {
     if (attempt.settled) return;
     if (attempt.cancelReason !== null) {
       this.afterCancel(attempt);
       return;
     }
+    const ex = attempt.exchange;
+    const up = attempt.upstream;
+    if (attempt.discard) {
+      this.settle(attempt, null, null);
+      return;
+    }
+    if (attempt.responded) {
+      // The body broke off after the status line went to the client: all we can do is cut it.
+      this.eject(up, up.fail('error'));
+      this.settle(attempt, 'error', null);
+      ex.res.destroy();
+      this.finish(ex, 502);
+      return;
+    }
+    this.onAttemptError(attempt, err);
+  }
+
+  private onAttemptError(attempt: ProxyAttempt, err: unknown): void {
+    if (attempt.settled) return;
     const ex = attempt.exchange;
     const up = attempt.upstream;
     if (err instanceof GatewayError) {
@@ -420,10 +454,16 @@ export class ProxyEngine {
     this.drainQueue();
   }
 
+  /**
+   * Cancels an attempt and decides its request's fate now; the upstream request is aborted as
+   * soon as undici has started it (a request still connecting is aborted when it starts).
+   */
   private cancel(attempt: ProxyAttempt, reason: CancelReason): void {
     if (attempt.settled || attempt.cancelReason !== null) return;
     attempt.cancelReason = reason;
-    attempt.controller.abort();
+    attempt.discard = true;
+    this.afterCancel(attempt);
+    attempt.controller?.abort(new Error(`cancelled: ${reason}`));
   }
 
   // ---- the queue and the sweep --------------------------------------------------------------

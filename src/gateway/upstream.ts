@@ -11,7 +11,6 @@ export type CancelReason = 'timeout' | 'hung' | 'stalled' | 'probe-timeout' | 'c
 export interface Attempt {
   readonly upstream: Upstream;
   readonly startedAt: number;
-  readonly controller: AbortController;
   readonly probe: boolean;
   /** In-flight count on the upstream including this attempt, when it started. */
   readonly inflightAtStart: number;
