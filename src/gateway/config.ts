@@ -55,7 +55,8 @@ const retry = z.strictObject({
 const queue = z.strictObject({
   /** 0 sheds at once when every upstream is at its limit. */
   maxLength: z.number().int().min(0).max(1_000_000).default(C.DEFAULT_MAX_QUEUE),
-  timeoutMs: positiveMs.default(C.DEFAULT_QUEUE_TIMEOUT_MS),
+  /** Default: DEFAULT_QUEUE_TIMEOUT_MS, or 40% of timeoutMs when that is shorter. */
+  timeoutMs: positiveMs.optional(),
 });
 
 const healthCheck = z.strictObject({
@@ -94,13 +95,20 @@ export const gatewayConfigSchema = z
       minPerSecond: C.DEFAULT_RETRY_MIN_PER_SECOND,
       maxAttempts: C.DEFAULT_MAX_ATTEMPTS,
     }),
-    queue: queue.default({ maxLength: C.DEFAULT_MAX_QUEUE, timeoutMs: C.DEFAULT_QUEUE_TIMEOUT_MS }),
+    queue: queue.default({ maxLength: C.DEFAULT_MAX_QUEUE }),
     healthCheck: healthCheck.nullable().default(null),
   })
-  .refine((c) => c.queue.timeoutMs < c.timeoutMs, {
+  .refine((c) => c.queue.timeoutMs === undefined || c.queue.timeoutMs < c.timeoutMs, {
     message: 'queue.timeoutMs must be below timeoutMs, or queued requests die at the timeout',
     path: ['queue', 'timeoutMs'],
-  });
+  })
+  .transform((c) => ({
+    ...c,
+    queue: {
+      maxLength: c.queue.maxLength,
+      timeoutMs: c.queue.timeoutMs ?? Math.max(1, Math.min(C.DEFAULT_QUEUE_TIMEOUT_MS, Math.floor(c.timeoutMs * 0.4))),
+    },
+  }));
 
 /** What callers pass: every key but `upstreams` is optional. */
 export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
