@@ -1,0 +1,82 @@
+/**
+ * The process the crash harness kills. It opens the store with `sync: always`, runs many
+ * concurrent producers over many queues, and prints one line per acknowledged append
+ *
+ *   A <topicIndex> <queueId> <offset> <sha256 prefix>
+ *
+ * only after the append resolved. stdout is a pipe, which Node writes synchronously on Linux, so
+ * a line the parent received is a record the store acknowledged. It never exits by itself: the
+ * parent ends it with SIGKILL.
+ */
+import { crc32c } from '@node-rs/crc32';
+import { randomPool } from '../../bench/store/payload.js';
+import { Prng } from '../../bench/store/prng.js';
+import { MessageStore } from '../../src/store/index.js';
+import {
+  CRASH_HEADER_BYTES,
+  CRASH_MAGIC,
+  CRASH_MAX_BYTES,
+  CRASH_MIN_BYTES,
+  CRASH_QUEUES_PER_TOPIC,
+  CRASH_TOPICS,
+  crashRecordHash,
+} from './crash-harness.js';
+
+interface ChildArgs {
+  dir: string;
+  seed: number;
+  iteration: number;
+  producers: number;
+  segmentBytes: number;
+}
+
+function parseArgs(argv: string[]): ChildArgs {
+  const get = (name: string): string => {
+    const i = argv.indexOf(`--${name}`);
+    if (i < 0 || i + 1 >= argv.length) throw new Error(`crash-child: missing --${name}`);
+    return argv[i + 1];
+  };
+  return {
+    dir: get('dir'),
+    seed: Number(get('seed')),
+    iteration: Number(get('iteration')),
+    producers: Number(get('producers')),
+    segmentBytes: Number(get('segment-bytes')),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const pool = randomPool(args.seed, 4 * 1024 * 1024);
+  const store = await MessageStore.open({ dir: args.dir, sync: { mode: 'always' }, segmentBytes: args.segmentBytes, maxMessageBytes: CRASH_MAX_BYTES });
+  process.stdout.write('R\n');
+  const producer = async (p: number): Promise<void> => {
+    const rng = new Prng((BigInt(args.seed) << 32n) ^ (BigInt(args.iteration) << 16n) ^ BigInt(p));
+    for (let seq = 0; ; seq++) {
+      const topic = rng.int(0, CRASH_TOPICS.length - 1);
+      const queueId = rng.int(0, CRASH_QUEUES_PER_TOPIC - 1);
+      const size = rng.int(CRASH_MIN_BYTES, CRASH_MAX_BYTES);
+      const data = Buffer.allocUnsafe(size);
+      const start = rng.int(0, pool.length - CRASH_MAX_BYTES);
+      pool.copy(data, CRASH_HEADER_BYTES, start, start + size - CRASH_HEADER_BYTES);
+      data.writeUInt32LE(CRASH_MAGIC, 0);
+      data.writeUInt32LE(size, 4);
+      data.writeUInt32LE(args.iteration, 12);
+      data.writeUInt32LE(p, 16);
+      data.writeUInt32LE(seq, 20);
+      data.writeUInt32LE(crc32c(data.subarray(12)), 8);
+      const offset = await store.append(CRASH_TOPICS[topic], queueId, data);
+      process.stdout.write(`A ${topic} ${queueId} ${offset} ${crashRecordHash(data)}\n`);
+    }
+  };
+  await Promise.all(Array.from({ length: args.producers }, (_, p) => producer(p)));
+}
+
+// `node --test dist/test/` (Node 20) runs every .js file under test/, this one included, bare:
+// then there is nothing to do. The harness always passes --dir.
+if (process.argv.includes('--dir')) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`crash-child failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(3);
+  });
+}

@@ -1,0 +1,356 @@
+/**
+ * kill -9 durability harness of the store (issue 2). Each iteration starts crash-child.js on one
+ * store directory, lets it append from many producers with `sync: always`, SIGKILLs it at a
+ * seeded random moment (sometimes while it is still opening/recovering), reopens the directory
+ * here and checks:
+ *   - every acknowledged record is present and byte-identical (else: lost / corrupt),
+ *   - every queue's offsets 0..end-1 are all readable (contiguous),
+ *   - every record found, acknowledged or not, is whole (its own size and checksum hold).
+ * The next iteration appends to the same directory, so recovering a recovered store is exercised.
+ *
+ *   node dist/test/store/crash-harness.js --iterations 20 --json
+ *
+ * prints {"iterations":N,"acknowledged":A,"lost":L,"corrupt":C} as its last line and exits
+ * non-zero when L or C is not 0 or a child died on its own.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { crc32c } from '@node-rs/crc32';
+import { Prng } from '../../bench/store/prng.js';
+import { MessageStore } from '../../src/store/index.js';
+
+/** Topic names of the harness; one is not ASCII so byte and character lengths differ. */
+export const CRASH_TOPICS = ['orders', 'payments', 'audit-log', 'clicks', 'тема-события'] as const;
+/** Queues per topic: enough that producers rarely meet on one queue, few enough that some do. */
+export const CRASH_QUEUES_PER_TOPIC = 24;
+/** First bytes of every harness record ("CRSH"), so a stray block is not taken for a record. */
+export const CRASH_MAGIC = 0x48535243;
+/** magic u32, size u32, crc32c of bytes 12.. u32, iteration u32, producer u32, seq u32. */
+export const CRASH_HEADER_BYTES = 24;
+/** The challenge's message sizes. */
+export const CRASH_MIN_BYTES = 100;
+export const CRASH_MAX_BYTES = 17 * 1024;
+/**
+ * Small segments so that a few iterations cross segment boundaries and kills land during
+ * segment roll-over too, not only inside one file.
+ */
+export const CRASH_SEGMENT_BYTES = 4 * 1024 * 1024;
+/** Concurrent producers in the child: many appends in flight, so kills hit a full group commit. */
+export const CRASH_PRODUCERS = 24;
+/** A child that is not ready (opened) by then is reported as hung, not waited on forever. */
+const CHILD_READY_TIMEOUT_MS = 60_000;
+/** Running time before the kill, drawn uniformly from this range (ms after the store opened). */
+const KILL_AFTER_MIN_MS = 10;
+const KILL_AFTER_MAX_MS = 400;
+/** Share of iterations killed at a random moment after spawn, ready or not (maybe mid-recovery). */
+const EARLY_KILL_SHARE = 0.2;
+/** Early kills land this long after spawn: node start-up plus the store's open. */
+const EARLY_KILL_MAX_MS = 600;
+
+/** Whether a record, acknowledged or not, is whole: null when fine, else what is wrong. */
+export function crashRecordProblem(data: Uint8Array): string | null {
+  if (data.length < CRASH_HEADER_BYTES) return `only ${data.length} bytes`;
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.readUInt32LE(0) !== CRASH_MAGIC) return 'bad magic';
+  if (buf.readUInt32LE(4) !== buf.length) return `size field ${buf.readUInt32LE(4)} but ${buf.length} bytes`;
+  if (buf.readUInt32LE(8) !== crc32c(buf.subarray(12))) return 'body checksum mismatch';
+  return null;
+}
+
+/** 128 bits of SHA-256: byte identity with a negligible chance of a false match. */
+export function crashRecordHash(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex').slice(0, 32);
+}
+
+export interface CrashHarnessOptions {
+  iterations: number;
+  seed: number;
+  /** Store directory; a fresh temp dir when null (deleted afterwards unless keep). */
+  dir: string | null;
+  keep: boolean;
+  producers: number;
+  /** Progress lines (one per iteration). */
+  log: (line: string) => void;
+}
+
+export interface CrashSummary {
+  iterations: number;
+  acknowledged: number;
+  lost: number;
+  corrupt: number;
+}
+
+export interface CrashReport extends CrashSummary {
+  /** Records found beyond what the parent saw acknowledged (complete writes cut off by the kill). */
+  unacknowledgedWhole: number;
+  /** Children that exited on their own instead of being killed, and other harness failures. */
+  failures: string[];
+  problems: string[];
+}
+
+/** Acknowledged hashes: key "topicIndex/queueId" -> offset -> hash. */
+type AckMap = Map<string, Map<number, string>>;
+
+interface ChildOutcome {
+  acks: number;
+  duplicateAcks: string[];
+  failure: string | null;
+  killedAfterMs: number;
+  early: boolean;
+}
+
+function childPath(): string {
+  return fileURLToPath(new URL('./crash-child.js', import.meta.url));
+}
+
+async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, rng: Prng, acked: AckMap): Promise<ChildOutcome> {
+  const early = rng.next() < EARLY_KILL_SHARE;
+  const delay = early ? rng.int(0, EARLY_KILL_MAX_MS) : rng.int(KILL_AFTER_MIN_MS, KILL_AFTER_MAX_MS);
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT;
+  const child = spawn(
+    process.execPath,
+    [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
+      '--producers', String(o.producers), '--segment-bytes', String(CRASH_SEGMENT_BYTES)],
+    { stdio: ['ignore', 'pipe', 'pipe'], env },
+  );
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk: string) => {
+    if (stderr.length < 8192) stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  let acks = 0;
+  const duplicateAcks: string[] = [];
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  const lines = createInterface({ input: child.stdout });
+  lines.on('line', (line) => {
+    if (line === 'R') return onReady();
+    const parts = line.split(' ');
+    // A line cut by the kill is not an acknowledgement we can check: skip it.
+    if (parts.length !== 5 || parts[0] !== 'A' || parts[4].length !== 32) return;
+    const key = `${parts[1]}/${parts[2]}`;
+    const offset = Number(parts[3]);
+    let queue = acked.get(key);
+    if (!queue) acked.set(key, (queue = new Map()));
+    const previous = queue.get(offset);
+    if (previous !== undefined) duplicateAcks.push(`offset ${offset} of ${key} acknowledged twice`);
+    else queue.set(offset, parts[4]);
+    acks++;
+  });
+  const linesDone = new Promise<void>((resolve) => lines.on('close', resolve));
+
+  const started = Date.now();
+  let failure: string | null = null;
+  const timeout = (ms: number) => new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ms).unref());
+  if (early) {
+    const r = await Promise.race([timeout(delay), exited.then(() => 'exited' as const)]);
+    if (r === 'exited') failure = `iteration ${iteration}: child exited before the kill: ${stderr.trim()}`;
+  } else {
+    const r = await Promise.race([ready.then(() => 'ready' as const), exited.then(() => 'exited' as const), timeout(CHILD_READY_TIMEOUT_MS)]);
+    if (r === 'ready') {
+      const r2 = await Promise.race([timeout(delay), exited.then(() => 'exited' as const)]);
+      if (r2 === 'exited') failure = `iteration ${iteration}: child exited while appending: ${stderr.trim()}`;
+    } else if (r === 'exited') {
+      failure = `iteration ${iteration}: child exited while opening the store: ${stderr.trim()}`;
+    } else {
+      failure = `iteration ${iteration}: child not ready after ${CHILD_READY_TIMEOUT_MS} ms`;
+    }
+  }
+  const killedAfterMs = Date.now() - started;
+  child.kill('SIGKILL');
+  await exited;
+  await linesDone;
+  return { acks, duplicateAcks, failure, killedAfterMs, early };
+}
+
+interface VerifyOutcome {
+  lost: number;
+  corrupt: number;
+  unacknowledgedWhole: number;
+  records: number;
+  problems: string[];
+}
+
+/** Reopens the directory in this process and checks every queue against what was acknowledged. */
+async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
+  const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, records: 0, problems: [] };
+  const note = (p: string) => {
+    if (out.problems.length < 50) out.problems.push(p);
+  };
+  let store: MessageStore;
+  try {
+    store = await MessageStore.open({ dir, sync: { mode: 'always' }, segmentBytes: CRASH_SEGMENT_BYTES, maxMessageBytes: CRASH_MAX_BYTES });
+  } catch (err) {
+    // Nothing acknowledged can be read back: all of it is lost, and the store is damaged.
+    for (const q of acked.values()) out.lost += q.size;
+    out.corrupt++;
+    note(`reopen failed: ${err instanceof Error ? err.message : String(err)}`);
+    return out;
+  }
+  try {
+    for (let t = 0; t < CRASH_TOPICS.length; t++) {
+      for (let q = 0; q < CRASH_QUEUES_PER_TOPIC; q++) {
+        const name = CRASH_TOPICS[t];
+        const expected = acked.get(`${t}/${q}`) ?? new Map<number, string>();
+        const end = store.endOffset(name, q);
+        for (let offset = 0; offset < end; ) {
+          const want = Math.min(100, end - offset);
+          let records: Buffer[];
+          try {
+            records = await store.getRange(name, q, offset, want);
+          } catch (err) {
+            out.corrupt += want;
+            note(`${name}/${q}@${offset}: getRange failed: ${err instanceof Error ? err.message : String(err)}`);
+            offset += want;
+            continue;
+          }
+          if (records.length !== want) {
+            out.corrupt++;
+            note(`${name}/${q}@${offset}: ${records.length} records below end ${end}, expected ${want} (gap)`);
+          }
+          records.forEach((rec, i) => {
+            const at = offset + i;
+            out.records++;
+            const problem = crashRecordProblem(rec);
+            const hash = expected.get(at);
+            if (problem) {
+              out.corrupt++;
+              note(`${name}/${q}@${at}: ${problem}${hash ? ' (acknowledged)' : ''}`);
+            } else if (hash === undefined) {
+              out.unacknowledgedWhole++;
+            } else if (crashRecordHash(rec) !== hash) {
+              out.corrupt++;
+              note(`${name}/${q}@${at}: acknowledged record differs from what was written`);
+            }
+          });
+          if (records.length === 0) break;
+          offset += records.length;
+        }
+        for (const offset of expected.keys()) {
+          if (offset >= end) {
+            out.lost++;
+            note(`${name}/${q}@${offset}: acknowledged but missing (end offset ${end})`);
+          }
+        }
+      }
+    }
+    const known = new Set<string>(CRASH_TOPICS);
+    for (const info of store.queues()) {
+      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || info.startOffset !== 0) {
+        out.corrupt++;
+        note(`unexpected queue ${info.topic}/${info.queueId} start ${info.startOffset} end ${info.endOffset}`);
+      }
+    }
+  } finally {
+    await store.close();
+  }
+  return out;
+}
+
+export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashReport> {
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'cirrus-crash-'));
+  const rng = new Prng(o.seed);
+  const acked: AckMap = new Map();
+  const report: CrashReport = { iterations: 0, acknowledged: 0, lost: 0, corrupt: 0, unacknowledgedWhole: 0, failures: [], problems: [] };
+  try {
+    for (let i = 0; i < o.iterations; i++) {
+      const child = await runChild(dir, o, i, rng, acked);
+      report.iterations++;
+      report.acknowledged += child.acks;
+      report.corrupt += child.duplicateAcks.length;
+      report.problems.push(...child.duplicateAcks);
+      if (child.failure) report.failures.push(child.failure);
+      const v = await verifyStore(dir, acked);
+      // Each iteration re-checks everything acknowledged so far; count each loss once, at its last check.
+      report.lost = v.lost;
+      report.corrupt += v.corrupt;
+      report.unacknowledgedWhole = v.unacknowledgedWhole;
+      report.problems.push(...v.problems.map((p) => `iteration ${i}: ${p}`));
+      o.log(
+        `iteration ${i + 1}/${o.iterations}: ${child.early ? 'early ' : ''}kill after ${child.killedAfterMs} ms, ` +
+          `${child.acks} acknowledged (total ${report.acknowledged}), ${v.records} records checked, ` +
+          `lost ${v.lost}, corrupt ${v.corrupt}, whole unacknowledged ${v.unacknowledgedWhole}` +
+          (child.failure ? `, FAILURE: ${child.failure}` : ''),
+      );
+      if (v.corrupt > 0 || v.lost > 0 || child.failure) break;
+    }
+  } finally {
+    if (!o.keep && o.dir === null) rmSync(dir, { recursive: true, force: true });
+    else o.log(`store directory kept: ${dir}`);
+  }
+  return report;
+}
+
+function usage(): string {
+  return [
+    'usage: node dist/test/store/crash-harness.js [--iterations N] [--seed N] [--producers N] [--dir PATH] [--keep] [--json]',
+    '  --iterations N  kill points (default 20)',
+    '  --seed N        seed of kill moments and record contents (default: time-based, printed)',
+    `  --producers N   concurrent producers in the child (default ${CRASH_PRODUCERS})`,
+    '  --dir PATH      store directory to use (default: a new temp dir, deleted afterwards)',
+    '  --keep          keep the temp store directory (to inspect a failure)',
+    '  --json          progress on stderr; last stdout line {"iterations","acknowledged","lost","corrupt"}',
+    'exit status: 0 when nothing was lost or corrupt, 1 when something was, 2 on a harness failure',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage() + '\n');
+    return 0;
+  }
+  const int = (name: string, fallback: number): number => {
+    const raw = value(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`--${name} must be a positive integer, got ${raw}`);
+    return n;
+  };
+  const json = argv.includes('--json');
+  const seed = int('seed', Date.now() % 1_000_000_000);
+  const out = json ? process.stderr : process.stdout;
+  const options: CrashHarnessOptions = {
+    iterations: int('iterations', 20),
+    seed,
+    dir: value('dir') ?? null,
+    keep: argv.includes('--keep'),
+    producers: int('producers', CRASH_PRODUCERS),
+    log: (line) => out.write(`[crash] ${line}\n`),
+  };
+  options.log(`seed ${seed} (rerun with --seed ${seed}), ${options.iterations} iterations, ${options.producers} producers`);
+  const r = await runCrashHarness(options);
+  for (const p of r.problems.slice(0, 50)) options.log(`problem: ${p}`);
+  for (const f of r.failures) options.log(`failure: ${f}`);
+  const summary: CrashSummary = { iterations: r.iterations, acknowledged: r.acknowledged, lost: r.lost, corrupt: r.corrupt };
+  if (json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else options.log(`done: ${JSON.stringify(summary)}, whole unacknowledged records ${r.unacknowledgedWhole}`);
+  if (r.lost > 0 || r.corrupt > 0) return 1;
+  if (r.failures.length > 0) return 2;
+  return 0;
+}
+
+const isEntry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+// `node --test dist/test/` (Node 20) also runs this file, bare; crash.test.ts runs it for real.
+const loadedByTestRunner = process.env.NODE_TEST_CONTEXT !== undefined && process.argv.length <= 2;
+if (isEntry && !loadedByTestRunner) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`[crash] harness error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(2);
+    },
+  );
+}

@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/** At least 20 kill points (issue 2); a few more so early (mid-recovery) kills are among them. */
+const ITERATIONS = 24;
+/** Fixed, so a failure reruns with the same kill plan: node dist/test/store/crash-harness.js --seed 20261126. */
+const SEED = 20261126;
+
+test('acknowledged appends survive kill -9 at random moments, recovery after recovery', { timeout: 600_000 }, async () => {
+  const harness = fileURLToPath(new URL('./crash-harness.js', import.meta.url));
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT;
+  const child = spawn(process.execPath, [harness, '--iterations', String(ITERATIONS), '--seed', String(SEED), '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+
+  const lines = stdout.trim().split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  const summary = JSON.parse(last) as { iterations: number; acknowledged: number; lost: number; corrupt: number };
+  assert.deepEqual(Object.keys(summary), ['iterations', 'acknowledged', 'lost', 'corrupt'], `last line: ${last}`);
+  assert.equal(summary.lost, 0, stderr);
+  assert.equal(summary.corrupt, 0, stderr);
+  assert.equal(summary.iterations, ITERATIONS, stderr);
+  assert.ok(summary.acknowledged > 0, `nothing was acknowledged:\n${stderr}`);
+  assert.equal(code, 0, `harness exit status ${code}:\n${stderr}`);
+});
