@@ -3,11 +3,14 @@
  *
  * Fluid model. Demand arrives at the offered rate over the measured window and waits in one
  * FIFO backlog; what has waited longer than the client timeout is lost. In every step the
- * providers that are up serve the backlog up to their summed capacity (workers / service time),
- * least-hanging providers first; the hang share of what each serves never answers. Serving the
- * oldest first is what keeps the backlog alive longest, so no order serves more. The model
- * ignores service latency, connection set-up and the warm-up's backlog, each of which can only
- * lower what a real scheduler gets: the result is an upper bound, not a forecast.
+ * providers that are up serve the backlog up to their summed capacity (workers / service time)
+ * minus their hang share, least-hanging providers first. A hung attempt costs its provider the
+ * capacity but not the request: a scheduler that times the hang out early may retry it
+ * elsewhere (HAProxy's retry-on response-timeout does), so counting hung requests as lost would
+ * not be an upper bound. Serving the oldest first keeps the backlog alive longest, so no order
+ * serves more. The model ignores service latency, the time to detect a hang, connection set-up
+ * and the warm-up's backlog, each of which can only lower what a real scheduler gets: the
+ * result is an upper bound, not a forecast.
  */
 import { CLIENT_TIMEOUT_MS, ORACLE_STEP_MS } from './constants.js';
 import { SimArgumentError } from './errors.js';
@@ -26,12 +29,14 @@ export interface OracleOptions {
 export interface OracleResult {
   /** Requests offered in the window. */
   readonly offered: number;
-  /** Requests served (answered or hung). */
+  /** Attempts the providers served (answered or hung). */
   readonly served: number;
   /** Requests answered successfully: the bound. */
   readonly successes: number;
   /** Requests that waited past the timeout without capacity. */
   readonly expired: number;
+  /** Successes per second of the window (by serve time), for plots next to measured series. */
+  readonly perSecond: readonly number[];
 }
 
 /** Capacity a provider offers in [t0, t1), as (requests, hang share) pieces per phase. */
@@ -59,20 +64,21 @@ function checkOptions(options: OracleOptions): Required<OracleOptions> {
 }
 
 /**
- * Serves `demand` requests from the step's capacity pieces, least-hanging first. Returns
- * [served, successes].
+ * Completes up to `demand` requests from the step's capacity pieces, least-hanging first: a
+ * piece of `amount` attempts with hang share h completes amount x (1 - h) requests. Returns
+ * [completed, attempts used].
  */
 function serve(demand: number, pieces: Array<[number, number]>): [number, number] {
   pieces.sort((a, b) => a[1] - b[1]);
-  let served = 0;
-  let ok = 0;
+  let done = 0;
+  let attempts = 0;
   for (const [amount, hang] of pieces) {
-    if (served >= demand) break;
-    const take = Math.min(amount, demand - served);
-    served += take;
-    ok += take * (1 - hang);
+    if (done >= demand) break;
+    const take = Math.min(amount * (1 - hang), demand - done);
+    done += take;
+    attempts += take / (1 - hang);
   }
-  return [served, ok];
+  return [done, attempts];
 }
 
 /** The oracle of the fluid model above. */
@@ -89,6 +95,7 @@ export function computeOracle(schedule: ClusterSchedule, options: OracleOptions)
   let successes = 0;
   let expired = 0;
   const pieces: Array<[number, number]> = [];
+  const perSecond: number[] = [];
   for (let k = 0; k < totalSteps; k++) {
     if (k < arrivalSteps) {
       const arrived = (rps * (Math.min(durationMs, (k + 1) * step) - k * step)) / 1000;
@@ -107,11 +114,14 @@ export function computeOracle(schedule: ClusterSchedule, options: OracleOptions)
     pieces.length = 0;
     const t0 = fromMs + k * step;
     for (const p of schedule.providers) capacityPieces(p, t0, t0 + step, pieces);
-    const [s, ok] = serve(waiting, pieces);
-    served += s;
+    const [ok, attempts] = serve(waiting, pieces);
+    served += attempts;
     successes += ok;
-    waiting -= s;
-    let left = s;
+    const second = Math.floor((k * step) / 1000);
+    while (perSecond.length <= second) perSecond.push(0);
+    perSecond[second] += ok;
+    waiting -= ok;
+    let left = ok;
     while (left > 0 && head <= Math.min(k, arrivalSteps - 1)) {
       const take = Math.min(left, backlog[head]);
       backlog[head] -= take;
@@ -123,11 +133,12 @@ export function computeOracle(schedule: ClusterSchedule, options: OracleOptions)
     }
   }
   expired += waiting > 1e-12 ? waiting : 0;
-  return { offered: (rps * durationMs) / 1000, served, successes, expired };
+  return { offered: (rps * durationMs) / 1000, served, successes, expired, perSecond };
 }
 
 /**
- * The instant form: every moment serves min(offered, capacity) and nothing waits. Not an upper
+ * The instant form: every moment completes min(offered, capacity x (1 - hang share)) and
+ * nothing waits. Not an upper
  * bound (a request may wait and be served when capacity returns) but a lower bound of the
  * oracle, which the tests use.
  */
@@ -140,7 +151,7 @@ export function instantBound(schedule: ClusterSchedule, options: OracleOptions):
     const dt = Math.min(step, durationMs - t);
     pieces.length = 0;
     for (const p of schedule.providers) capacityPieces(p, fromMs + t, fromMs + t + dt, pieces);
-    ok += serve((rps * dt) / 1000, pieces)[1];
+    ok += serve((rps * dt) / 1000, pieces)[0];
   }
   return ok;
 }
