@@ -55,6 +55,20 @@ export const WRITE_CHUNK_BYTES = 1 * MiB;
  */
 export const MAX_FLUSH_BYTES = 8 * MiB;
 
+/**
+ * Flushes (write + fdatasync) allowed in flight at once. The disk serves concurrent syncs better
+ * than one at a time (measured on this machine: 256 KiB blocks, same file, 1 -> 4 in flight:
+ * about 180 -> 435 MiB/s), and closed-loop producers would otherwise split into two alternating
+ * half-batches. Appends still resolve strictly in log order.
+ */
+export const MAX_FLUSHES_IN_FLIGHT = 4;
+
+/**
+ * A second (third, ...) flush starts only once this much is waiting, so that a light load keeps
+ * one flush at a time (fewest syncs) and overlap begins when there is enough to gain from it.
+ */
+export const MIN_OVERLAP_FLUSH_BYTES = 128 * KiB;
+
 /** Index entries are allocated per queue in blocks of this many messages (power of two). */
 export const INDEX_BLOCK_ENTRIES = 8;
 export const INDEX_BLOCK_SHIFT = 3;

@@ -2,32 +2,39 @@
  * Group commit: many appends, one write and one fdatasync.
  *
  * An append reserves its bytes at the end of the log (`reserved`) and copies its record into the
- * current write chunk, synchronously, so queue offsets follow call order. A single writer loop
- * takes everything between `written` and `reserved` (at most MAX_FLUSH_BYTES), writes it with one
- * positional writev per segment, runs one fdatasync, moves `flushed` and resolves every append
- * the flush covers. While it waits on the disk, new appends fill the next chunks (pipelining), so
- * the batch size follows the load by itself: one record when idle, megabytes under pressure.
+ * current write chunk, synchronously, so queue offsets follow call order. A flush takes what lies
+ * between `launched` and `reserved` (at most MAX_FLUSH_BYTES), writes it with one positional
+ * writev per segment and runs one fdatasync. Up to MAX_FLUSHES_IN_FLIGHT flushes run at once
+ * (the next one starts when MIN_OVERLAP_FLUSH_BYTES wait, or at once when none runs), so new
+ * appends fill the next chunks while earlier ones sync (pipelining) and the batch size follows
+ * the load by itself: one record when idle, megabytes under pressure. Flushes complete in any
+ * order; `committed` advances only over a contiguous prefix of completed flushes, so appends
+ * resolve strictly in log order.
  *
- *   watermarks:  flushed <= written <= reserved      (sync 'always': flushed == written between flushes)
- *   an append resolves only when its record's end <= flushed ('always') or <= written ('interval')
+ *   watermarks:  flushed <= committed <= launched <= reserved
+ *   'always':   a flush is complete after its fdatasync; flushed == committed
+ *   'interval': a flush is complete after its write; a timer syncs and moves flushed
+ *   an append resolves when its record's end <= committed
  *
- * Failure: when the write or the sync of a flush fails, every append not yet resolved (the
- * failed flush and all reserved after it, since their offsets follow) is rolled back: index
- * entries popped, chunks cut, the segment file truncated to where the flush began and segments
- * created for it removed. They reject with CIRRUS_STORE_NO_SPACE or CIRRUS_STORE_IO. After
- * ENOSPC the store goes on: the next append tries again, so appends succeed once space returns.
- * After any other error, or if the rollback itself fails, the error is sticky: every later
- * append rejects with it until the store is reopened (the device's state is unknown; reads stay
- * available). In 'interval' mode a failed periodic sync is sticky too, since it covers appends
- * that were already acknowledged.
+ * Failure: when the write or the sync of a flush fails, no further flush starts; once every
+ * flush in flight has settled, everything from the failed flush's start on is rolled back
+ * (later flushes too, since their offsets follow): index entries popped newest first, chunks
+ * cut, the segment file truncated and synced, segments created for it removed. Those appends
+ * reject with CIRRUS_STORE_NO_SPACE or CIRRUS_STORE_IO and nothing of them is ever visible.
+ * After ENOSPC the store goes on: the next append tries again, so appends succeed once space
+ * returns. After any other error, or if the rollback itself fails, the error is sticky: every
+ * later append rejects with it until the store is reopened (after a failed fsync the device's
+ * state is unknown); reads stay available. In 'interval' mode a failed periodic sync is sticky
+ * too, since it covers appends that were already acknowledged.
  */
-import { createHistogram } from './histogram.js';
 import { invariant } from '../common/index.js';
-import { MAX_FLUSH_BYTES, WRITE_CHUNK_BYTES } from './constants.js';
+import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MIN_OVERLAP_FLUSH_BYTES, WRITE_CHUNK_BYTES } from './constants.js';
 import { StoreNoSpaceError, writeErrorFrom, type StoreIoError } from './errors.js';
-import type { SegmentSet, Segment } from './segment-set.js';
-import type { Chunk, MemoryTier } from './tiered-cache.js';
+import { createHistogram } from './histogram.js';
+import type { StoreFile } from './io.js';
 import type { QueueState } from './queue-index.js';
+import type { Segment, SegmentSet } from './segment-set.js';
+import type { Chunk, MemoryTier } from './tiered-cache.js';
 import type { SyncPolicy } from './types.js';
 
 interface Waiter {
@@ -39,33 +46,48 @@ interface Waiter {
   readonly reject: (err: unknown) => void;
 }
 
+interface Flight {
+  readonly from: number;
+  readonly target: number;
+  readonly bytes: number;
+  settled: boolean;
+  error: unknown;
+}
+
 export interface GroupCommitHooks {
   /** Runs before a flush's write: makes new topic ids durable. */
   beforeWrite(): Promise<void>;
-  /** After each successful flush (eviction, checkpoint and retention triggers). */
+  /** After `committed` moved (eviction, checkpoint triggers). */
   afterFlush(): void;
   /** Undo the index entry of a rolled-back append (called newest first). */
   rollbackEntry(q: QueueState): void;
-  /** A new segment began at `start` (retention trigger). */
+  /** The log rolled over into a new segment (retention trigger). */
   segmentRolled(): void;
 }
 
+type WriteError = StoreIoError | StoreNoSpaceError;
+
 export class GroupCommit {
   reserved: number;
-  written: number;
+  launched: number;
+  committed: number;
   flushed: number;
   /** Start of the segment receiving reservations (its file may not exist yet). */
   private segStart: number;
   private waiters: Waiter[] = [];
   private waitHead = 0;
-  private running: Promise<void> | null = null;
+  private flights: Flight[] = [];
+  private failing = false;
+  private recovering = false;
+  private drainWaiters: (() => void)[] = [];
+  private creating: { start: number; seg: Promise<Segment> } | null = null;
   private intervalTimer: NodeJS.Timeout | null = null;
   private intervalSync: Promise<void> | null = null;
   private readonly dirty = new Set<Segment>();
   /** Set after an unrecoverable write/sync error: every later append rejects with it. */
-  stickyError: StoreIoError | StoreNoSpaceError | null = null;
-  /** Last write error seen, recoverable or not (reported in stats and logs). */
-  lastError: StoreIoError | StoreNoSpaceError | null = null;
+  stickyError: WriteError | null = null;
+  /** Last write error seen, cleared by the next successful flush when it was ENOSPC. */
+  lastError: WriteError | null = null;
   readonly syncLatency = createHistogram();
   syncs = 0;
   flushes = 0;
@@ -83,7 +105,8 @@ export class GroupCommit {
     invariant(active !== undefined, 'an active segment exists before appends');
     this.segStart = active.start;
     this.reserved = active.start + active.size;
-    this.written = this.reserved;
+    this.launched = this.reserved;
+    this.committed = this.reserved;
     this.flushed = this.reserved;
     if (policy.mode === 'interval') {
       this.intervalTimer = setInterval(() => void this.syncDirty(), policy.intervalMs);
@@ -91,13 +114,9 @@ export class GroupCommit {
     }
   }
 
-  /** Highest log position readers may see: durable data only in 'always' mode. */
+  /** Highest log position readers may see: only what can no longer be rolled back. */
   get visibleEnd(): number {
-    return this.policy.mode === 'always' ? this.flushed : this.written;
-  }
-
-  get pendingAppends(): number {
-    return this.waiters.length - this.waitHead;
+    return this.committed;
   }
 
   /**
@@ -123,26 +142,134 @@ export class GroupCommit {
     return c;
   }
 
-  /** Registers the append whose record ends at `end`; resolves with `offset` once covered. */
+  /** Registers the append whose record ends at `end`; resolves with `offset` once committed. */
   enqueue(q: QueueState, end: number, offset: number): Promise<number> {
     const p = new Promise<number>((resolve, reject) => {
       this.waiters.push({ q, end, offset, resolve, reject });
     });
-    if (this.running === null) this.kick();
+    this.maybeLaunch();
     return p;
   }
 
-  private kick(): void {
-    this.running = this.loop().finally(() => {
-      this.running = null;
-      if (this.written < this.reserved && this.stickyError === null) this.kick();
-    });
+  private maybeLaunch(): void {
+    while (
+      !this.failing &&
+      this.stickyError === null &&
+      this.launched < this.reserved &&
+      this.flights.length < MAX_FLUSHES_IN_FLIGHT &&
+      (this.flights.length === 0 || this.reserved - this.launched >= MIN_OVERLAP_FLUSH_BYTES)
+    ) {
+      this.launch();
+    }
   }
 
-  /** Resolves when everything reserved so far is flushed (or failed). */
+  private launch(): void {
+    const from = this.launched;
+    // Chunk slices from `from`, cut at chunk ends (always record boundaries), one group per segment.
+    const groups: { segStart: number; position: number; bufs: Buffer[] }[] = [];
+    let target = from;
+    let bytes = 0;
+    for (const c of this.mem.range(from, this.reserved)) {
+      const s = Math.max(from, c.start);
+      const e = c.start + c.used;
+      if (e <= s) continue;
+      let g = groups[groups.length - 1];
+      if (!g || g.segStart !== c.segStart) {
+        g = { segStart: c.segStart, position: s, bufs: [] };
+        groups.push(g);
+      }
+      g.bufs.push(c.buf.subarray(s - c.start, e - c.start));
+      bytes += e - s;
+      target = e;
+      if (bytes >= MAX_FLUSH_BYTES) break;
+    }
+    invariant(target > from, 'a flush makes progress');
+    this.launched = target;
+    const flight: Flight = { from, target, bytes, settled: false, error: null };
+    this.flights.push(flight);
+    void this.run(flight, groups);
+  }
+
+  private async run(flight: Flight, groups: { segStart: number; position: number; bufs: Buffer[] }[]): Promise<void> {
+    try {
+      await this.hooks.beforeWrite();
+      const touched: { seg: Segment; file: StoreFile }[] = [];
+      for (const g of groups) {
+        const seg = await this.segmentFor(g.segStart);
+        const file = await this.segments.writeHandle(seg);
+        await file.writev(g.bufs, g.position - seg.start);
+        const end = g.position - seg.start + g.bufs.reduce((n, b) => n + b.length, 0);
+        if (end > seg.size) seg.size = end;
+        seg.lastWriteMs = Date.now();
+        touched.push({ seg, file });
+      }
+      if (this.policy.mode === 'always') {
+        for (const { file } of touched) {
+          const t0 = process.hrtime.bigint();
+          await file.datasync();
+          this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
+          this.syncs++;
+        }
+      } else {
+        for (const { seg } of touched) this.dirty.add(seg);
+      }
+    } catch (err) {
+      flight.error = err ?? new Error('flush failed');
+      this.failing = true;
+    }
+    flight.settled = true;
+    this.advance();
+  }
+
+  /** Commits the contiguous prefix of completed flushes; starts the rollback once all settled. */
+  private advance(): void {
+    let moved = false;
+    while (this.flights.length > 0 && this.flights[0].settled && this.flights[0].error === null) {
+      const f = this.flights.shift() as Flight;
+      this.committed = f.target;
+      if (this.policy.mode === 'always') this.flushed = f.target;
+      this.bytesWritten += f.bytes;
+      this.flushes++;
+      this.flushedMessages += this.resolveUpTo(f.target);
+      moved = true;
+    }
+    if (moved) {
+      if (this.lastError instanceof StoreNoSpaceError) this.lastError = null;
+      this.hooks.afterFlush();
+    }
+    if (this.failing) {
+      if (!this.recovering && this.flights.every((f) => f.settled)) {
+        this.recovering = true;
+        const failed = this.flights[0];
+        invariant(failed !== undefined && failed.error !== null, 'the first unsettled flush is the failed one');
+        void this.fail(failed.error, failed.from).finally(() => {
+          this.flights = [];
+          this.failing = false;
+          this.recovering = false;
+          this.maybeLaunch();
+          this.notifyDrain();
+        });
+      }
+      return;
+    }
+    this.maybeLaunch();
+    this.notifyDrain();
+  }
+
+  private notifyDrain(): void {
+    if (this.flights.length > 0 || (this.launched < this.reserved && this.stickyError === null)) return;
+    const ws = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of ws) w();
+  }
+
+  /** Resolves when everything reserved so far is committed (or failed); syncs in 'interval' mode. */
   async drain(): Promise<void> {
-    while (this.running !== null) await this.running;
-    if (this.intervalSync) await this.intervalSync.catch(() => undefined);
+    this.maybeLaunch();
+    while (this.flights.length > 0 || (this.launched < this.reserved && this.stickyError === null)) {
+      await new Promise<void>((r) => this.drainWaiters.push(r));
+    }
+    if (this.intervalSync) await this.intervalSync;
     if (this.policy.mode === 'interval' && this.stickyError === null) await this.syncDirty();
   }
 
@@ -151,76 +278,21 @@ export class GroupCommit {
     this.intervalTimer = null;
   }
 
-  private async loop(): Promise<void> {
-    while (this.written < this.reserved && this.stickyError === null) {
-      const from = this.written;
-      // Gather the flush: chunk slices from `from`, cut at chunk ends (always record boundaries).
-      const groups: { segStart: number; position: number; bufs: Buffer[] }[] = [];
-      let target = from;
-      let bytes = 0;
-      for (const c of this.mem.range(from, this.reserved)) {
-        const s = Math.max(from, c.start);
-        const e = c.start + c.used;
-        if (e <= s) continue;
-        let g = groups[groups.length - 1];
-        if (!g || g.segStart !== c.segStart) {
-          g = { segStart: c.segStart, position: s, bufs: [] };
-          groups.push(g);
-        }
-        g.bufs.push(c.buf.subarray(s - c.start, e - c.start));
-        bytes += e - s;
-        target = e;
-        if (bytes >= MAX_FLUSH_BYTES) break;
-      }
-      invariant(target > from, 'a flush makes progress');
-      let messages = 0;
-      try {
-        await this.hooks.beforeWrite();
-        const touched: Segment[] = [];
-        for (const g of groups) {
-          const seg = await this.segmentFor(g.segStart);
-          await (seg.file as NonNullable<Segment['file']>).writev(g.bufs, g.position - seg.start);
-          const end = g.position - seg.start + g.bufs.reduce((n, b) => n + b.length, 0);
-          if (end > seg.size) seg.size = end;
-          touched.push(seg);
-        }
-        this.written = target;
-        this.bytesWritten += bytes;
-        const now = Date.now();
-        for (const seg of touched) seg.lastWriteMs = now;
-        if (this.policy.mode === 'always') {
-          for (const seg of touched) {
-            const t0 = process.hrtime.bigint();
-            await (seg.file as NonNullable<Segment['file']>).datasync();
-            this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
-            this.syncs++;
-          }
-          this.flushed = target;
-          messages = this.resolveUpTo(target);
-        } else {
-          for (const seg of touched) this.dirty.add(seg);
-          messages = this.resolveUpTo(target);
-        }
-      } catch (err) {
-        await this.fail(err, from);
-        continue;
-      }
-      this.flushes++;
-      this.flushedMessages += messages;
-      this.lastError = this.lastError instanceof StoreNoSpaceError ? null : this.lastError;
-      this.hooks.afterFlush();
-    }
-  }
-
   /** The segment starting at `start`, creating its file when the log has just rolled into it. */
-  private async segmentFor(start: number): Promise<Segment> {
-    const active = this.segments.active;
-    if (active && active.start === start) return active;
-    invariant(!active || active.start < start, 'writes go to the active segment or a newer one');
+  private segmentFor(start: number): Promise<Segment> {
+    const known = this.segments.find(start);
+    if (known && known.start === start) return Promise.resolve(known);
+    if (this.creating && this.creating.start === start) return this.creating.seg;
     const seg: Segment = { start, size: 0, file: null, lastWriteMs: Date.now() };
-    await this.segments.openActive(seg, true);
-    await (seg.file as NonNullable<Segment['file']>).truncate(0);
-    return seg;
+    const p = (async () => {
+      await this.segments.openActive(seg, true);
+      await (seg.file as StoreFile).truncate(0);
+      return seg;
+    })().finally(() => {
+      if (this.creating?.seg === p) this.creating = null;
+    });
+    this.creating = { start, seg: p };
+    return p;
   }
 
   private resolveUpTo(position: number): number {
@@ -261,17 +333,19 @@ export class GroupCommit {
   }
 
   /** Pops the index entries of every unresolved append (newest first), cuts chunks, rejects them. */
-  private rollbackPending(from: number, err: StoreIoError | StoreNoSpaceError): Segment {
+  private rollbackPending(from: number, err: WriteError): Segment {
     const rejected = this.waiters.slice(this.waitHead);
     this.waiters = [];
     this.waitHead = 0;
     for (let i = rejected.length - 1; i >= 0; i--) {
-      invariant(rejected[i].end > from, 'only unflushed appends are rolled back');
+      invariant(rejected[i].end > from, 'only uncommitted appends are rolled back');
       this.hooks.rollbackEntry(rejected[i].q);
     }
     this.mem.rollback(from);
     this.reserved = from;
-    this.written = from;
+    this.launched = from;
+    this.committed = from;
+    if (this.flushed > from) this.flushed = from;
     const seg = this.segments.find(from);
     invariant(seg !== undefined, 'the rollback point lies in a segment');
     this.segStart = seg.start;
@@ -283,15 +357,15 @@ export class GroupCommit {
   private syncDirty(): Promise<void> {
     if (this.intervalSync) return this.intervalSync;
     if (this.dirty.size === 0) return Promise.resolve();
-    const target = this.written;
+    const target = this.committed;
     const segs = [...this.dirty];
     this.dirty.clear();
     this.intervalSync = (async () => {
       try {
         for (const seg of segs) {
-          if (!seg.file) continue;
+          const file = await this.segments.writeHandle(seg);
           const t0 = process.hrtime.bigint();
-          await seg.file.datasync();
+          await file.datasync();
           this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
           this.syncs++;
         }

@@ -99,6 +99,22 @@ export class SegmentSet {
     return seg.file;
   }
 
+  /** A read-write handle of `seg` (the active one, or the previous one while a flush finishes it). */
+  async writeHandle(seg: Segment): Promise<StoreFile> {
+    if (seg.file) return seg.file;
+    const file = await this.io.open(this.pathOf(seg.start), 'readwrite');
+    if (seg.file) {
+      await file.close();
+      return seg.file;
+    }
+    const ro = this.readLru.get(seg);
+    if (ro) await ro.close().catch(() => undefined);
+    seg.file = file;
+    this.readLru.set(seg, file);
+    await this.trimLru();
+    return file;
+  }
+
   /** A handle to read `seg`. */
   async handle(seg: Segment): Promise<StoreFile> {
     if (seg === this.active && seg.file) return seg.file;
