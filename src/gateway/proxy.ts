@@ -101,6 +101,7 @@ export class ProxyEngine {
     }
     const path = requestPath(req.url);
     if (path === null) {
+      res.setHeader('connection', 'close');
       this.respondError(null, res, new GatewayError('CIRRUS_GW_BAD_REQUEST', 'the request target must be a path'));
       return;
     }
