@@ -146,7 +146,9 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
     } else {
       records = await gate.shared(() => store.getRange(name, queueId, from, want));
     }
-    if (records.length === 0 || records.length > want) {
+    if (records.length > want || (records.length === 0 && o.writersDone())) {
+      // endOffset counts appends still in flight, which getRange does not show until they are
+      // durable; once every append has resolved, nothing below endOffset may be missing.
       counters.fail(`getRange ${name}/${queueId}@${from} x${want} returned ${records.length} records below end ${end}`);
       pos[g] = end; // do not spin on a queue the store cannot serve
       return 0;

@@ -269,7 +269,9 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.corrupt += child.duplicateAcks.length;
       report.problems.push(...child.duplicateAcks);
       if (child.failure) report.failures.push(child.failure);
+      const verifyStarted = Date.now();
       const v = await verifyStore(dir, acked);
+      const verifyMs = Date.now() - verifyStarted;
       // Each iteration re-checks everything acknowledged so far; count each loss once, at its last check.
       report.lost = v.lost;
       report.corrupt += v.corrupt;
@@ -277,7 +279,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.problems.push(...v.problems.map((p) => `iteration ${i}: ${p}`));
       o.log(
         `iteration ${i + 1}/${o.iterations}: ${child.early ? 'early ' : ''}kill after ${child.killedAfterMs} ms, ` +
-          `${child.acks} acknowledged (total ${report.acknowledged}), ${v.records} records checked, ` +
+          `${child.acks} acknowledged (total ${report.acknowledged}), ${v.records} records checked in ${verifyMs} ms, ` +
           `lost ${v.lost}, corrupt ${v.corrupt}, whole unacknowledged ${v.unacknowledgedWhole}` +
           (child.failure ? `, FAILURE: ${child.failure}` : ''),
       );

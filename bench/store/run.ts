@@ -1,0 +1,357 @@
+/**
+ * `npm run bench:store`: the storage challenge workload against the Cirrus store, measured against
+ * the disk's own durable-write ceiling and against peers. See bench/store/README.md.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, totalmem, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageStore } from '../../src/store/index.js';
+import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
+import { probeCeiling, type CeilingResult } from './ceiling.js';
+import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
+import { makeLayout } from './layout.js';
+import { parseBenchOptions, type BenchOptions } from './options.js';
+import { PayloadFactory, randomPool } from './payload.js';
+import { runPeer, type PeerResult } from './peers/run-peer.js';
+import { throughputSvg, type Sample } from './plot.js';
+import { deviceReadBytes, dropPageCache } from './system.js';
+import { Counters, newLatencyHistogram, runProducers, runReaders } from './workload.js';
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+function log(line: string): void {
+  process.stderr.write(`[bench:store] ${line}\n`);
+}
+
+function seconds(since: bigint): number {
+  return Number(process.hrtime.bigint() - since) / 1e9;
+}
+
+function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+/** Samples throughput for the plot and prints a progress line now and then. */
+class Sampler {
+  readonly samples: Sample[] = [];
+  phase = 'phase 1';
+  private readonly started = process.hrtime.bigint();
+  private lastWritten = 0;
+  private lastRead = 0;
+  private lastT = 0;
+  private lastProgress = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly counters: () => Counters) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.sample();
+  }
+
+  private sample(): void {
+    const c = this.counters();
+    const t = seconds(this.started);
+    const dt = t - this.lastT;
+    if (dt <= 0) return;
+    const s: Sample = {
+      t: round(t, 3),
+      phase: this.phase,
+      writeMiBps: round((c.bytesWritten - this.lastWritten) / MiB / dt),
+      readMiBps: round((c.bytesRead - this.lastRead) / MiB / dt),
+    };
+    this.samples.push(s);
+    this.lastWritten = c.bytesWritten;
+    this.lastRead = c.bytesRead;
+    this.lastT = t;
+    if (t - this.lastProgress >= PROGRESS_INTERVAL_MS / 1000) {
+      this.lastProgress = t;
+      const rss = process.memoryUsage().rss / MiB;
+      log(
+        `${s.phase.padEnd(8)} t=${t.toFixed(0)}s written ${(c.bytesWritten / GiB).toFixed(2)} GiB ` +
+          `(${s.writeMiBps.toFixed(0)} MiB/s) read ${(c.bytesRead / GiB).toFixed(2)} GiB ` +
+          `(${s.readMiBps.toFixed(0)} MiB/s) errors ${c.errors} rss ${rss.toFixed(0)} MiB`,
+      );
+    }
+  }
+}
+
+interface StoreRun {
+  appendMiBps: number;
+  phase1Seconds: number;
+  phase2Seconds: number;
+  phase3Seconds: number;
+  totalSeconds: number;
+  idealSeconds: number;
+  p50AppendMs: number;
+  p99AppendMs: number;
+  p999AppendMs: number;
+  maxAppendMs: number;
+  hotHitRatio: number;
+  hotProbes: number;
+  hotQueues: number;
+  coldQueues: number;
+  messagesWritten: number;
+  bytesWritten: number;
+  messagesRead: number;
+  verifiedBytes: number;
+  errors: number;
+  errorSamples: string[];
+  deviceReadBytes: number | null;
+  cacheDrop: string;
+  peakRssMiB: number;
+  reopenSeconds: number;
+  stats: StoreStats;
+  samples: Sample[];
+}
+
+async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
+  const layout = makeLayout(o.seed, o.topics, o.maxQueues);
+  log(`layout: ${o.topics} topics, ${layout.totalQueues} queues; ${o.producers} producers, ${o.readers} readers`);
+  const payload = new PayloadFactory(randomPool(o.seed), o.seed);
+  const storeOptions: StoreOptions = { dir: storeDir, sync: { mode: 'always' } };
+  if (o.memoryCacheBytes) storeOptions.memoryCacheBytes = o.memoryCacheBytes;
+  if (o.segmentBytes) storeOptions.segmentBytes = o.segmentBytes;
+  let store: MessageStoreApi = await MessageStore.open(storeOptions);
+  const counters = new Counters();
+  const next = new Uint32Array(layout.totalQueues);
+  const latency = newLatencyHistogram();
+  const sampler = new Sampler(() => counters);
+  const append = (t: number, q: number, data: Buffer): Promise<number> => store.append(layout.topicNames[t], q, data);
+
+  sampler.start();
+  const t1 = process.hrtime.bigint();
+  await runProducers({ layout, payload, producers: o.producers, targetBytes: o.phase1Bytes, seed: o.seed, next, append, counters, latency });
+  const phase1Seconds = seconds(t1);
+  const phase1Bytes = counters.bytesWritten;
+  const appendMiBps = phase1Bytes / MiB / phase1Seconds;
+  log(`phase 1 done: ${(phase1Bytes / GiB).toFixed(2)} GiB in ${phase1Seconds.toFixed(1)} s = ${appendMiBps.toFixed(0)} MiB/s`);
+
+  sampler.phase = 'drop cache';
+  const drop = dropPageCache(storeDir);
+  log(drop.detail);
+  const ioBefore = deviceReadBytes();
+
+  sampler.phase = 'phase 2';
+  const t2 = process.hrtime.bigint();
+  let writersDone = false;
+  let phase2Seconds = 0;
+  const writers = runProducers({
+    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency,
+  }).finally(() => {
+    writersDone = true;
+    phase2Seconds = seconds(t2);
+    sampler.phase = 'phase 3';
+    log(`phase 2 writes done in ${phase2Seconds.toFixed(1)} s; phase 3: reading every queue to its end`);
+  });
+  const [readResult] = await Promise.all([
+    runReaders({ store, layout, payload, readers: o.readers, seed: o.seed, next, counters, writersDone: () => writersDone }),
+    writers,
+  ]);
+  const phase3Seconds = seconds(t2) - phase2Seconds;
+  sampler.stop();
+  const ioAfter = deviceReadBytes();
+  const peakRssMiB = process.resourceUsage().maxRSS / 1024;
+  const stats = store.stats();
+  const totalSeconds = phase1Seconds + phase2Seconds + phase3Seconds;
+
+  // Every queue must end exactly where its producer left it.
+  for (let g = 0; g < layout.totalQueues; g++) {
+    const end = store.endOffset(layout.topicNames[layout.topicOf[g]], layout.queueIdOf[g]);
+    if (end !== next[g]) counters.fail(`endOffset of ${layout.topicNames[layout.topicOf[g]]}/${layout.queueIdOf[g]} is ${end}, expected ${next[g]}`);
+  }
+  await store.close();
+  const tReopen = process.hrtime.bigint();
+  store = await MessageStore.open(storeOptions);
+  const reopenSeconds = seconds(tReopen);
+  const g0 = layout.totalQueues - 1;
+  const lastOffset = next[g0] - 1;
+  if (lastOffset >= 0) {
+    const [rec] = await store.getRange(layout.topicNames[layout.topicOf[g0]], layout.queueIdOf[g0], lastOffset, 1);
+    const problem = rec ? payload.verify(layout.topicOf[g0], layout.queueIdOf[g0], lastOffset, rec) : 'missing after reopen';
+    if (problem) counters.fail(`after reopen: ${problem}`);
+  }
+  await store.close();
+
+  return {
+    appendMiBps,
+    phase1Seconds,
+    phase2Seconds,
+    phase3Seconds,
+    totalSeconds,
+    idealSeconds: counters.bytesWritten / MiB / appendMiBps,
+    p50AppendMs: latency.getValueAtPercentile(50) / 1000,
+    p99AppendMs: latency.getValueAtPercentile(99) / 1000,
+    p999AppendMs: latency.getValueAtPercentile(99.9) / 1000,
+    maxAppendMs: latency.maxValue / 1000,
+    hotHitRatio: readResult.hotHitRatio,
+    hotProbes: readResult.hotProbes,
+    hotQueues: readResult.hotQueues,
+    coldQueues: readResult.coldQueues,
+    messagesWritten: counters.messagesWritten,
+    bytesWritten: counters.bytesWritten,
+    messagesRead: counters.messagesRead,
+    verifiedBytes: counters.verifiedBytes,
+    errors: counters.errors,
+    errorSamples: counters.errorSamples,
+    deviceReadBytes: ioBefore !== null && ioAfter !== null ? ioAfter - ioBefore : null,
+    cacheDrop: drop.detail,
+    peakRssMiB,
+    reopenSeconds,
+    stats,
+    samples: sampler.samples,
+  };
+}
+
+function table(rows: [string, string][]): string {
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n');
+}
+
+function defaultResultsDir(): string {
+  // dist/bench/store/run.js (or .build/<x>/bench/store/run.js) -> <repo>/bench/results
+  return fileURLToPath(new URL('../../../bench/results/', import.meta.url));
+}
+
+async function main(): Promise<number> {
+  const o = parseBenchOptions(process.argv.slice(2));
+  const base = o.dir ? (mkdirSync(o.dir, { recursive: true }), mkdtempSync(join(o.dir, 'cirrus-bench-'))) : mkdtempSync(join(tmpdir(), 'cirrus-bench-'));
+  log(`mode ${o.mode}; data in ${base}`);
+  let exitCode = 0;
+  try {
+    const ceilingDir = join(base, 'ceiling');
+    mkdirSync(ceilingDir);
+    log(`ceiling probe: write + fdatasync, ${CEILING_FILE_COUNTS.join('/')} files x ${CEILING_BLOCK_BYTES.map((b) => `${b / 1024} KiB`).join('/')}, ${o.ceilingCellBytes / MiB} MiB per cell`);
+    const ceiling: CeilingResult = await probeCeiling(ceilingDir, {
+      cellBytes: o.ceilingCellBytes,
+      fileCounts: CEILING_FILE_COUNTS,
+      blockSizes: CEILING_BLOCK_BYTES,
+      onCell: (c) => log(`  ${c.files} file(s) x ${c.blockBytes / 1024} KiB: ${c.mibps.toFixed(0)} MiB/s`),
+    });
+    rmSync(ceilingDir, { recursive: true, force: true });
+    const ceilingMiBps = ceiling.best.mibps;
+    log(`ceiling ${ceilingMiBps.toFixed(0)} MiB/s (${ceiling.best.files} x ${ceiling.best.blockBytes / 1024} KiB)`);
+
+    const storeDir = join(base, 'store');
+    const run = await runStore(o, storeDir);
+    if (!o.keep) rmSync(storeDir, { recursive: true, force: true });
+
+    const peers: PeerResult[] = [];
+    for (const name of o.peers) {
+      const peerDir = join(base, `peer-${name}`);
+      mkdirSync(peerDir);
+      const result = await runPeer(name, peerDir, o, log);
+      peers.push(result);
+      rmSync(peerDir, { recursive: true, force: true });
+    }
+    const measured = peers.filter((p) => p.mibps !== null);
+    const best = measured.reduce<PeerResult | null>((a, b) => (a === null || (b.mibps ?? 0) > (a.mibps ?? 0) ? b : a), null);
+    const peerErrors = peers.reduce((n, p) => n + p.errors, 0);
+    const errors = run.errors + peerErrors;
+
+    const result = {
+      mode: o.mode,
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, memoryGiB: round(totalmem() / GiB, 1), node: process.version },
+      workload: {
+        producers: o.producers, readers: o.readers, topics: o.topics, maxQueuesPerTopic: o.maxQueues,
+        phase1GiB: round(o.phase1Bytes / GiB, 3), phase2GiB: round(o.phase2Bytes / GiB, 3), seed: o.seed,
+        memoryCacheBytes: o.memoryCacheBytes, segmentBytes: o.segmentBytes,
+      },
+      ceilingMiBps: round(ceilingMiBps),
+      ceilingCell: `${ceiling.best.files}x${ceiling.best.blockBytes / 1024}KiB`,
+      ceilingGrid: ceiling.cells.map((c) => ({ files: c.files, blockKiB: c.blockBytes / 1024, mibps: round(c.mibps) })),
+      appendMiBps: round(run.appendMiBps),
+      ratioToCeiling: round(run.appendMiBps / ceilingMiBps, 3),
+      totalSeconds: round(run.totalSeconds),
+      idealSeconds: round(run.idealSeconds),
+      phaseSeconds: [round(run.phase1Seconds), round(run.phase2Seconds), round(run.phase3Seconds)],
+      p50AppendMs: round(run.p50AppendMs, 3),
+      p99AppendMs: round(run.p99AppendMs, 3),
+      p999AppendMs: round(run.p999AppendMs, 3),
+      maxAppendMs: round(run.maxAppendMs, 3),
+      peakRssMiB: round(run.peakRssMiB, 1),
+      hotHitRatio: Number.isNaN(run.hotHitRatio) ? null : round(run.hotHitRatio, 4),
+      hotProbes: run.hotProbes,
+      hotQueues: run.hotQueues,
+      coldQueues: run.coldQueues,
+      messagesWritten: run.messagesWritten,
+      bytesWritten: run.bytesWritten,
+      messagesRead: run.messagesRead,
+      verifiedBytes: run.verifiedBytes,
+      deviceReadBytes: run.deviceReadBytes,
+      cacheDrop: run.cacheDrop,
+      reopenSeconds: round(run.reopenSeconds, 3),
+      store: {
+        syncs: run.stats.syncs,
+        meanBatchMessages: round(run.stats.meanBatchMessages),
+        syncLatencyMeanMs: round(run.stats.syncLatencyMeanMs, 3),
+        syncLatencyP99Ms: round(run.stats.syncLatencyP99Ms, 3),
+        memoryHitRatio: round(run.stats.cache.memory.hitRatio, 4),
+        segments: run.stats.segments,
+      },
+      errors,
+      errorSamples: [...run.errorSamples, ...peers.flatMap((p) => p.errorSamples)],
+      peers: Object.fromEntries(peers.map((p) => [p.name, p.mibps === null ? 'skipped' : round(p.mibps)])),
+      peerDetails: peers,
+      bestPeer: best?.name ?? null,
+      bestPeerMiBps: best?.mibps != null ? round(best.mibps) : null,
+      ratioToBestPeer: best?.mibps ? round(run.appendMiBps / best.mibps, 2) : null,
+      samples: run.samples,
+    };
+
+    const outDir = o.out ?? (o.mode === 'quick' ? mkdtempSync(join(tmpdir(), 'cirrus-bench-results-')) : defaultResultsDir());
+    mkdirSync(outDir, { recursive: true });
+    const stamp = result.date.replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
+    const stem = join(outDir, `store-${o.mode}-p${o.producers}-${stamp}`);
+    writeFileSync(`${stem}.json`, JSON.stringify(result, null, 2) + '\n');
+    writeFileSync(
+      `${stem}.svg`,
+      throughputSvg(run.samples, `Cirrus store, ${o.producers} producers, ${result.workload.phase1GiB}+${result.workload.phase2GiB} GiB`, ceilingMiBps),
+    );
+    log(`results: ${stem}.json and ${stem}.svg`);
+
+    const pct = (x: number | null): string => (x === null ? 'n/a' : `${(x * 100).toFixed(1)} %`);
+    const rows: [string, string][] = [
+      ['ceiling (best cell)', `${result.ceilingMiBps} MiB/s (${result.ceilingCell})`],
+      ['append, phase 1', `${result.appendMiBps} MiB/s = ${result.ratioToCeiling} x ceiling`],
+      ['append latency p50/p99/p99.9', `${result.p50AppendMs} / ${result.p99AppendMs} / ${result.p999AppendMs} ms`],
+      ['total time (phases 1-3)', `${result.totalSeconds} s (ideal ${result.idealSeconds} s; phases ${result.phaseSeconds.join(' / ')} s)`],
+      ['written', `${(result.bytesWritten / GiB).toFixed(2)} GiB in ${result.messagesWritten} messages`],
+      ['read and verified', `${(result.verifiedBytes / GiB).toFixed(2)} GiB in ${result.messagesRead} messages`],
+      ['hot hit ratio (memory tier)', `${pct(result.hotHitRatio)} over ${result.hotProbes} probes`],
+      ['device bytes read (phases 2-3)', result.deviceReadBytes === null ? 'n/a' : `${(result.deviceReadBytes / MiB).toFixed(0)} MiB`],
+      ['page cache', result.cacheDrop],
+      ['peak RSS', `${result.peakRssMiB} MiB`],
+      ['reopen after clean close', `${result.reopenSeconds} s`],
+      ['group commit', `${result.store.syncs} syncs, ${result.store.meanBatchMessages} msgs/sync, sync p99 ${result.store.syncLatencyP99Ms} ms`],
+      ...peers.map((p): [string, string] => [`peer ${p.name}`, p.mibps === null ? `skipped: ${p.skipped}` : `${round(p.mibps)} MiB/s (p99 ${round(p.p99AppendMs ?? 0, 2)} ms)`]),
+      ['store / best peer', result.ratioToBestPeer === null ? 'n/a' : `${result.ratioToBestPeer} x (${result.bestPeer})`],
+      ['verification errors', String(errors)],
+    ];
+    process.stdout.write(`\nCirrus store benchmark (${o.mode})\n${table(rows)}\n`);
+    for (const e of result.errorSamples) process.stdout.write(`  error: ${e}\n`);
+    const { samples: _samples, peerDetails: _details, ceilingGrid: _grid, ...summary } = result;
+    process.stdout.write(JSON.stringify(summary) + '\n');
+    if (errors > 0) exitCode = 1;
+  } finally {
+    if (!o.keep) rmSync(base, { recursive: true, force: true });
+  }
+  return exitCode;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`[bench:store] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
