@@ -40,9 +40,10 @@ defaults
     # Normal answers take tens of ms; a hung or black-holed request is given up after 1 s and
     # retried (response-timeout in retry-on) well before the client's 5 s timeout.
     timeout server 1s
-    # A request waits at most 1 s for a free slot (maxconn) before HAProxy answers 503: past it
-    # the providers are over capacity and the client is better served by an early answer.
-    timeout queue 1s
+    # A request waits for a free slot (maxconn) at most 3 s, then HAProxy answers 503: long
+    # enough to ride out a dip in capacity, short enough to leave time for the answer within
+    # the client's 5 s.
+    timeout queue 3s
     timeout check 500ms
     # Layer 7 retries: retry on connection failures, empty answers, server timeouts and 503s;
     # the benchmark sends idempotent GETs, so every retry is safe.
