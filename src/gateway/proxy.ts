@@ -29,6 +29,8 @@ interface Exchange {
   replayable: boolean;
   attemptsUsed: number;
   readonly tried: Set<Upstream>;
+  /** The upstream of the latest attempt. */
+  last: Upstream | null;
   current: Attempt | null;
   queued: QueueEntry<Exchange> | null;
   finished: boolean;
@@ -130,6 +132,7 @@ export class ProxyEngine {
       replayable: isIdempotent(method) && !streamBody,
       attemptsUsed: 0,
       tried: new Set(),
+      last: null,
       current: null,
       queued: null,
       finished: false,
@@ -186,17 +189,25 @@ export class ProxyEngine {
     this.shed(ex, 'overloaded');
   }
 
+  /**
+   * Upstreams this request has not tried come first; when every available one has been tried,
+   * any but the one that just failed it will do (with one healthy upstream left, a request that
+   * hung elsewhere must still be able to go back to it).
+   */
   private pick(ex: Exchange): { upstream: Upstream; probe: boolean } | null {
     const now = this.clock();
-    const candidates: Upstream[] = [];
+    const fresh: Upstream[] = [];
+    const again: Upstream[] = [];
     for (const u of this.upstreams.values()) {
-      if (ex.tried.has(u)) continue;
       const a = u.availability(now);
+      const tried = ex.tried.has(u);
       // A probe may land on a black hole: only a request that can be replayed elsewhere goes.
-      if (a === 'probe' && ex.replayable) return { upstream: u, probe: true };
-      if (a === 'normal') candidates.push(u);
+      if (a === 'probe' && ex.replayable && !tried) return { upstream: u, probe: true };
+      if (a !== 'normal') continue;
+      if (!tried) fresh.push(u);
+      else if (u !== ex.last) again.push(u);
     }
-    const u = pickP2C(candidates, (c) => c.cost(), this.random);
+    const u = pickP2C(fresh.length > 0 ? fresh : again, (c) => c.cost(), this.random);
     return u === null ? null : { upstream: u, probe: false };
   }
 
@@ -221,6 +232,7 @@ export class ProxyEngine {
     ex.current = attempt;
     ex.attemptsUsed += 1;
     ex.tried.add(upstream);
+    ex.last = upstream;
     let body: Dispatcher.DispatchOptions['body'] = ex.body;
     if (ex.streamBody) body = Readable.from(limitBody(ex.req, this.config.maxBodyBytes), { objectMode: false });
     // undici's dispatch API with a handler: no response stream object, no promise, no pipeline
