@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { AdaptiveLimit, GatewayArgumentError } from '../../src/gateway/index.js';
+import { LIMIT_WINDOW_MS } from '../../src/gateway/constants.js';
+
+/** A limit driven by a hand-held clock. */
+function harness(initial = 20, min = 1, max = 200, latencyTolerance = 2): { limit: AdaptiveLimit; advance(ms: number): void } {
+  let now = 0;
+  const limit = new AdaptiveLimit({ initial, min, max, latencyTolerance }, () => now);
+  return { limit, advance: (ms) => (now += ms) };
+}
+
+/** Feeds one window of `n` samples at `latencyMs`, with the upstream kept at its limit (saturated). */
+function window(h: ReturnType<typeof harness>, latencyMs: number, n = 20, saturated = true): void {
+  for (let i = 0; i < n; i++) {
+    h.advance(LIMIT_WINDOW_MS / n + 0.01);
+    h.limit.onSample(latencyMs, saturated ? h.limit.limit : 1, 'ok');
+  }
+}
+
+describe('adaptive concurrency limit', () => {
+  test('property: the limit stays an integer within [min, max] whatever the samples', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 0, max: 200 }),
+        fc.array(
+          fc.record({
+            gapMs: fc.integer({ min: 0, max: 500 }),
+            latencyMs: fc.double({ min: 0, max: 10_000, noNaN: true }),
+            inflight: fc.integer({ min: 1, max: 500 }),
+            outcome: fc.constantFrom('ok', 'ok', 'ok', 'drop', 'timeout'),
+          }),
+          { maxLength: 300 },
+        ),
+        (min, span, samples) => {
+          const max = min + span;
+          const h = harness(min, min, max);
+          for (const s of samples) {
+            h.advance(s.gapMs);
+            h.limit.onSample(s.latencyMs, s.inflight, s.outcome as 'ok' | 'drop' | 'timeout');
+            const l = h.limit.limit;
+            assert.ok(Number.isInteger(l) && l >= min && l <= max, `limit ${l} outside [${min}, ${max}]`);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test('property: a timeout never raises the limit', () => {
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: 0.1, max: 1_000, noNaN: true }), { maxLength: 100 }), fc.integer({ min: 0, max: 1_000 }), (latencies, gap) => {
+        const h = harness(50, 1, 500);
+        for (const l of latencies) {
+          h.advance(7);
+          h.limit.onSample(l, h.limit.limit, 'ok');
+        }
+        h.advance(gap);
+        const before = h.limit.limit;
+        h.limit.onSample(5_000, before, 'timeout');
+        assert.ok(h.limit.limit <= before);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('grows while latency stays flat and the upstream is kept busy', () => {
+    const h = harness(10);
+    for (let i = 0; i < 20; i++) window(h, 10);
+    assert.ok(h.limit.limit >= 50, `limit ${h.limit.limit} after 2 s of flat latency at saturation`);
+  });
+
+  test('does not grow when the upstream is not kept busy (no evidence of more capacity)', () => {
+    const h = harness(10);
+    for (let i = 0; i < 20; i++) window(h, 10, 20, false);
+    assert.equal(h.limit.limit, 10);
+  });
+
+  test('shrinks when latency rises past tolerance x baseline, within about a second', () => {
+    const h = harness(100);
+    for (let i = 0; i < 5; i++) window(h, 10);
+    const high = h.limit.limit;
+    for (let i = 0; i < 10; i++) window(h, 60);
+    assert.ok(h.limit.limit <= high / 3, `limit ${h.limit.limit} (was ${high}) after 1 s at 6x latency`);
+  });
+
+  test('tolerates latency within the tolerance band', () => {
+    const h = harness(40);
+    for (let i = 0; i < 5; i++) window(h, 10);
+    const before = h.limit.limit;
+    for (let i = 0; i < 10; i++) window(h, 18);
+    assert.ok(h.limit.limit >= before, `limit fell from ${before} to ${h.limit.limit} at 1.8x latency`);
+  });
+
+  test('a timeout halves the limit at once; a burst of timeouts in one window counts once', () => {
+    const h = harness(80);
+    h.advance(1);
+    h.limit.onSample(5_000, 80, 'timeout');
+    assert.equal(h.limit.limit, 40);
+    for (let i = 0; i < 10; i++) h.limit.onSample(5_000, 40, 'timeout');
+    assert.equal(h.limit.limit, 40);
+    h.advance(LIMIT_WINDOW_MS);
+    h.limit.onSample(5_000, 40, 'timeout');
+    assert.equal(h.limit.limit, 20);
+  });
+
+  test('the baseline forgets an old service time, so a slower provider is not throttled forever', () => {
+    const h = harness(50);
+    for (let i = 0; i < 10; i++) window(h, 10);
+    // Service time permanently 5x: the limit dips, then recovers once the baseline moves up.
+    for (let i = 0; i < 60; i++) window(h, 50);
+    assert.ok(h.limit.baselineMs >= 40, `baseline ${h.limit.baselineMs}`);
+    const later = h.limit.limit;
+    for (let i = 0; i < 10; i++) window(h, 50);
+    assert.ok(h.limit.limit >= later, 'grows again at the new steady latency');
+  });
+
+  const bad: Array<[string, Record<string, number>]> = [
+    ['limit', { initial: 5, min: 10, max: 20, latencyTolerance: 2 }],
+    ['limit.min', { initial: 5, min: 0, max: 20, latencyTolerance: 2 }],
+    ['limit.latencyTolerance', { initial: 5, min: 1, max: 20, latencyTolerance: 0.5 }],
+    ['limit.max', { initial: 5, min: 1, max: Number.NaN, latencyTolerance: 2 }],
+  ];
+  for (const [arg, options] of bad) {
+    test(`bad options name the argument: ${arg}`, () => {
+      assert.throws(
+        () => new AdaptiveLimit(options as unknown as ConstructorParameters<typeof AdaptiveLimit>[0], () => 0),
+        (err: unknown) => err instanceof GatewayArgumentError && err.argument === arg && err.code === 'CIRRUS_GW_INVALID_ARGUMENT',
+      );
+    });
+  }
+});
