@@ -80,7 +80,8 @@ export class GroupCommit {
   private failing = false;
   private recovering = false;
   private drainWaiters: (() => void)[] = [];
-  private creating: { start: number; seg: Promise<Segment> } | null = null;
+  private readonly creating = new Map<number, Promise<Segment>>();
+  private creationChain: Promise<unknown> = Promise.resolve();
   private intervalTimer: NodeJS.Timeout | null = null;
   private intervalSync: Promise<void> | null = null;
   private readonly dirty = new Set<Segment>();
@@ -100,6 +101,7 @@ export class GroupCommit {
     private readonly segmentBytes: number,
     private readonly policy: SyncPolicy,
     private readonly hooks: GroupCommitHooks,
+    private readonly now: () => number,
   ) {
     const active = segments.active;
     invariant(active !== undefined, 'an active segment exists before appends');
@@ -173,6 +175,9 @@ export class GroupCommit {
       const s = Math.max(from, c.start);
       const e = c.start + c.used;
       if (e <= s) continue;
+      // A flush never passes MAX_FLUSH_BYTES unless one chunk alone does: recovery's unflushed
+      // window (recovery.ts) relies on this bound.
+      if (bytes > 0 && bytes + (e - s) > MAX_FLUSH_BYTES) break;
       let g = groups[groups.length - 1];
       if (!g || g.segStart !== c.segStart) {
         g = { segStart: c.segStart, position: s, bufs: [] };
@@ -181,7 +186,6 @@ export class GroupCommit {
       g.bufs.push(c.buf.subarray(s - c.start, e - c.start));
       bytes += e - s;
       target = e;
-      if (bytes >= MAX_FLUSH_BYTES) break;
     }
     invariant(target > from, 'a flush makes progress');
     this.launched = target;
@@ -200,7 +204,7 @@ export class GroupCommit {
         await file.writev(g.bufs, g.position - seg.start);
         const end = g.position - seg.start + g.bufs.reduce((n, b) => n + b.length, 0);
         if (end > seg.size) seg.size = end;
-        seg.lastWriteMs = Date.now();
+        seg.lastWriteMs = this.now();
         touched.push({ seg, file });
       }
       if (this.policy.mode === 'always') {
@@ -278,20 +282,26 @@ export class GroupCommit {
     this.intervalTimer = null;
   }
 
-  /** The segment starting at `start`, creating its file when the log has just rolled into it. */
+  /**
+   * The segment starting at `start`, creating its file when the log has just rolled into it.
+   * Creations are chained so segments join the set in start order even when flushes for two
+   * new segments are in flight at once.
+   */
   private segmentFor(start: number): Promise<Segment> {
     const known = this.segments.find(start);
     if (known && known.start === start) return Promise.resolve(known);
-    if (this.creating && this.creating.start === start) return this.creating.seg;
-    const seg: Segment = { start, size: 0, file: null, lastWriteMs: Date.now() };
-    const p = (async () => {
-      await this.segments.openActive(seg, true);
-      await (seg.file as StoreFile).truncate(0);
-      return seg;
-    })().finally(() => {
-      if (this.creating?.seg === p) this.creating = null;
-    });
-    this.creating = { start, seg: p };
+    const pending = this.creating.get(start);
+    if (pending) return pending;
+    const seg: Segment = { start, size: 0, file: null, lastWriteMs: this.now() };
+    const p = this.creationChain
+      .catch(() => undefined)
+      .then(async () => {
+        await this.segments.openActive(seg, true);
+        return seg;
+      })
+      .finally(() => this.creating.delete(start));
+    this.creating.set(start, p);
+    this.creationChain = p;
     return p;
   }
 

@@ -13,14 +13,21 @@
  *   | > 0        | yes        | yes           | yes                 | yes        | no      | bad-crc      |
  *   | > 0        | yes        | yes           | yes                 | yes        | yes     | ok           |
  *
- * Any verdict but ok/end starts a resync: the scanner looks for the next position in the same
- * segment where a record classifies ok.
+ * Any verdict but ok/end is damage. Where it lies decides what it means:
  *
- *   | found a good record after the damage? | last segment? | action                                   | kind   |
- *   |---------------------------------------|---------------|------------------------------------------|--------|
- *   | yes                                   | any           | report [damage, good) and go on there     | middle |
- *   | no                                    | yes           | truncate the file at the damage (on open) | tail   |
- *   | no                                    | no            | report [damage, segment end)              | middle |
+ *   | damage in the unflushed window? | good record after it in the segment? | action                                       | kind   |
+ *   |---------------------------------|--------------------------------------|----------------------------------------------|--------|
+ *   | yes                             | any                                  | cut the log at the damage (this segment and  | tail   |
+ *   |                                 |                                      | every later one), on open                    |        |
+ *   | no                              | yes                                  | report [damage, good record), go on there    | middle |
+ *   | no                              | no                                   | report [damage, segment end)                 | middle |
+ *
+ * The unflushed window is the last unflushedWindowBytes() of log data (across segments). Up to
+ * MAX_FLUSHES_IN_FLIGHT flushes write at once, so a crash can leave a hole (zeros, old bytes)
+ * with whole records of a later flush behind it; none of them was acknowledged, because appends
+ * resolve only over a contiguous prefix of completed flushes. So in that window the first damage
+ * is the end of the log. Outside it, damage is bit rot or tampering: reported, never cut.
+ * The price: bit rot inside the last window's bytes is cut like a torn write.
  *
  * Then, per good record, the store checks its queue offset against the index (see store-recovery
  * in store.ts): == expected -> indexed; > expected -> the missing offsets are indexed as damaged
@@ -30,7 +37,7 @@
  * flight), so cutting it loses nothing that was acknowledged.
  */
 import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_VERSION, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
-import { SCAN_READ_BYTES } from './constants.js';
+import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, SCAN_READ_BYTES } from './constants.js';
 import type { StoreFile } from './io.js';
 
 export type RecordVerdict = 'ok' | 'end' | 'torn-header' | 'bad-magic' | 'bad-length' | 'torn-body' | 'bad-crc';
@@ -109,14 +116,15 @@ const MAGIC_PATTERN = Buffer.from([RECORD_MAGIC & 0xff, RECORD_MAGIC >> 8, RECOR
 
 /**
  * Scans one segment from `fromPosition` (a log position inside it) and hands every good record to
- * `visit`. `size` is the file's length. Read-only: the caller truncates on a tail verdict.
+ * `visit`. `size` is the file's length; damage at or after log position `tailFrom` ends the log
+ * (see tailThresholds). Read-only: the caller truncates on a tail verdict.
  */
 export async function scanSegment(
   file: StoreFile,
   segmentStart: number,
   size: number,
   fromPosition: number,
-  isLast: boolean,
+  tailFrom: number,
   maxBodyBytes: number,
   visit: (r: ScannedRecord) => void,
   onDamage: (d: DamageReport) => void = () => undefined,
@@ -161,18 +169,18 @@ export async function scanSegment(
       continue;
     }
     if (verdict === 'end') break;
+    if (segmentStart + off >= tailFrom) {
+      report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'tail' });
+      cutAt = segmentStart + off;
+      break;
+    }
     const next = await resync(off + 1);
     if (next !== null) {
       report({ segmentStart, from: segmentStart + off, to: segmentStart + next, verdict, kind: 'middle' });
       off = next;
       continue;
     }
-    if (isLast) {
-      report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'tail' });
-      cutAt = segmentStart + off;
-    } else {
-      report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'middle' });
-    }
+    report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'middle' });
     break;
   }
   return { damage, cutAt, records, lastTimestampMs };
@@ -196,4 +204,25 @@ export async function scanSegment(
     }
     return null;
   }
+}
+
+/** Log data bytes that may still have been in flight at a crash (see the table above). */
+export function unflushedWindowBytes(maxMessageBytes: number): number {
+  return MAX_FLUSHES_IN_FLIGHT * Math.max(MAX_FLUSH_BYTES, RECORD_HEADER_BYTES + maxMessageBytes);
+}
+
+/**
+ * Per segment (in order), the log position from which damage is a torn tail: the last
+ * `windowBytes` of data, counted backwards across segment files.
+ */
+export function tailThresholds(segments: readonly { start: number; size: number }[], windowBytes: number): number[] {
+  const out = new Array<number>(segments.length);
+  let after = 0;
+  for (let k = segments.length - 1; k >= 0; k--) {
+    const seg = segments[k];
+    const left = windowBytes - after;
+    out[k] = left <= 0 ? seg.start + seg.size + 1 : seg.start + Math.max(0, seg.size - left);
+    after += seg.size;
+  }
+  return out;
 }

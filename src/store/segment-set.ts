@@ -80,9 +80,13 @@ export class SegmentSet {
       this.readLru.set(last, last.file);
       await this.trimLru();
     }
-    seg.file = await this.io.open(this.pathOf(seg.start), create ? 'create' : 'readwrite');
-    this.list.push(seg);
+    const file = await this.io.open(this.pathOf(seg.start), create ? 'create' : 'readwrite');
+    // A new segment starts empty even if a stray file of that name was left behind; this happens
+    // before the segment is listed, so no write can land in it first.
+    if (create) await file.truncate(0);
     if (create) await this.io.syncDir(this.dir);
+    seg.file = file;
+    this.list.push(seg);
   }
 
   /** A read-write handle of the active segment (after a rollback made an older segment active again). */

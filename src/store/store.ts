@@ -24,7 +24,7 @@ import { nodeIo, type StoreIo } from './io.js';
 import { acquireLock, type StoreLock } from './lock.js';
 import { DAMAGED_LENGTH, QueueIndex, queueKey } from './queue-index.js';
 import { RecordReader, type ReadCounters } from './reader.js';
-import { scanSegment, type DamageReport } from './recovery.js';
+import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { segmentsToDelete } from './retention.js';
 import { SegmentSet, type Segment } from './segment-set.js';
 import { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
@@ -109,6 +109,8 @@ export class MessageStore implements MessageStoreApi {
   private readonly reader: RecordReader;
   private readonly readAhead: ReadAhead;
   private messagesWritten = 0;
+  /** The log rolled into a new segment since retention last ran. */
+  private retentionDue = false;
 
   private constructor(
     private readonly o: ResolvedOptions,
@@ -128,9 +130,9 @@ export class MessageStore implements MessageStoreApi {
       afterFlush: () => this.afterFlush(),
       rollbackEntry: (q) => index.pop(q),
       segmentRolled: () => {
-        if (this.o.retention) queueMicrotask(() => void this.applyRetention());
+        this.retentionDue = this.o.retention !== null;
       },
-    });
+    }, () => io.now());
     this.reader = new RecordReader(index, segments, mem, this.readAhead, fast, this.counters);
     this.lastCheckpointPos = recovery.checkpoint.logPosition ?? 0;
     if (o.retention) {
@@ -167,8 +169,8 @@ export class MessageStore implements MessageStoreApi {
     const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
     const found = await SegmentSet.discover(io, o.dir);
     const index = new QueueIndex();
-    const last = found[found.length - 1];
-    const logEnd = last ? last.start + last.size : 0;
+    const lastFound = found[found.length - 1];
+    const logEnd = lastFound ? lastFound.start + lastFound.size : 0;
 
     // Phase 1: the checkpoint, if it is whole and consistent with the files.
     let scanFrom = found.length > 0 ? found[0].start : 0;
@@ -201,19 +203,21 @@ export class MessageStore implements MessageStoreApi {
     let scannedBytes = 0;
     let scannedRecords = 0;
     let truncatedBytes = 0;
+    const tailFrom = tailThresholds(found, unflushedWindowBytes(o.maxMessageBytes));
+    let cutFrom = -1;
     for (let k = 0; k < found.length; k++) {
       const seg = found[k];
       if (seg.start + seg.size <= scanFrom) continue;
       const isLast = k === found.length - 1;
       const from = Math.max(scanFrom, seg.start);
-      const file = await io.open(join(o.dir, segmentFileName(seg.start)), isLast ? 'readwrite' : 'read');
+      const file = await io.open(join(o.dir, segmentFileName(seg.start)), 'readwrite');
       try {
         const res = await scanSegment(
           file,
           seg.start,
           seg.size,
           from,
-          isLast,
+          tailFrom[k],
           MAX_MESSAGE_BYTES_LIMIT,
           (r) => {
             if (dict.name(r.topicId) === undefined) {
@@ -251,13 +255,24 @@ export class MessageStore implements MessageStoreApi {
           await file.truncate(keep);
           await file.datasync();
           seg.size = keep;
+          cutFrom = k + 1;
         }
       } finally {
         await file.close();
       }
+      if (cutFrom >= 0) break;
+    }
+    // A torn tail that began in an earlier segment: the later ones hold only unacknowledged data.
+    if (cutFrom >= 0) {
+      for (const seg of found.splice(cutFrom)) {
+        truncatedBytes += seg.size;
+        await io.unlink(join(o.dir, segmentFileName(seg.start)));
+      }
+      await io.syncDir(o.dir);
     }
 
     // Phase 3: the segment set, the active segment open for writing.
+    const last = found[found.length - 1];
     const segments = new SegmentSet(io, o.dir);
     for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
     if (last) await segments.openActive(last, false);
@@ -377,6 +392,10 @@ export class MessageStore implements MessageStoreApi {
   private afterFlush(): void {
     for (const c of this.mem.evict(this.gc.flushed)) this.fast?.offer(c);
     if (this.gc.flushed - this.lastCheckpointPos >= CHECKPOINT_INTERVAL_BYTES) this.startCheckpoint();
+    if (this.retentionDue && !this.retaining) {
+      this.retentionDue = false;
+      void this.applyRetention();
+    }
   }
 
   private startCheckpoint(): void {

@@ -5,11 +5,11 @@
  */
 import { join } from 'node:path';
 import { CHECKPOINT_FILE, CLEAN_FILE, LOCK_FILE, segmentFileName } from './format.js';
-import { MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
 import { checkCheckpoint } from './checkpoint.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { queueKey } from './queue-index.js';
-import { scanSegment, type DamageReport } from './recovery.js';
+import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { SegmentSet } from './segment-set.js';
 import { TopicDict } from './topic-dict.js';
 
@@ -65,7 +65,11 @@ export interface VerifyReport extends StoreScan {
   ok: boolean;
 }
 
-export async function scanStore(dir: string, io: StoreIo = nodeIo): Promise<StoreScan> {
+/**
+ * `maxMessageBytes`: the value the store runs with; it sizes the unflushed window in which
+ * damage is a torn tail rather than bit rot (recovery.ts).
+ */
+export async function scanStore(dir: string, io: StoreIo = nodeIo, maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): Promise<StoreScan> {
   const { names, cutBytes } = await TopicDict.read(io, dir);
   const found = await SegmentSet.discover(io, dir);
   const queues = new Map<number, QueueSummary>();
@@ -77,11 +81,12 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo): Promise<Stor
   let unknownTopicRecords = 0;
   let records = 0;
   let bytes = 0;
+  const tailFrom = tailThresholds(found, unflushedWindowBytes(maxMessageBytes));
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
     const file = await io.open(join(dir, segmentFileName(seg.start)), 'read');
     try {
-      const res = await scanSegment(file, seg.start, seg.size, seg.start, k === found.length - 1, MAX_MESSAGE_BYTES_LIMIT, (r) => {
+      const res = await scanSegment(file, seg.start, seg.size, seg.start, tailFrom[k], MAX_MESSAGE_BYTES_LIMIT, (r) => {
         records++;
         bytes += r.recordBytes;
         const topic = names[r.topicId];
@@ -113,6 +118,11 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo): Promise<Stor
     } finally {
       await file.close();
     }
+    // Past a torn tail the log has ended: later segments hold only unacknowledged data.
+    if (tail !== null) {
+      for (const later of found.slice(k + 1)) segments.push({ name: segmentFileName(later.start), start: later.start, bytes: later.size, records: 0 });
+      break;
+    }
   }
   const ckpt = await io.readFile(join(dir, CHECKPOINT_FILE));
   const info = checkCheckpoint(ckpt);
@@ -138,8 +148,8 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo): Promise<Stor
 }
 
 /** Checks every record's CRC and every queue's offset sequence. */
-export async function verifyStore(dir: string, options: { strict?: boolean; io?: StoreIo } = {}): Promise<VerifyReport> {
-  const scan = await scanStore(dir, options.io);
+export async function verifyStore(dir: string, options: { strict?: boolean; io?: StoreIo; maxMessageBytes?: number } = {}): Promise<VerifyReport> {
+  const scan = await scanStore(dir, options.io, options.maxMessageBytes);
   const ok =
     scan.damage.length === 0 &&
     scan.offsetProblemCount === 0 &&

@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  RECORD_HEADER_BYTES,
+  decodeDict,
+  decodeHeader,
+  encodeDictEntry,
+  encodeRecord,
+  parseSegmentFileName,
+  segmentFileName,
+} from '../../src/store/format.js';
+import { classifyRecord } from '../../src/store/recovery.js';
+
+const MAX_BODY = 4096;
+
+const recordArb = fc.record({
+  topicId: fc.nat({ max: 0xffff_ffff }),
+  queueId: fc.nat({ max: 0xffff_ffff }),
+  queueOffset: fc.maxSafeNat(),
+  timestampMs: fc.nat({ max: 2 ** 48 }),
+  body: fc.uint8Array({ maxLength: 600 }),
+});
+
+test('format: encode then decode gives the same fields and body, and classifies ok', () => {
+  fc.assert(
+    fc.property(recordArb, fc.nat({ max: 64 }), (r, at) => {
+      const buf = Buffer.alloc(at + RECORD_HEADER_BYTES + r.body.length + 8);
+      const n = encodeRecord(buf, at, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      assert.equal(n, RECORD_HEADER_BYTES + r.body.length);
+      const h = decodeHeader(buf, at);
+      assert.equal(h.bodyBytes, r.body.length);
+      assert.equal(h.topicId, r.topicId);
+      assert.equal(h.queueId, r.queueId);
+      assert.equal(h.queueOffset, r.queueOffset);
+      assert.equal(h.timestampMs, r.timestampMs);
+      assert.deepEqual(new Uint8Array(buf.subarray(at + RECORD_HEADER_BYTES, at + n)), r.body);
+      assert.equal(classifyRecord(buf, at, n, MAX_BODY), 'ok');
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('format: any single flipped bit makes the record classify as not ok', () => {
+  fc.assert(
+    fc.property(recordArb, fc.nat(), fc.nat({ max: 7 }), (r, bytePick, bit) => {
+      const n = RECORD_HEADER_BYTES + r.body.length;
+      const buf = Buffer.alloc(n);
+      encodeRecord(buf, 0, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      const i = bytePick % n;
+      buf[i] ^= 1 << bit;
+      assert.notEqual(classifyRecord(buf, 0, n, MAX_BODY), 'ok');
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('format: any truncation of a record classifies as torn, never ok', () => {
+  fc.assert(
+    fc.property(recordArb, fc.nat(), (r, cutPick) => {
+      const n = RECORD_HEADER_BYTES + r.body.length;
+      const buf = Buffer.alloc(n);
+      encodeRecord(buf, 0, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      const avail = cutPick % n;
+      const v = classifyRecord(buf, 0, avail, MAX_BODY);
+      if (avail === 0) assert.equal(v, 'end');
+      else if (avail < RECORD_HEADER_BYTES) assert.equal(v, 'torn-header');
+      else assert.equal(v, 'torn-body');
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('format: the recovery decision table, every combination lands in exactly its row', () => {
+  // Columns: bytes left?, whole header?, magic ok?, length <= max?, body fits?, CRC ok?
+  const bools = [false, true];
+  let cases = 0;
+  for (const headerWhole of bools)
+    for (const magicOk of bools)
+      for (const lengthOk of bools)
+        for (const bodyFits of bools)
+          for (const crcOk of bools) {
+            const body = Buffer.alloc(100, 7);
+            const buf = Buffer.alloc(RECORD_HEADER_BYTES + 200);
+            encodeRecord(buf, 0, 1, 2, 3, 4, body);
+            if (!magicOk) buf[0] ^= 0xff;
+            if (!lengthOk) buf.writeUInt32LE(MAX_BODY + 1, 8);
+            if (!crcOk) buf[RECORD_HEADER_BYTES + 5] ^= 1;
+            let avail = RECORD_HEADER_BYTES + body.length;
+            if (!bodyFits) avail = RECORD_HEADER_BYTES + 10;
+            if (!headerWhole) avail = 20;
+            const expected = !headerWhole
+              ? 'torn-header'
+              : !magicOk
+                ? 'bad-magic'
+                : !lengthOk
+                  ? 'bad-length'
+                  : !bodyFits
+                    ? 'torn-body'
+                    : !crcOk
+                      ? 'bad-crc'
+                      : 'ok';
+            assert.equal(classifyRecord(buf, 0, avail, MAX_BODY), expected, JSON.stringify({ headerWhole, magicOk, lengthOk, bodyFits, crcOk }));
+            cases++;
+          }
+  assert.equal(cases, 32);
+  assert.equal(classifyRecord(Buffer.alloc(0), 0, 0, MAX_BODY), 'end');
+});
+
+test('format: topic dictionary round-trips and stops at a torn or corrupt entry', () => {
+  fc.assert(
+    fc.property(fc.array(fc.string({ minLength: 1, maxLength: 40 }).filter((s) => !s.includes('\0')), { maxLength: 20 }), fc.nat(), (names, cutPick) => {
+      const entries = names.map((n, i) => encodeDictEntry(i, n));
+      const all = Buffer.concat(entries);
+      assert.deepEqual(decodeDict(all).names, names);
+      assert.equal(decodeDict(all).validBytes, all.length);
+      if (all.length === 0) return;
+      const cut = cutPick % all.length;
+      const res = decodeDict(all.subarray(0, cut));
+      let whole = 0;
+      let bytes = 0;
+      while (whole < entries.length && bytes + entries[whole].length <= cut) bytes += entries[whole++].length;
+      assert.deepEqual(res.names, names.slice(0, whole));
+      assert.equal(res.validBytes, bytes);
+    }),
+    { numRuns: 200 },
+  );
+  const entries = [encodeDictEntry(0, 'a'), encodeDictEntry(1, 'b'), encodeDictEntry(2, 'c')];
+  const all = Buffer.concat(entries);
+  all[entries[0].length + 10] ^= 1; // flip the name byte of "b"
+  assert.deepEqual(decodeDict(all).names, ['a']);
+});
+
+test('format: segment file names carry their start position', () => {
+  fc.assert(
+    fc.property(fc.maxSafeNat(), (start) => {
+      const name = segmentFileName(start);
+      assert.equal(name.length, 24);
+      assert.equal(parseSegmentFileName(name), start);
+    }),
+  );
+  assert.equal(parseSegmentFileName('topics.dict'), null);
+  assert.equal(parseSegmentFileName('0000000000000000000x.seg'), null);
+  assert.equal(parseSegmentFileName('00000000000000000000.seg.tmp'), null);
+});

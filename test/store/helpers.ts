@@ -1,0 +1,146 @@
+/** Shared helpers of the store tests: temp dirs, crash snapshots, a fault-injecting StoreIo. */
+import { cpSync, mkdtempSync, rmSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { nodeIo, type StoreFile, type StoreIo } from '../../src/store/index.js';
+
+export function tempDir(prefix = 'cirrus-store-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A copy of a live store's files as they are now, without its lock: what a reopen after kill -9
+ * of the process would find (the page cache survives a process crash).
+ */
+export function crashSnapshot(dir: string): string {
+  const copy = tempDir('cirrus-crash-');
+  cpSync(dir, copy, { recursive: true, filter: (src) => !src.endsWith('/LOCK') });
+  return copy;
+}
+
+export function segmentFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.endsWith('.seg')).sort().map((n) => join(dir, n));
+}
+
+/** The repository root (found by walking up to package.json), for docs and node_modules. */
+export function repoRoot(): string {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json'))) {
+    const up = dirname(d);
+    if (up === d) throw new Error('repository root not found');
+    d = up;
+  }
+  return d;
+}
+
+/** Deterministic bytes for (queue, offset), so reads can be checked without keeping copies. */
+export function payload(topic: string, queueId: number, offset: number, size: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = (queueId * 2654435761 + offset * 40503 + topic.length * 97 + 1) >>> 0;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+export type FaultOp = 'writev' | 'datasync' | 'truncate' | 'open';
+
+export interface FaultRule {
+  op: FaultOp;
+  /** errno code thrown, e.g. ENOSPC, EIO. */
+  code: string;
+  /** Only files whose path contains this. */
+  pathIncludes?: string;
+  /** How many matching calls fail (default 1). */
+  times?: number;
+  /** writev only: write this many bytes of the batch before failing (a torn write). */
+  tornBytes?: number;
+}
+
+function errnoError(code: string, op: string): NodeJS.ErrnoException {
+  const e = new Error(`${code}: injected failure of ${op}`) as NodeJS.ErrnoException;
+  e.code = code;
+  return e;
+}
+
+/** Wraps the real file system and fails chosen calls; everything else goes through. */
+export class FaultyIo implements StoreIo {
+  private rules: (FaultRule & { left: number })[] = [];
+  /** Calls seen per op (matching or not), to assert the seam was used. */
+  readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0 };
+  /** When set, datasync waits for it (to hold appends unacknowledged). */
+  datasyncGate: Promise<void> | null = null;
+  private clock: number | null = null;
+
+  inject(rule: FaultRule): void {
+    this.rules.push({ ...rule, left: rule.times ?? 1 });
+  }
+
+  clear(): void {
+    this.rules = [];
+  }
+
+  setClock(ms: number | null): void {
+    this.clock = ms;
+  }
+
+  take(op: FaultOp, path: string): (FaultRule & { left: number }) | undefined {
+    this.calls[op]++;
+    const r = this.rules.find((x) => x.op === op && x.left > 0 && (x.pathIncludes === undefined || path.includes(x.pathIncludes)));
+    if (r) r.left--;
+    return r;
+  }
+
+  async open(path: string, mode: 'read' | 'readwrite' | 'create'): Promise<StoreFile> {
+    const r = this.take('open', path);
+    if (r) throw errnoError(r.code, 'open');
+    const inner = await nodeIo.open(path, mode);
+    const io = this;
+    return {
+      async writev(buffers, position) {
+        const rule = io.take('writev', path);
+        if (rule) {
+          if (rule.tornBytes) {
+            const all = Buffer.concat(buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+            await inner.writev([all.subarray(0, Math.min(rule.tornBytes, all.length))], position);
+          }
+          throw errnoError(rule.code, 'writev');
+        }
+        return inner.writev(buffers, position);
+      },
+      read: (buf, offset, length, position) => inner.read(buf, offset, length, position),
+      async datasync() {
+        if (io.datasyncGate) await io.datasyncGate;
+        const rule = io.take('datasync', path);
+        if (rule) throw errnoError(rule.code, 'datasync');
+        return inner.datasync();
+      },
+      async truncate(length) {
+        const rule = io.take('truncate', path);
+        if (rule) throw errnoError(rule.code, 'truncate');
+        return inner.truncate(length);
+      },
+      size: () => inner.size(),
+      close: () => inner.close(),
+    };
+  }
+
+  readdir = nodeIo.readdir;
+  mkdirp = nodeIo.mkdirp;
+  unlink = nodeIo.unlink;
+  rename = nodeIo.rename;
+  stat = nodeIo.stat;
+  readFile = nodeIo.readFile;
+  syncDir = nodeIo.syncDir;
+  now = (): number => this.clock ?? Date.now();
+}
