@@ -20,7 +20,18 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+/** Children still running: killed if the benchmark itself exits early (Ctrl-C, crash). */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => process.exit(130));
+}
+
 function track(child: ChildProcess): Child {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let tail = '';
   const keep = (b: Buffer): void => {
     tail = (tail + b.toString()).slice(-OUTPUT_TAIL_BYTES);

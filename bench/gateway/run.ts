@@ -49,6 +49,8 @@ interface SystemResult {
   readonly failures: Readonly<Record<string, number>>;
   readonly okPerSecond: readonly number[];
   readonly oraclePerSecond: readonly number[];
+  /** The providers' own counters for the run (answered, hung, abandoned, queueMax, ...). */
+  readonly providers: Record<string, unknown>;
 }
 
 type SystemOutcome = SystemResult | { readonly skipped: string } | { readonly error: string };
@@ -92,12 +94,18 @@ async function startClusterProcess(scenario: string, s: Settings): Promise<Clust
   return { child, urls: report.providers.map((p) => p.url), startedAtEpochMs: report.startedAtEpochMs };
 }
 
-async function stopClusterProcess(run: ClusterRun): Promise<void> {
+/** Stops the cluster process; returns its providers' counters (empty if it did not answer). */
+async function stopClusterProcess(run: ClusterRun): Promise<Record<string, unknown>> {
   const proc = run.child.process;
+  const stats = new Promise<Record<string, unknown>>((resolve) => {
+    proc.once('message', (m: { stats?: Record<string, unknown> }) => resolve(m.stats ?? {}));
+    proc.once('exit', () => resolve({}));
+    setTimeout(() => resolve({}), 5_000);
+  });
   if (proc.connected) proc.send({ stop: true });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+  const result = await stats;
   await run.child.stop();
+  return result;
 }
 
 function round(v: number, digits = 2): number {
@@ -109,6 +117,7 @@ async function runOne(scenario: string, system: SystemName, s: Settings): Promis
   const schedule = buildSchedule({ scenario, seed: s.seed, rps: s.rps, timeScale: s.timeScale });
   const cluster = await startClusterProcess(scenario, s);
   let sys: RunningSystem | null = null;
+  let stopped = false;
   try {
     sys = await startSystem(system, { upstreams: cluster.urls, rps: s.rps, timeoutMs: s.timeoutMs });
     const loadStartEpochMs = performance.timeOrigin + performance.now();
@@ -125,6 +134,10 @@ async function runOne(scenario: string, system: SystemName, s: Settings): Promis
     }
     const fromMs = loadStartEpochMs + s.warmupMs - cluster.startedAtEpochMs;
     const oracle = computeOracle(schedule, { rps: s.rps, durationMs: s.measureMs, fromMs, timeoutMs: s.timeoutMs });
+    await sys.stop();
+    sys = null;
+    const providers = await stopClusterProcess(cluster);
+    stopped = true;
     return {
       ok: result.ok,
       failed: result.failed,
@@ -136,10 +149,11 @@ async function runOne(scenario: string, system: SystemName, s: Settings): Promis
       failures: result.failures,
       okPerSecond: result.okPerSecond.slice(0, Math.ceil(s.measureMs / 1000)),
       oraclePerSecond: oracle.perSecond.slice(0, Math.ceil(s.measureMs / 1000)).map((v) => round(v, 1)),
+      providers,
     };
   } finally {
     if (sys) await sys.stop();
-    await stopClusterProcess(cluster);
+    if (!stopped) await stopClusterProcess(cluster);
   }
 }
 
@@ -163,6 +177,7 @@ function table(results: readonly ScenarioResult[]): string {
 
 async function runScenarios(scenarios: readonly string[], systems: readonly SystemName[], s: Settings, outDir: string): Promise<number> {
   const results: ScenarioResult[] = [];
+  const file = join(outDir, `gateway${s.quick ? '-quick' : ''}.json`);
   let broken = 0;
   for (const scenario of scenarios) {
     const schedule = buildSchedule({ scenario, seed: s.seed, rps: s.rps, timeScale: s.timeScale });
@@ -202,10 +217,9 @@ async function runScenarios(scenarios: readonly string[], systems: readonly Syst
     if (oracleSeries) series.push({ name: 'oracle', values: oracleSeries, dashed: true });
     const suffix = s.quick ? '-quick' : '';
     writeFileSync(join(outDir, `gateway-${scenario}${suffix}.svg`), lineChartSvg(`${scenario}: successes per second (seed ${s.seed}, ${s.rps} req/s offered)`, 'successful requests / s', series));
+    // Written after every scenario so that a long run's finished part survives an interruption.
+    writeFileSync(file, JSON.stringify({ bench: 'gateway', date: new Date().toISOString(), settings: s, scenarios: results }, null, 1) + '\n');
   }
-  const file = join(outDir, `gateway${s.quick ? '-quick' : ''}.json`);
-  const full = { bench: 'gateway', date: new Date().toISOString(), settings: s, scenarios: results };
-  writeFileSync(file, JSON.stringify(full, null, 1) + '\n');
   log(`results written to ${file}`);
   process.stdout.write(`${table(results)}\n`);
   const compact = {
