@@ -203,7 +203,8 @@ export class MessageStore implements MessageStoreApi {
     let scannedBytes = 0;
     let scannedRecords = 0;
     let truncatedBytes = 0;
-    const tailFrom = tailThresholds(found, unflushedWindowBytes(o.maxMessageBytes));
+    // Everything below the checkpoint was durable when it was taken: never a torn tail there.
+    const tailFrom = tailThresholds(found, unflushedWindowBytes(o.maxMessageBytes)).map((t) => Math.max(t, checkpoint.logPosition ?? 0));
     let cutFrom = -1;
     for (let k = 0; k < found.length; k++) {
       const seg = found[k];

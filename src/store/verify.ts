@@ -81,7 +81,9 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo, maxMessageByt
   let unknownTopicRecords = 0;
   let records = 0;
   let bytes = 0;
-  const tailFrom = tailThresholds(found, unflushedWindowBytes(maxMessageBytes));
+  const ckpt = await io.readFile(join(dir, CHECKPOINT_FILE));
+  const info = checkCheckpoint(ckpt);
+  const tailFrom = tailThresholds(found, unflushedWindowBytes(maxMessageBytes)).map((t) => Math.max(t, info?.logPosition ?? 0));
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
     const file = await io.open(join(dir, segmentFileName(seg.start)), 'read');
@@ -124,8 +126,6 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo, maxMessageByt
       break;
     }
   }
-  const ckpt = await io.readFile(join(dir, CHECKPOINT_FILE));
-  const info = checkCheckpoint(ckpt);
   const lockText = await io.readFile(join(dir, LOCK_FILE));
   const lockPid = lockText ? Number.parseInt(lockText.toString('utf8').trim(), 10) : NaN;
   return {

@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MessageStore } from '../../src/store/index.js';
+import { FaultyIo, payload, removeDir, tempDir } from './helpers.js';
+
+test('group commit: concurrent appends to one queue get offsets in call order', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir });
+  try {
+    const calls: Promise<number>[] = [];
+    for (let i = 0; i < 2000; i++) calls.push(s.append('orders', 7, payload('orders', 7, i, 50 + (i % 300))));
+    const offsets = await Promise.all(calls);
+    assert.deepEqual(offsets, offsets.map((_, i) => i));
+    assert.equal(s.endOffset('orders', 7), 2000);
+    for (let o = 0; o < 2000; o += 100) {
+      const got = await s.getRange('orders', 7, o, 100);
+      assert.equal(got.length, 100);
+      got.forEach((b, k) => assert.deepEqual(b, payload('orders', 7, o + k, 50 + ((o + k) % 300))));
+    }
+    const st = s.stats();
+    assert.equal(st.messagesWritten, 2000);
+    assert.ok(st.meanBatchMessages > 1, `appends issued together share flushes (mean ${st.meanBatchMessages})`);
+    assert.ok(st.syncs < 2000, `fewer syncs than appends (${st.syncs})`);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('group commit: many producers on many queues, across segment roll-overs: every queue contiguous and byte-exact', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, segmentBytes: 256 * 1024, maxMessageBytes: 32 * 1024 });
+  const expected = new Map<string, number>();
+  try {
+    // Offsets are only known at call time, so producers record (topic, queue, offset, size) as they go.
+    const log: { topic: string; q: number; offset: number; size: number }[] = [];
+    const run = async (p: number): Promise<void> => {
+      for (let i = 0; i < 150; i++) {
+        const topic = `t${(p + i) % 3}`;
+        const q = (p * 7 + i) % 11;
+        const key = `${topic}/${q}`;
+        const next = expected.get(key) ?? 0;
+        expected.set(key, next + 1);
+        const size = 100 + ((p * 131 + i * 17) % 9000);
+        const offset = await s.append(topic, q, payload(topic, q, next, size));
+        assert.equal(offset, next, 'offset is the one due at call time');
+        log.push({ topic, q, offset, size });
+      }
+    };
+    await Promise.all(Array.from({ length: 40 }, (_, p) => run(p)));
+    assert.ok(s.stats().segments > 3, 'the log rolled over several segments');
+    for (const { topic, q, offset, size } of log) {
+      const [got] = await s.getRange(topic, q, offset, 1);
+      assert.deepEqual(got, payload(topic, q, offset, size), `${topic}/${q}@${offset}`);
+    }
+    for (const [key, n] of expected) {
+      const [topic, q] = key.split('/');
+      assert.equal(s.endOffset(topic, Number(q)), n);
+    }
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('group commit: an append is invisible to readers until durable, then visible', async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ dir, io });
+  try {
+    await s.append('t', 0, Buffer.from('a'));
+    let release!: () => void;
+    io.datasyncGate = new Promise<void>((r) => (release = r));
+    let done = false;
+    const p = s.append('t', 0, Buffer.from('b')).then((o) => {
+      done = true;
+      return o;
+    });
+    // Give the flush time to write and reach the (held) fdatasync.
+    for (let i = 0; i < 20 && io.calls.writev < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(done, false, 'not acknowledged before its sync');
+    assert.equal(s.endOffset('t', 0), 2, 'its offset is taken');
+    assert.deepEqual(await s.getRange('t', 0, 0, 10), [Buffer.from('a')], 'readers see only durable records');
+    io.datasyncGate = null;
+    release();
+    assert.equal(await p, 1);
+    assert.deepEqual(await s.getRange('t', 0, 0, 10), [Buffer.from('a'), Buffer.from('b')]);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test("group commit: sync 'interval' acknowledges on write, syncs on a timer and at close", async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, sync: { mode: 'interval', intervalMs: 20 } });
+  try {
+    const offsets = await Promise.all(Array.from({ length: 300 }, (_, i) => s.append('t', i % 3, payload('t', i % 3, Math.floor(i / 3), 200))));
+    assert.deepEqual(offsets, offsets.map((_, i) => Math.floor(i / 3)));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(s.stats().syncs >= 1, 'the timer synced');
+  } finally {
+    await s.close();
+  }
+  const again = await MessageStore.open({ dir });
+  try {
+    for (let q = 0; q < 3; q++) {
+      const got = await again.getRange('t', q, 0, 100);
+      assert.equal(got.length, 100);
+      got.forEach((b, k) => assert.deepEqual(b, payload('t', q, k, 200)));
+    }
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});

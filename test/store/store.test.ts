@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MessageStore, StoreClosedError } from '../../src/store/index.js';
+import { payload, removeDir, tempDir } from './helpers.js';
+
+test('store: reads past the end and of unknown queues are empty; listing and stats', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir });
+  try {
+    assert.deepEqual(await s.getRange('nope', 0, 0, 10), []);
+    assert.equal(s.endOffset('nope', 0), 0);
+    for (let i = 0; i < 5; i++) await s.append('a', 1, payload('a', 1, i, 100));
+    await s.append('b', 2, payload('b', 2, 0, 10));
+    assert.deepEqual(await s.getRange('a', 1, 5, 10), []);
+    assert.deepEqual(await s.getRange('a', 1, 1000, 1), []);
+    assert.deepEqual(await s.getRange('a', 9, 0, 1), []);
+    const got = await s.getRange('a', 1, 3, 100);
+    assert.deepEqual(got, [payload('a', 1, 3, 100), payload('a', 1, 4, 100)]);
+    assert.deepEqual(s.topics(), ['a', 'b']);
+    assert.deepEqual(
+      s.queues().map((q) => [q.topic, q.queueId, q.startOffset, q.endOffset]),
+      [
+        ['a', 1, 0, 5],
+        ['b', 2, 0, 1],
+      ],
+    );
+    assert.deepEqual(s.queues('b').map((q) => q.queueId), [2]);
+    assert.deepEqual(s.queues('zzz'), []);
+    const st = s.stats();
+    assert.equal(st.messagesWritten, 6);
+    assert.equal(st.bytesWritten, 6 * 36 + 510);
+    assert.equal(st.topics, 2);
+    assert.equal(st.queues, 2);
+    assert.equal(st.segments, 1);
+    assert.equal(st.messagesRead, 2);
+    assert.equal(st.bytesRead, 200);
+    assert.ok(st.syncs >= 1 && st.syncLatencyMeanMs > 0 && st.syncLatencyP99Ms > 0);
+    assert.equal(st.cache.memory.hits, 2);
+    assert.equal(st.cache.fastTier, null);
+    // Returned buffers are copies: changing one does not change the store.
+    got[0].fill(0);
+    assert.deepEqual((await s.getRange('a', 1, 3, 1))[0], payload('a', 1, 3, 100));
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('store: close flushes pending appends, then every call rejects with CIRRUS_STORE_CLOSED', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir });
+  const pending = Array.from({ length: 100 }, (_, i) => s.append('t', 0, payload('t', 0, i, 1000)));
+  const closing = s.close();
+  await assert.rejects(s.append('t', 0, Buffer.from('late')), (e: unknown) => e instanceof StoreClosedError && e.code === 'CIRRUS_STORE_CLOSED');
+  await closing;
+  assert.deepEqual(await Promise.all(pending), pending.map((_, i) => i));
+  await s.close(); // idempotent
+  const isClosed = (e: unknown): boolean => e instanceof StoreClosedError;
+  await assert.rejects(s.append('t', 0, Buffer.from('x')), isClosed);
+  await assert.rejects(s.getRange('t', 0, 0, 1), isClosed);
+  assert.throws(() => s.endOffset('t', 0), isClosed);
+  assert.throws(() => s.topics(), isClosed);
+  assert.throws(() => s.queues(), isClosed);
+  assert.throws(() => s.stats(), isClosed);
+  const again = await MessageStore.open({ dir });
+  try {
+    assert.equal(again.recovery.cleanShutdown, true);
+    assert.equal(again.recovery.scannedBytes, 0, 'a clean close leaves nothing to scan');
+    assert.equal(again.endOffset('t', 0), 100);
+    const got = await again.getRange('t', 0, 0, 100);
+    got.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 1000)));
+    assert.equal(await again.append('t', 0, Buffer.from('next')), 100);
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});
