@@ -326,8 +326,8 @@ export class GroupCommit {
   private async fail(cause: unknown, from: number): Promise<void> {
     const err = writeErrorFrom(cause, 'append flush failed');
     this.lastError = err;
-    // Synchronous part first, so appends arriving meanwhile reserve from the rolled-back end.
-    const seg = this.rollbackPending(from, err);
+    // In-memory state first, so appends arriving meanwhile reserve from the rolled-back end.
+    const { seg, rejected } = this.rollbackPending(from);
     try {
       while (this.segments.active !== seg) await this.segments.remove(this.segments.active as Segment);
       const file = await this.segments.reopenActive();
@@ -338,12 +338,17 @@ export class GroupCommit {
       this.stickyError = writeErrorFrom(e, 'rollback after a failed flush failed');
     }
     if (!(err instanceof StoreNoSpaceError) && this.stickyError === null) this.stickyError = err;
+    // Rejected only now that the cut is durable: a rejected append never reappears after a crash.
+    for (const w of rejected) w.reject(err);
     // Appends that arrived while the file was being cut cannot be written now: reject them too.
-    if (this.stickyError !== null) this.rollbackPending(from, this.stickyError);
+    if (this.stickyError !== null) {
+      const late = this.rollbackPending(from).rejected;
+      for (const w of late) w.reject(this.stickyError);
+    }
   }
 
-  /** Pops the index entries of every unresolved append (newest first), cuts chunks, rejects them. */
-  private rollbackPending(from: number, err: WriteError): Segment {
+  /** Pops the index entries of every unresolved append (newest first) and cuts the chunks. */
+  private rollbackPending(from: number): { seg: Segment; rejected: Waiter[] } {
     const rejected = this.waiters.slice(this.waitHead);
     this.waiters = [];
     this.waitHead = 0;
@@ -359,8 +364,7 @@ export class GroupCommit {
     const seg = this.segments.find(from);
     invariant(seg !== undefined, 'the rollback point lies in a segment');
     this.segStart = seg.start;
-    for (const w of rejected) w.reject(err);
-    return seg;
+    return { seg, rejected };
   }
 
   /** 'interval' mode: one fdatasync of every segment written since the last one. */
