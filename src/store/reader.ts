@@ -104,10 +104,12 @@ export class RecordReader {
     const requested = out.length;
     let aheadBytes = 0;
     const ahead: Pending[] = [];
-    for (let o = to; o < q.end && ahead.length < READ_AHEAD_RECORDS && aheadBytes < READ_AHEAD_MAX_BYTES; o++) {
+    const aheadLimit = Math.min(READ_AHEAD_MAX_BYTES, this.readAhead.budgetBytes / 2);
+    for (let o = to; o < q.end && ahead.length < READ_AHEAD_RECORDS; o++) {
       const position = this.index.positionOf(q, o);
       const length = this.index.lengthOf(q, o);
       if (length === DAMAGED_LENGTH || position + length > visibleEnd || this.mem.find(position)) break;
+      if (aheadBytes + length > aheadLimit) break;
       ahead.push({ slot: requested + ahead.length, offset: o, position, length });
       aheadBytes += length;
     }

@@ -1,0 +1,146 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MessageStore } from '../../src/store/index.js';
+import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
+import { payload, removeDir, tempDir } from './helpers.js';
+
+const QUEUES = 8;
+const PER_QUEUE = 300;
+const BODY = 3000;
+
+async function fill(s: MessageStore): Promise<void> {
+  for (let i = 0; i < PER_QUEUE; i += 50) {
+    await Promise.all(
+      Array.from({ length: QUEUES * 50 }, (_, k) => {
+        const q = k % QUEUES;
+        const o = i + Math.floor(k / QUEUES);
+        return s.append('t', q, payload('t', q, o, BODY));
+      }),
+    );
+  }
+}
+
+async function checkAll(s: MessageStore): Promise<void> {
+  for (let q = 0; q < QUEUES; q++) {
+    for (let o = 0; o < PER_QUEUE; o += 100) {
+      const got = await s.getRange('t', q, o, 100);
+      assert.equal(got.length, 100);
+      got.forEach((b, k) => assert.deepEqual(b, payload('t', q, o + k, BODY), `t/${q}@${o + k}`));
+    }
+  }
+}
+
+test('tiered cache: with a small memory budget, history comes from the fast tier, and all bytes are right', async () => {
+  const dir = tempDir();
+  const fastTierDir = tempDir('cirrus-fast-');
+  const opts = { dir, fastTierDir, memoryCacheBytes: 2 << 20, fastTierBytes: 64 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 };
+  const s = await MessageStore.open(opts);
+  try {
+    await fill(s); // about 7 MiB, well past the 2 MiB memory budget
+    // Let the fast-tier writes land.
+    for (let i = 0; i < 100 && readdirSync(fastTierDir).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    await checkAll(s);
+    const st = s.stats();
+    assert.ok(st.cache.memory.misses > 0, 'history fell out of memory');
+    assert.ok(st.cache.memory.bytes <= (2 << 20) + (1 << 20) * 2, `memory stays near its budget (${st.cache.memory.bytes})`);
+    assert.ok(st.cache.fastTier !== null && st.cache.fastTier.hits > 0, `fast tier served reads (${JSON.stringify(st.cache.fastTier)})`);
+    // Deleting the fast tier under a running store loses nothing: reads fall through to the log.
+    rmSync(fastTierDir, { recursive: true, force: true });
+    await checkAll(s);
+  } finally {
+    await s.close();
+  }
+  // Deleting it between runs loses nothing either.
+  rmSync(fastTierDir, { recursive: true, force: true });
+  const again = await MessageStore.open(opts);
+  try {
+    await checkAll(again);
+  } finally {
+    await again.close();
+    removeDir(dir);
+    removeDir(fastTierDir);
+  }
+});
+
+test('tiered cache: garbage in fast-tier files is caught by the CRC and read from the log instead', async () => {
+  const dir = tempDir();
+  const fastTierDir = tempDir('cirrus-fast-');
+  const s = await MessageStore.open({ dir, fastTierDir, memoryCacheBytes: 1 << 20, fastTierBytes: 64 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  try {
+    await fill(s);
+    for (let i = 0; i < 100 && readdirSync(fastTierDir).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    const files = readdirSync(fastTierDir);
+    assert.ok(files.length > 0);
+    for (const f of files) writeFileSync(join(fastTierDir, f), Buffer.alloc(8 << 20, 0xab));
+    await checkAll(s);
+  } finally {
+    await s.close();
+    removeDir(dir);
+    removeDir(fastTierDir);
+  }
+});
+
+test('tiered cache: a cold reader is read ahead, so its next reads hit memory', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  try {
+    await fill(s);
+    const before = s.stats().cache.memory;
+    // Read queue 3 from offset 0 in small steps.
+    for (let o = 0; o < 100; o += 10) {
+      const got = await s.getRange('t', 3, o, 10);
+      got.forEach((b, k) => assert.deepEqual(b, payload('t', 3, o + k, BODY)));
+    }
+    const after = s.stats().cache.memory;
+    const misses = after.misses - before.misses;
+    const hits = after.hits - before.hits;
+    assert.ok(misses <= 10, `only the first read goes to disk (misses ${misses})`);
+    assert.ok(hits >= 90, `the rest come from read-ahead (hits ${hits})`);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+function chunk(start: number, used: number, cap = 100): Chunk {
+  return { start, buf: Buffer.alloc(cap), used, sealed: true, segStart: 0 };
+}
+
+test('memory tier: finds by position, evicts oldest flushed chunks only, rolls back', () => {
+  const m = new MemoryTier(250);
+  m.add(chunk(0, 100));
+  m.add(chunk(100, 100));
+  m.add(chunk(200, 100));
+  const last = chunk(300, 40);
+  last.sealed = false;
+  m.add(last);
+  assert.equal(m.find(150)?.start, 100);
+  assert.equal(m.find(339)?.start, 300);
+  assert.equal(m.find(340), undefined);
+  // 400 bytes > 250: chunk 0 (flushed up to 100 <= 150) goes; chunk 1 ends at 200 > 150, not flushed, stays.
+  assert.deepEqual(m.evict(150).map((c) => c.start), [0]);
+  assert.equal(m.find(50), undefined);
+  assert.deepEqual(m.evict(1000).map((c) => c.start), [100]);
+  m.rollback(250);
+  assert.equal(m.find(260), undefined);
+  assert.equal(m.find(240)?.start, 200);
+  assert.equal(m.last()?.used, 50);
+  assert.equal(m.last()?.sealed, false);
+});
+
+test('read-ahead: records are released as the reader passes them; the budget holds', () => {
+  const ra = new ReadAhead(1000);
+  ra.put(1, 10, [Buffer.alloc(100), Buffer.alloc(100), Buffer.alloc(100)]);
+  assert.equal(ra.bytes, 300);
+  assert.equal(ra.take(1, 11)?.length, 100);
+  assert.equal(ra.bytes, 100, 'offsets 10 and 11 released');
+  assert.equal(ra.take(1, 10), undefined);
+  ra.put(2, 0, [Buffer.alloc(800)]);
+  ra.put(3, 0, [Buffer.alloc(500)]);
+  assert.ok(ra.bytes <= 1000);
+  assert.equal(ra.take(3, 0)?.length, 500);
+});
