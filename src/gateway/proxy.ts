@@ -369,7 +369,7 @@ export class ProxyEngine {
       this.eject(up, up.fail('connect'));
       this.settle(attempt, 'error', null);
       // Never sent: any method may go elsewhere, unless a streamed body was already consumed.
-      if (!ex.streamBody && ex.attemptsUsed < this.config.retry.maxAttempts && !ex.finished) {
+      if (!ex.streamBody && ex.attemptsUsed < this.config.retry.maxAttempts && !ex.finished && this.hasAlternative(ex)) {
         this.retry(ex, 'connect');
         return;
       }
@@ -413,7 +413,7 @@ export class ProxyEngine {
       case 'probe-timeout':
         if (reason === 'probe-timeout') this.eject(up, up.fail('error'));
         this.settle(attempt, 'timeout', reason === 'stalled' ? 'timeout' : null);
-        if (!attempt.responded && ex.replayable && ex.attemptsUsed < this.config.retry.maxAttempts) {
+        if (!attempt.responded && ex.replayable && ex.attemptsUsed < this.config.retry.maxAttempts && this.hasAlternative(ex)) {
           this.retry(ex, reason);
           return;
         }
@@ -442,8 +442,14 @@ export class ProxyEngine {
   private canRetry(ex: Exchange, needsBudget: boolean): boolean {
     if (ex.finished || !ex.replayable) return false;
     if (ex.attemptsUsed >= this.config.retry.maxAttempts) return false;
-    if (this.clock() >= ex.deadline) return false;
+    if (this.clock() >= ex.deadline || !this.hasAlternative(ex)) return false;
     return !needsBudget || this.budget.tryWithdraw();
+  }
+
+  /** Whether some upstream other than the one that just failed this request could take it. */
+  private hasAlternative(ex: Exchange): boolean {
+    for (const u of this.upstreams.values()) if (u !== ex.last && !u.draining && u.state !== 'ejected') return true;
+    return false;
   }
 
   private retry(ex: Exchange, reason: string): void {
@@ -515,7 +521,7 @@ export class ProxyEngine {
         else if (a.responded) continue;
         else if (a.probe) {
           if (age > o.probeTimeoutMs) this.cancel(a, 'probe-timeout');
-        } else if (o.retryHung && a.hedgeable && age > threshold && !a.exchange.finished && this.budget.tryWithdraw()) {
+        } else if (o.retryHung && a.hedgeable && age > threshold && !a.exchange.finished && this.hasAlternative(a.exchange) && this.budget.tryWithdraw()) {
           this.cancel(a, 'hung');
         }
       }

@@ -47,14 +47,17 @@ describe('timeouts, retries, ejection', () => {
     }
   });
 
-  test('every upstream refusing: 503 CIRRUS_GW_NO_UPSTREAM', async () => {
+  test('the only upstream refusing: 502 CIRRUS_GW_UPSTREAM_CONNECT, then 503 CIRRUS_GW_NO_UPSTREAM while it is ejected', async () => {
     const refused = await refusedUrl();
-    const gw = await gateway({ upstreams: [refused], queue: { timeoutMs: 200 } });
+    const gw = await gateway({ upstreams: [refused], queue: { timeoutMs: 200 }, outlier: { baseEjectionMs: 60_000, maxEjectionMs: 60_000 } });
     try {
-      const r = await get(`${gw.url}/n`, { method: 'POST', body: 'x' });
-      assert.equal(r.status, 503);
-      assert.equal(r.headers['x-cirrus-error'], 'CIRRUS_GW_NO_UPSTREAM');
-      assert.equal(r.headers['retry-after'], '1');
+      const first = await get(`${gw.url}/n`, { method: 'POST', body: 'x' });
+      assert.equal(first.status, 502);
+      assert.equal(first.headers['x-cirrus-error'], 'CIRRUS_GW_UPSTREAM_CONNECT');
+      const second = await get(`${gw.url}/n`);
+      assert.equal(second.status, 503);
+      assert.equal(second.headers['x-cirrus-error'], 'CIRRUS_GW_NO_UPSTREAM');
+      assert.equal(second.headers['retry-after'], '1');
     } finally {
       await gw.close();
     }
