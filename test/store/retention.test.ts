@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MessageStore, StoreOffsetTruncatedError } from '../../src/store/index.js';
+import { FaultyIo, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+
+const opts = (dir: string) => ({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 2048 });
+
+test('retention by total size: whole old segments go; reads below the first offset say where data starts', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ ...opts(dir), retention: { maxTotalBytes: 256 * 1024 } });
+  try {
+    for (let i = 0; i < 1500; i++) await s.append('t', i % 2, payload('t', i % 2, Math.floor(i / 2), 1000));
+    await s.applyRetention();
+    const st = s.stats();
+    assert.ok(st.segments <= 6, `old segments deleted (${st.segments} left)`);
+    assert.equal(segmentFiles(dir).length, st.segments);
+    const [q0] = s.queues('t');
+    assert.ok(q0.startOffset > 0, 'queue start moved up');
+    assert.equal(q0.endOffset, 750);
+    await assert.rejects(
+      s.getRange('t', 0, 0, 10),
+      (e: unknown) => e instanceof StoreOffsetTruncatedError && e.code === 'CIRRUS_STORE_OFFSET_TRUNCATED' && e.firstAvailableOffset === q0.startOffset,
+    );
+    const got = await s.getRange('t', 0, q0.startOffset, 100);
+    got.forEach((b, k) => assert.deepEqual(b, payload('t', 0, q0.startOffset + k, 1000)));
+    assert.equal(await s.append('t', 0, payload('t', 0, 750, 1000)), 750);
+  } finally {
+    await s.close();
+  }
+  // The retained start survives a reopen, with or without the checkpoint's help.
+  const again = await MessageStore.open(opts(dir));
+  try {
+    const [q0] = again.queues('t');
+    assert.ok(q0.startOffset > 0);
+    assert.deepEqual((await again.getRange('t', 0, q0.startOffset, 1))[0], payload('t', 0, q0.startOffset, 1000));
+    await assert.rejects(again.getRange('t', 0, q0.startOffset - 1, 1), StoreOffsetTruncatedError);
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});
+
+test('retention by age: segments whose newest write is older than maxAgeMs go, the active one stays', async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  io.setClock(1_000_000);
+  const s = await MessageStore.open({ ...opts(dir), io, retention: { maxAgeMs: 60_000 } });
+  try {
+    for (let i = 0; i < 300; i++) await s.append('t', 0, payload('t', 0, i, 1000));
+    const before = s.stats().segments;
+    assert.ok(before >= 4);
+    await s.applyRetention();
+    assert.equal(s.stats().segments, before, 'nothing is old yet');
+    io.setClock(1_000_000 + 120_000);
+    await s.applyRetention();
+    assert.equal(s.stats().segments, 1, 'only the active segment is left');
+    const [q] = s.queues('t');
+    assert.ok(q.startOffset > 0 && q.endOffset === 300);
+    await assert.rejects(s.getRange('t', 0, 0, 1), StoreOffsetTruncatedError);
+    assert.equal((await s.getRange('t', 0, q.startOffset, 100)).length, 300 - q.startOffset);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});

@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MessageStore, inspectStore, verifyStore } from '../../src/store/index.js';
+import { payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+
+const cliUrl = new URL('../../src/cli/store.js', import.meta.url).href;
+
+/** Runs `cirrus store <args>` through registerStoreCommands in a real child process. */
+function cli(args: string[]): { status: number | null; stdout: string } {
+  const code = `
+    import { Command } from 'commander';
+    import { registerStoreCommands } from ${JSON.stringify(cliUrl)};
+    const program = new Command().name('cirrus');
+    registerStoreCommands(program);
+    await program.parseAsync(process.argv.slice(1), { from: 'user' });
+  `;
+  // cwd inside the build tree, so 'commander' resolves from the repository's node_modules.
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code, '--', ...args], {
+    cwd: dirname(fileURLToPath(import.meta.url)),
+    encoding: 'utf8',
+  });
+  return { status: r.status, stdout: r.stdout };
+}
+
+async function build(dir: string): Promise<void> {
+  const s = await MessageStore.open({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 1024 });
+  for (let i = 0; i < 300; i++) await s.append(i % 2 ? 'orders' : 'audit', i % 5, payload('x', i % 5, i, 500));
+  await s.close();
+}
+
+test('verify and inspect: a good store is OK and described', async () => {
+  const dir = tempDir();
+  await build(dir);
+  const report = await verifyStore(dir);
+  assert.equal(report.ok, true);
+  assert.equal(report.records, 300);
+  assert.equal(report.segments.length, segmentFiles(dir).length);
+  assert.equal(report.segments.reduce((n, s) => n + s.records, 0), 300);
+  assert.deepEqual(report.topics, ['audit', 'orders']);
+  assert.equal(report.queues.length, 10);
+  const scan = await inspectStore(dir);
+  assert.equal(scan.cleanShutdown, true);
+  assert.equal(scan.checkpoint.valid, true);
+  const orders = scan.queues.filter((q) => q.topic === 'orders');
+  assert.equal(orders.reduce((n, q) => n + q.messages, 0), 150);
+  assert.ok(orders.every((q) => q.firstOffset === 0 && q.endOffset === q.messages));
+
+  const v = cli(['store', 'verify', dir]);
+  assert.equal(v.status, 0, v.stdout);
+  assert.match(v.stdout, /^OK: /);
+  const j = cli(['store', 'verify', '--json', dir]);
+  assert.equal(j.status, 0);
+  assert.equal(JSON.parse(j.stdout).ok, true);
+  const i = cli(['store', 'inspect', dir]);
+  assert.equal(i.status, 0);
+  assert.match(i.stdout, /orders: \d+ queue\(s\), 150 message\(s\)/);
+  assert.equal(JSON.parse(cli(['store', 'inspect', '--json', dir]).stdout).records, 300);
+  removeDir(dir);
+});
+
+test('verify: a flipped byte in an old record is damage, with a non-zero exit', async () => {
+  const dir = tempDir();
+  await build(dir);
+  const first = segmentFiles(dir)[0];
+  const fd = openSync(first, 'r+');
+  const at = 536 * 3 + 100; // inside record 3's body
+  writeSync(fd, Buffer.from([readFileSync(first)[at] ^ 0xff]), 0, 1, at);
+  closeSync(fd);
+  const report = await verifyStore(dir, { maxMessageBytes: 1024 });
+  assert.equal(report.ok, false);
+  assert.equal(report.damage.length, 1);
+  assert.equal(report.damage[0].verdict, 'bad-crc');
+  assert.equal(report.damage[0].from, 536 * 3);
+  const v = cli(['store', 'verify', dir]);
+  assert.equal(v.status, 2);
+  assert.match(v.stdout, /^DAMAGED: /);
+  assert.match(v.stdout, /damage: bad-crc/);
+  removeDir(dir);
+});
