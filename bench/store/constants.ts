@@ -42,15 +42,17 @@ export const SAMPLE_INTERVAL_MS = 500;
 /** Progress lines on stderr at most this often, so a long run stays readable. */
 export const PROGRESS_INTERVAL_MS = 5_000;
 /**
- * A hot reader that finds nothing new sleeps this long before its next pass: a consumer long-poll,
- * short enough that "hot" data is read within milliseconds of being acknowledged.
+ * A reader that finds nothing new sleeps this long before its next pass: a consumer long-poll,
+ * short enough that "hot" data is read within milliseconds of being acknowledged (a few MiB of
+ * log at most, far inside any cache budget), long enough that idle passes cost little CPU.
  */
-export const HOT_POLL_MS = 2;
+export const HOT_POLL_MS = 5;
 /**
- * One hot getRange in this many is measured alone (all other reads paused) so the memory-tier
- * hit ratio of hot reads can be attributed exactly; rare enough not to slow the readers down.
+ * At most one hot getRange per this interval is measured alone (all other reads paused, store
+ * stats read before and after) so the memory-tier hit ratio of hot reads can be attributed
+ * exactly; rare enough not to slow the readers down, frequent enough for hundreds of samples.
  */
-export const HOT_PROBE_EVERY = 16;
+export const HOT_PROBE_INTERVAL_MS = 50;
 /** Records read back from each peer after its write phase, to prove its adapter stored them. */
 export const PEER_VERIFY_SAMPLES = 500;
 /** Waiting for redis-server to accept connections; a loaded CI box can be slow to fork it. */
