@@ -76,6 +76,25 @@ test('only 2xx is ok: fast 503s and timeouts are failures, by cause', async () =
   }
 });
 
+test('after a stall the generator catches up at most a second of arrivals and counts the rest as skipped', async () => {
+  const s = await server((_req, res) => res.end('ok'));
+  try {
+    const load = startLoad({ target: s.url, rps: 200, durationMs: 3_000 });
+    await new Promise((r) => setTimeout(r, 50));
+    // Block the event loop for 1.5 s, as a long GC pause or a starved process would.
+    const until = Date.now() + 1_500;
+    while (Date.now() < until) {
+      // busy on purpose
+    }
+    const r = await load.done;
+    assert.ok(r.skipped >= 50 && r.skipped <= 200, `skipped ${r.skipped}`);
+    assert.equal(r.sent + r.skipped, 600);
+    assert.equal(r.ok, r.sent);
+  } finally {
+    await s.close();
+  }
+});
+
 test('refused connections are failures, and stop() ends an unbounded run', async () => {
   const s = await server((_req, res) => res.end('ok'));
   const url = s.url;
