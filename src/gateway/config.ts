@@ -55,7 +55,7 @@ const retry = z.strictObject({
 const queue = z.strictObject({
   /** 0 sheds at once when every upstream is at its limit. */
   maxLength: z.number().int().min(0).max(1_000_000).default(C.DEFAULT_MAX_QUEUE),
-  /** Default: DEFAULT_QUEUE_TIMEOUT_MS, or 40% of timeoutMs when that is shorter. */
+  /** Default: DEFAULT_QUEUE_TIMEOUT_MS, or 60% of timeoutMs when that is shorter. */
   timeoutMs: positiveMs.optional(),
 });
 
@@ -106,7 +106,7 @@ export const gatewayConfigSchema = z
     ...c,
     queue: {
       maxLength: c.queue.maxLength,
-      timeoutMs: c.queue.timeoutMs ?? Math.max(1, Math.min(C.DEFAULT_QUEUE_TIMEOUT_MS, Math.floor(c.timeoutMs * 0.4))),
+      timeoutMs: c.queue.timeoutMs ?? Math.max(1, Math.min(C.DEFAULT_QUEUE_TIMEOUT_MS, Math.floor(c.timeoutMs * 0.6))),
     },
   }));
 

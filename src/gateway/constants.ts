@@ -83,9 +83,11 @@ export const DEFAULT_MAX_ATTEMPTS = 3;
 
 /**
  * Admission queue: when every upstream is at its limit a request waits here at most this long
- * (well under the client's 5 s) before it is shed with 503; the queue length is bounded too.
+ * before it is shed with 503; the queue length is bounded too. A request served after waiting is
+ * still a success, so the wait is long enough to ride out a capacity dip of a few seconds, and
+ * short enough (60% of the 5 s client timeout) to leave room for the service time after it.
  */
-export const DEFAULT_QUEUE_TIMEOUT_MS = 2_000;
+export const DEFAULT_QUEUE_TIMEOUT_MS = 3_000;
 export const DEFAULT_MAX_QUEUE = 2_000;
 
 /** A 503's Retry-After pauses an upstream for at most this long: a provider's hint, not a command. */

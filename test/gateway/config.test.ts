@@ -14,14 +14,14 @@ describe('config validation', () => {
     assert.equal(c.listen, '127.0.0.1:8080');
     assert.equal(c.admin, '127.0.0.1:9901');
     assert.equal(c.timeoutMs, 5_000);
-    assert.equal(c.queue.timeoutMs, 2_000);
+    assert.equal(c.queue.timeoutMs, 3_000);
     assert.equal(c.retry.maxAttempts, 3);
     assert.equal(c.healthCheck, null);
   });
 
   test('queue.timeoutMs defaults below a short timeoutMs', () => {
     const c = parseGatewayConfig({ ...ok, timeoutMs: 500 });
-    assert.equal(c.queue.timeoutMs, 200);
+    assert.equal(c.queue.timeoutMs, 300);
   });
 
   // [input, key path named by the error]
