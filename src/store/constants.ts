@@ -48,6 +48,9 @@ export const DEFAULT_FAST_TIER_BYTES = 1 * GiB;
  */
 export const WRITE_CHUNK_BYTES = 1 * MiB;
 
+/** Evicted write chunks kept for reuse: enough to cover a burst of flushes without new allocations. */
+export const WRITE_CHUNK_POOL_SIZE = 16;
+
 /**
  * Most bytes one group-commit flush writes before it syncs. Bounds the latency of the appends
  * at the front of a burst; 8 MiB is well past the point where larger writes stop paying

@@ -28,7 +28,7 @@
  * too, since it covers appends that were already acknowledged.
  */
 import { invariant } from '../common/index.js';
-import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MIN_OVERLAP_FLUSH_BYTES, WRITE_CHUNK_BYTES } from './constants.js';
+import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MIN_OVERLAP_FLUSH_BYTES } from './constants.js';
 import { StoreNoSpaceError, writeErrorFrom, type StoreIoError } from './errors.js';
 import { createHistogram } from './histogram.js';
 import type { StoreFile } from './io.js';
@@ -136,7 +136,7 @@ export class GroupCommit {
     let c = this.mem.last();
     if (!c || c.sealed || c.segStart !== this.segStart || c.start + c.used !== this.reserved || c.used + bytes > c.buf.length) {
       if (c) c.sealed = true;
-      c = { start: this.reserved, buf: Buffer.allocUnsafeSlow(Math.max(WRITE_CHUNK_BYTES, bytes)), used: 0, sealed: false, segStart: this.segStart };
+      c = { start: this.reserved, buf: this.mem.allocate(bytes), used: 0, sealed: false, segStart: this.segStart };
       this.mem.add(c);
     }
     c.used += bytes;

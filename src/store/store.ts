@@ -391,7 +391,10 @@ export class MessageStore implements MessageStoreApi {
   }
 
   private afterFlush(): void {
-    for (const c of this.mem.evict(this.gc.flushed)) this.fast?.offer(c);
+    for (const c of this.mem.evict(this.gc.flushed)) {
+      if (this.fast) this.fast.offer(c, (done) => this.mem.recycle(done));
+      else this.mem.recycle(c);
+    }
     if (this.gc.flushed - this.lastCheckpointPos >= CHECKPOINT_INTERVAL_BYTES) this.startCheckpoint();
     if (this.retentionDue && !this.retaining) {
       this.retentionDue = false;

@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT } from './constants.js';
+import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
 import type { TierStats } from './types.js';
 
@@ -42,11 +42,27 @@ export class TierCounter {
 
 export class MemoryTier {
   private chunks: Chunk[] = [];
+  /** Evicted standard-size buffers kept for reuse, so the write path does not churn the GC. */
+  private readonly pool: Buffer[] = [];
   private head = 0;
   bytes = 0;
   readonly counter = new TierCounter();
 
   constructor(readonly budgetBytes: number) {}
+
+  /** A write buffer of at least `bytes`: a recycled one when the standard size fits. */
+  allocate(bytes: number): Buffer {
+    if (bytes <= WRITE_CHUNK_BYTES) return this.pool.pop() ?? Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES);
+    return Buffer.allocUnsafeSlow(bytes);
+  }
+
+  /**
+   * Gives an evicted chunk's buffer back for reuse. Only safe once nothing reads it: readers copy
+   * out synchronously, and the fast tier recycles only after its write completed.
+   */
+  recycle(chunk: Chunk): void {
+    if (chunk.buf.length === WRITE_CHUNK_BYTES && this.pool.length < WRITE_CHUNK_POOL_SIZE) this.pool.push(chunk.buf);
+  }
 
   add(chunk: Chunk): void {
     const last = this.last();
@@ -209,7 +225,7 @@ export class FastTier {
   private readonly files: FastFile[] = [];
   private ranges: FastRange[] = [];
   private rangeHead = 0;
-  private queue: Chunk[] = [];
+  private queue: { chunk: Chunk; done: (c: Chunk) => void }[] = [];
   private draining: Promise<void> | null = null;
   private fileSeq = 0;
   private closed = false;
@@ -231,17 +247,22 @@ export class FastTier {
     return new FastTier(io, dir, budgetBytes);
   }
 
-  /** Takes a chunk evicted from memory; dropped when the writer is behind (it is only a cache). */
-  offer(chunk: Chunk): void {
-    if (this.closed || chunk.used === 0 || chunk.used > this.budgetBytes) return;
-    if (this.queue.length >= MAX_FAST_TIER_WRITES_IN_FLIGHT) return;
-    this.queue.push(chunk);
+  /**
+   * Takes a chunk evicted from memory; dropped when the writer is behind (it is only a cache).
+   * `done` runs once the tier no longer needs the chunk's buffer.
+   */
+  offer(chunk: Chunk, done: (c: Chunk) => void): void {
+    if (this.closed || chunk.used === 0 || chunk.used > this.budgetBytes || this.queue.length >= MAX_FAST_TIER_WRITES_IN_FLIGHT) {
+      done(chunk);
+      return;
+    }
+    this.queue.push({ chunk, done });
     if (!this.draining) this.draining = this.drain().finally(() => (this.draining = null));
   }
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0 && !this.closed) {
-      const chunk = this.queue.shift() as Chunk;
+      const { chunk, done } = this.queue.shift() as { chunk: Chunk; done: (c: Chunk) => void };
       try {
         let cur = this.files[this.files.length - 1];
         if (!cur || cur.size + chunk.used > FAST_TIER_FILE_BYTES) {
@@ -259,6 +280,7 @@ export class FastTier {
       } catch {
         // A cache that cannot be written is skipped; the log still holds everything.
       }
+      done(chunk);
     }
   }
 
