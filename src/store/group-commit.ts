@@ -31,7 +31,6 @@ import { invariant } from '../common/index.js';
 import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MIN_OVERLAP_FLUSH_BYTES } from './constants.js';
 import { StoreNoSpaceError, writeErrorFrom, type StoreIoError } from './errors.js';
 import { createHistogram } from './histogram.js';
-import type { StoreFile } from './io.js';
 import type { QueueState } from './queue-index.js';
 import type { Segment, SegmentSet } from './segment-set.js';
 import type { Chunk, MemoryTier } from './tiered-cache.js';
@@ -197,25 +196,24 @@ export class GroupCommit {
   private async run(flight: Flight, groups: { segStart: number; position: number; bufs: Buffer[] }[]): Promise<void> {
     try {
       await this.hooks.beforeWrite();
-      const touched: { seg: Segment; file: StoreFile }[] = [];
+      const touched: Segment[] = [];
       for (const g of groups) {
         const seg = await this.segmentFor(g.segStart);
-        const file = await this.segments.writeHandle(seg);
-        await file.writev(g.bufs, g.position - seg.start);
+        await this.segments.writeAt(seg, g.bufs, g.position - seg.start);
         const end = g.position - seg.start + g.bufs.reduce((n, b) => n + b.length, 0);
         if (end > seg.size) seg.size = end;
         seg.lastWriteMs = this.now();
-        touched.push({ seg, file });
+        touched.push(seg);
       }
       if (this.policy.mode === 'always') {
-        for (const { file } of touched) {
+        for (const seg of touched) {
           const t0 = process.hrtime.bigint();
-          await file.datasync();
+          await this.segments.sync(seg);
           this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
           this.syncs++;
         }
       } else {
-        for (const { seg } of touched) this.dirty.add(seg);
+        for (const seg of touched) this.dirty.add(seg);
       }
     } catch (err) {
       flight.error = err ?? new Error('flush failed');
@@ -292,7 +290,7 @@ export class GroupCommit {
     if (known && known.start === start) return Promise.resolve(known);
     const pending = this.creating.get(start);
     if (pending) return pending;
-    const seg: Segment = { start, size: 0, file: null, lastWriteMs: this.now() };
+    const seg: Segment = { start, size: 0, lastWriteMs: this.now() };
     const p = this.creationChain
       .catch(() => undefined)
       .then(async () => {
@@ -330,10 +328,7 @@ export class GroupCommit {
     const { seg, rejected } = this.rollbackPending(from);
     try {
       while (this.segments.active !== seg) await this.segments.remove(this.segments.active as Segment);
-      const file = await this.segments.reopenActive();
-      await file.truncate(from - seg.start);
-      await file.datasync();
-      seg.size = from - seg.start;
+      await this.segments.truncate(seg, from - seg.start);
     } catch (e) {
       this.stickyError = writeErrorFrom(e, 'rollback after a failed flush failed');
     }
@@ -377,9 +372,8 @@ export class GroupCommit {
     this.intervalSync = (async () => {
       try {
         for (const seg of segs) {
-          const file = await this.segments.writeHandle(seg);
           const t0 = process.hrtime.bigint();
-          await file.datasync();
+          await this.segments.sync(seg);
           this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
           this.syncs++;
         }

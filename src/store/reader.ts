@@ -135,8 +135,7 @@ export class RecordReader {
         j++;
       }
       const buf = Buffer.allocUnsafe(spanEnd - spanStart);
-      const file = await this.segments.handle(seg);
-      const got = await file.read(buf, 0, buf.length, spanStart - seg.start);
+      const got = await this.segments.readAt(seg, buf, 0, buf.length, spanStart - seg.start);
       const span = got === buf.length ? buf : buf.subarray(0, got);
       for (let k = i; k < j; k++) {
         const m = all[k];

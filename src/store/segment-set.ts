@@ -1,7 +1,10 @@
 /**
- * The log's segment files, ordered by start position. The active (last) segment keeps a
- * read-write handle; older segments are opened for reading on demand and kept in a small LRU, so
- * file descriptors stay bounded however many segments exist.
+ * The log's segment files, ordered by start position, and their open handles. The active (last)
+ * segment always has a read-write handle; older ones are opened on demand and kept in an LRU of
+ * at most MAX_OPEN_READ_FILES, so file descriptors stay bounded however many segments exist.
+ * Every read, write and sync holds its handle for the duration of the call, so eviction and
+ * retention never close a file under a call in progress: an evicted or removed handle is closed
+ * when its last user is done.
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
@@ -11,17 +14,23 @@ import type { StoreFile, StoreIo } from './io.js';
 
 export interface Segment {
   readonly start: number;
-  /** Bytes of the file that belong to the log (durable length once recovered). */
+  /** Bytes of the file that belong to the log. */
   size: number;
-  /** Read-write handle of the active segment, or an LRU read handle. */
-  file: StoreFile | null;
-  /** Newest record time seen in this segment (file mtime until a record is written). */
+  /** Time of the newest write to this segment (file mtime until a record is written). */
   lastWriteMs: number;
+}
+
+interface OpenFile {
+  readonly file: StoreFile;
+  readonly writable: boolean;
+  users: number;
+  retired: boolean;
 }
 
 export class SegmentSet {
   readonly list: Segment[] = [];
-  private readonly readLru = new Map<Segment, StoreFile>();
+  /** Open handles; Map order is the LRU order (oldest first). */
+  private readonly handles = new Map<Segment, OpenFile>();
 
   constructor(
     private readonly io: StoreIo,
@@ -35,7 +44,7 @@ export class SegmentSet {
       const start = parseSegmentFileName(name);
       if (start === null) continue;
       const st = await io.stat(join(dir, name));
-      if (st) found.push({ start, size: st.size, file: null, lastWriteMs: st.mtimeMs });
+      if (st) found.push({ start, size: st.size, lastWriteMs: st.mtimeMs });
     }
     found.sort((a, b) => a.start - b.start);
     return found;
@@ -47,6 +56,10 @@ export class SegmentSet {
 
   get active(): Segment | undefined {
     return this.list[this.list.length - 1];
+  }
+
+  get openFiles(): number {
+    return this.handles.size;
   }
 
   /** Segment whose range contains `position` (the last one starting at or before it). */
@@ -71,103 +84,121 @@ export class SegmentSet {
     this.list.push(seg);
   }
 
-  /** Adds a segment the caller has just created or recovered; it becomes the active one. */
+  /** Adds a segment (just created, or the last one recovered) as the active one. */
   async openActive(seg: Segment, create: boolean): Promise<void> {
     const last = this.active;
     invariant(last === undefined || last.start < seg.start, 'segments are added in start order');
-    if (last && last.file) {
-      // The previous active handle becomes an ordinary read handle.
-      this.readLru.set(last, last.file);
-      await this.trimLru();
-    }
     const file = await this.io.open(this.pathOf(seg.start), create ? 'create' : 'readwrite');
     // A new segment starts empty even if a stray file of that name was left behind; this happens
     // before the segment is listed, so no write can land in it first.
-    if (create) await file.truncate(0);
-    if (create) await this.io.syncDir(this.dir);
-    seg.file = file;
+    if (create) {
+      await file.truncate(0);
+      await this.io.syncDir(this.dir);
+    }
+    this.handles.set(seg, { file, writable: true, users: 0, retired: false });
     this.list.push(seg);
+    this.trim();
   }
 
-  /** A read-write handle of the active segment (after a rollback made an older segment active again). */
-  async reopenActive(): Promise<StoreFile> {
-    const seg = this.active;
-    invariant(seg !== undefined, 'a segment exists');
-    const lru = this.readLru.get(seg);
-    if (lru) {
-      this.readLru.delete(seg);
-      if (seg.file === lru) seg.file = null;
-      await lru.close().catch(() => undefined);
-    }
-    if (seg.file === null) seg.file = await this.io.open(this.pathOf(seg.start), 'readwrite');
-    return seg.file;
-  }
-
-  /** A read-write handle of `seg` (the active one, or the previous one while a flush finishes it). */
-  async writeHandle(seg: Segment): Promise<StoreFile> {
-    if (seg.file) return seg.file;
-    const file = await this.io.open(this.pathOf(seg.start), 'readwrite');
-    if (seg.file) {
+  private async acquire(seg: Segment, writable: boolean): Promise<OpenFile> {
+    const have = this.handles.get(seg);
+    if (have && (have.writable || !writable)) return this.use(seg, have);
+    const file = await this.io.open(this.pathOf(seg.start), writable ? 'readwrite' : 'read');
+    const again = this.handles.get(seg);
+    if (again && (again.writable || !writable)) {
       await file.close();
-      return seg.file;
+      return this.use(seg, again);
     }
-    const ro = this.readLru.get(seg);
-    if (ro) await ro.close().catch(() => undefined);
-    seg.file = file;
-    this.readLru.set(seg, file);
-    await this.trimLru();
-    return file;
+    if (again) this.retire(seg, again);
+    const h: OpenFile = { file, writable, users: 0, retired: false };
+    this.handles.set(seg, h);
+    this.trim();
+    return this.use(seg, h);
   }
 
-  /** A handle to read `seg`. */
-  async handle(seg: Segment): Promise<StoreFile> {
-    if (seg === this.active && seg.file) return seg.file;
-    const cached = this.readLru.get(seg);
-    if (cached) {
-      this.readLru.delete(seg);
-      this.readLru.set(seg, cached);
-      return cached;
-    }
-    const file = await this.io.open(this.pathOf(seg.start), 'read');
-    if (this.readLru.has(seg)) {
-      // Another reader opened it meanwhile.
-      await file.close();
-      return this.readLru.get(seg) as StoreFile;
-    }
-    this.readLru.set(seg, file);
-    await this.trimLru();
-    return file;
+  private use(seg: Segment, h: OpenFile): OpenFile {
+    // Move to the young end of the LRU.
+    this.handles.delete(seg);
+    this.handles.set(seg, h);
+    h.users++;
+    return h;
   }
 
-  private async trimLru(): Promise<void> {
-    while (this.readLru.size > MAX_OPEN_READ_FILES) {
-      const [seg, file] = this.readLru.entries().next().value as [Segment, StoreFile];
-      this.readLru.delete(seg);
-      if (seg.file === file) seg.file = null;
-      await file.close().catch(() => undefined);
+  private release(h: OpenFile): void {
+    h.users--;
+    if (h.retired && h.users === 0) void h.file.close().catch(() => undefined);
+  }
+
+  private retire(seg: Segment, h: OpenFile): void {
+    if (this.handles.get(seg) === h) this.handles.delete(seg);
+    h.retired = true;
+    if (h.users === 0) void h.file.close().catch(() => undefined);
+  }
+
+  private trim(): void {
+    if (this.handles.size <= MAX_OPEN_READ_FILES + 1) return;
+    for (const [seg, h] of this.handles) {
+      if (this.handles.size <= MAX_OPEN_READ_FILES + 1) break;
+      if (seg === this.active || h.users > 0) continue;
+      this.retire(seg, h);
     }
   }
 
-  /** Removes segments from the front (retention) or the back (rollback of a failed batch). */
+  async readAt(seg: Segment, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    const h = await this.acquire(seg, false);
+    try {
+      return await h.file.read(buf, offset, length, position);
+    } finally {
+      this.release(h);
+    }
+  }
+
+  async writeAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {
+    const h = await this.acquire(seg, true);
+    try {
+      await h.file.writev(buffers, position);
+    } finally {
+      this.release(h);
+    }
+  }
+
+  async sync(seg: Segment): Promise<void> {
+    const h = await this.acquire(seg, true);
+    try {
+      await h.file.datasync();
+    } finally {
+      this.release(h);
+    }
+  }
+
+  /** Cuts `seg` to `length` bytes and syncs (rollback of a failed flush). */
+  async truncate(seg: Segment, length: number): Promise<void> {
+    const h = await this.acquire(seg, true);
+    try {
+      await h.file.truncate(length);
+      await h.file.datasync();
+      seg.size = length;
+    } finally {
+      this.release(h);
+    }
+  }
+
+  /** Removes a segment from the front (retention) or the back (rollback of a failed flush). */
   async remove(seg: Segment): Promise<void> {
     const i = this.list.indexOf(seg);
     invariant(i >= 0, 'removing a known segment');
     this.list.splice(i, 1);
-    const lru = this.readLru.get(seg);
-    this.readLru.delete(seg);
-    if (lru) await lru.close().catch(() => undefined);
-    if (seg.file && seg.file !== lru) await seg.file.close().catch(() => undefined);
-    seg.file = null;
+    const h = this.handles.get(seg);
+    if (h) this.retire(seg, h);
     await this.io.unlink(this.pathOf(seg.start));
     await this.io.syncDir(this.dir);
   }
 
   async closeAll(): Promise<void> {
-    for (const file of this.readLru.values()) await file.close().catch(() => undefined);
-    this.readLru.clear();
-    for (const seg of this.list) {
-      if (seg.file) await seg.file.close().catch(() => undefined);
-      seg.file = null;
+    for (const [seg, h] of [...this.handles]) {
+      this.handles.delete(seg);
+      h.retired = true;
+      await h.file.close().catch(() => undefined);
     }
   }
 }

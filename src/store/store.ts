@@ -277,7 +277,7 @@ export class MessageStore implements MessageStoreApi {
     const segments = new SegmentSet(io, o.dir);
     for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
     if (last) await segments.openActive(last, false);
-    else await segments.openActive({ start: firstStart, size: 0, file: null, lastWriteMs: io.now() }, true);
+    else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
     const mem = new MemoryTier(o.memoryCacheBytes);
     const fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
     const recovery: RecoveryReport = {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MessageStore, StoreClosedError } from '../../src/store/index.js';
+import { readdirSync } from 'node:fs';
+import { MAX_OPEN_READ_FILES, MessageStore, StoreClosedError } from '../../src/store/index.js';
 import { payload, removeDir, tempDir } from './helpers.js';
 
 test('store: reads past the end and of unknown queues are empty; listing and stats', async () => {
@@ -72,6 +73,33 @@ test('store: close flushes pending appends, then every call rejects with CIRRUS_
     assert.equal(await again.append('t', 0, Buffer.from('next')), 100);
   } finally {
     await again.close();
+    removeDir(dir);
+  }
+});
+
+test('store: reading across many more segments than MAX_OPEN_READ_FILES keeps file descriptors bounded', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, segmentBytes: 8 * 1024, maxMessageBytes: 1024, memoryCacheBytes: 0 });
+  try {
+    const n = 1200; // about 100 segments of 8 KiB
+    for (let i = 0; i < n; i += 100) {
+      await Promise.all(Array.from({ length: 100 }, (_, k) => s.append('t', (i + k) % 4, payload('t', (i + k) % 4, Math.floor((i + k) / 4), 600))));
+    }
+    assert.ok(s.stats().segments > MAX_OPEN_READ_FILES * 2);
+    const fdsBefore = readdirSync('/proc/self/fd').length;
+    // Four readers at once, each walking its queue through every segment.
+    await Promise.all(
+      [0, 1, 2, 3].map(async (q) => {
+        for (let o = 0; o < n / 4; o += 7) {
+          const got = await s.getRange('t', q, o, 7);
+          got.forEach((b, k) => assert.deepEqual(b, payload('t', q, o + k, 600)));
+        }
+      }),
+    );
+    const fdsAfter = readdirSync('/proc/self/fd').length;
+    assert.ok(fdsAfter - fdsBefore <= MAX_OPEN_READ_FILES + 2, `fds ${fdsBefore} -> ${fdsAfter}`);
+  } finally {
+    await s.close();
     removeDir(dir);
   }
 });
