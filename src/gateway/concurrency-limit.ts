@@ -19,7 +19,8 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  * Samples are aggregated in windows of LIMIT_WINDOW_MS. At the end of a window:
  *   baseline = min of window medians over the last LIMIT_BASELINE_WINDOW_MS (no-load latency)
  *   gradient = clamp(tolerance x baseline / median, 0.5, 1)
- *   gradient < 1            -> target = limit x gradient            (queue is building: shrink)
+ *   gradient < 1            -> target = max(limit x gradient,        (queue is building: shrink,
+ *                                       throughput x baseline)        not below what carries the load)
  *   gradient = 1, saturated -> target = limit x (1 + growth) + 1     (keeping up: probe upward)
  *   gradient = 1, idle      -> target = limit                        (no evidence either way)
  *   limit = limit + smoothing x (target - limit), clamped to [min, max]
@@ -33,6 +34,7 @@ export class AdaptiveLimit {
   private value: number;
   private windowStart: number;
   private readonly samples: number[] = [];
+  private windowCount = 0;
   private windowMaxInflight = 0;
   private lastDecreaseAt = Number.NEGATIVE_INFINITY;
   /** Minimum window median per baseline bucket, newest last. */
@@ -70,6 +72,7 @@ export class AdaptiveLimit {
   reset(value: number): void {
     this.value = clamp(value, this.options.min, this.options.max);
     this.samples.length = 0;
+    this.windowCount = 0;
     this.windowMaxInflight = 0;
     this.windowStart = this.clock();
   }
@@ -87,11 +90,13 @@ export class AdaptiveLimit {
         this.lastDecreaseAt = now;
       }
       this.samples.length = 0;
+      this.windowCount = 0;
       this.windowMaxInflight = 0;
       this.windowStart = now;
       return;
     }
     // A bounded sample set per window: enough for a median, constant memory under any load.
+    this.windowCount += 1;
     if (this.samples.length < 256) this.samples.push(latencyMs);
     else this.samples[Math.floor(Math.random() * 256)] = latencyMs;
     if (inflight > this.windowMaxInflight) this.windowMaxInflight = inflight;
@@ -106,12 +111,18 @@ export class AdaptiveLimit {
     this.noteBaseline(now, median);
     const baseline = this.baselineMs;
     const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, 0.5, 1);
-    const saturated = this.windowMaxInflight >= this.value * 0.8;
+    // Compared with the integer limit in force: in-flight can never exceed it.
+    const saturated = this.windowMaxInflight >= Math.max(1, Math.floor(this.limit * 0.8));
+    // Little's law: the concurrency that carries this window's throughput at no-queue latency.
+    // Shrinking below it would cut throughput, not just the queue (latency lags the limit, so a
+    // pure gradient overshoots downward after a surge).
+    const carried = (this.windowCount / Math.max(1, now - this.windowStart)) * baseline;
     let target = this.value;
-    if (gradient < 1) target = this.value * gradient;
+    if (gradient < 1) target = Math.max(this.value * gradient, carried);
     else if (saturated) target = this.value * (1 + C.LIMIT_GROWTH_RATIO) + 1;
     this.value = clamp(this.value + C.LIMIT_SMOOTHING * (target - this.value), this.options.min, this.options.max);
     this.samples.length = 0;
+    this.windowCount = 0;
     this.windowMaxInflight = 0;
     this.windowStart = now;
   }

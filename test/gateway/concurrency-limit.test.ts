@@ -72,6 +72,21 @@ describe('adaptive concurrency limit', () => {
     assert.ok(h.limit.limit >= 50, `limit ${h.limit.limit} after 2 s of flat latency at saturation`);
   });
 
+  test('regression: a limit driven down to 1 grows back (saturation is judged against the integer limit)', () => {
+    const h = harness(1);
+    for (let i = 0; i < 20; i++) window(h, 10);
+    assert.ok(h.limit.limit >= 10, `limit ${h.limit.limit} after 2 s at flat latency, starting from 1`);
+  });
+
+  test('never shrinks below the concurrency that carries the current throughput (Little law)', () => {
+    const h = harness(100);
+    for (let i = 0; i < 5; i++) window(h, 10);
+    // 200 completions per 100 ms window at a 10 ms baseline carry 20 in flight; latency at 10x
+    // (a surge queued at the provider) must not push the limit below that.
+    for (let i = 0; i < 30; i++) window(h, 100, 200);
+    assert.ok(h.limit.limit >= 19, `limit ${h.limit.limit}`);
+  });
+
   test('does not grow when the upstream is not kept busy (no evidence of more capacity)', () => {
     const h = harness(10);
     for (let i = 0; i < 20; i++) window(h, 10, 20, false);
