@@ -8,6 +8,7 @@ import { invariant } from '../common/index.js';
 import { encodeCheckpoint, checkCheckpoint, loadCheckpoint, readCheckpointFile, writeCheckpointFile } from './checkpoint.js';
 import {
   CHECKPOINT_INTERVAL_BYTES,
+  CHECKPOINT_INTERVAL_PER_CHECKPOINT_BYTE,
   DEFAULT_FAST_TIER_BYTES,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MEMORY_CACHE_BYTES,
@@ -17,7 +18,7 @@ import {
   READ_AHEAD_BUDGET_FRACTION,
   RETENTION_CHECK_INTERVAL_MS,
 } from './constants.js';
-import { StoreClosedError, StoreInvalidArgumentError, StoreOffsetTruncatedError } from './errors.js';
+import { StoreClosedError, StoreError, StoreInvalidArgumentError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
 import { CLEAN_FILE, RECORD_HEADER_BYTES, encodeRecord, segmentFileName } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import { nodeIo, type StoreIo } from './io.js';
@@ -101,6 +102,8 @@ export class MessageStore implements MessageStoreApi {
   private closed = false;
   private closing: Promise<void> | null = null;
   private lastCheckpointPos: number;
+  /** Log bytes between checkpoints: CHECKPOINT_INTERVAL_BYTES, stretched for large indexes. */
+  private checkpointIntervalBytes = CHECKPOINT_INTERVAL_BYTES;
   private checkpointing: Promise<void> | null = null;
   private retaining: Promise<void> | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
@@ -333,7 +336,14 @@ export class MessageStore implements MessageStoreApi {
     // Appends not yet durable are not visible: they could still be rolled back.
     while (end > offset && this.index.positionOf(q, end - 1) + this.index.lengthOf(q, end - 1) > visible) end--;
     if (end <= offset) return [];
-    return this.reader.read(topic, q, queueKey(topicId, queueId), offset, end, visible);
+    try {
+      return await this.reader.read(topic, q, queueKey(topicId, queueId), offset, end, visible);
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      // Retention may have removed the segment while the read waited for the disk.
+      if (offset < q.start) throw new StoreOffsetTruncatedError(topic, queueId, offset, q.start);
+      throw new StoreIoError(`reading ${topic}/${queueId} at offset ${offset} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
   }
 
   endOffset(topic: string, queueId: number): number {
@@ -395,7 +405,7 @@ export class MessageStore implements MessageStoreApi {
       if (this.fast) this.fast.offer(c, (done) => this.mem.recycle(done));
       else this.mem.recycle(c);
     }
-    if (this.gc.flushed - this.lastCheckpointPos >= CHECKPOINT_INTERVAL_BYTES) this.startCheckpoint();
+    if (this.gc.flushed - this.lastCheckpointPos >= this.checkpointIntervalBytes) this.startCheckpoint();
     if (this.retentionDue && !this.retaining) {
       this.retentionDue = false;
       void this.applyRetention();
@@ -414,6 +424,7 @@ export class MessageStore implements MessageStoreApi {
     const data = encodeCheckpoint(this.index, position, this.dict.size, this.io.now());
     await writeCheckpointFile(this.io, this.o.dir, data);
     this.lastCheckpointPos = position;
+    this.checkpointIntervalBytes = Math.max(CHECKPOINT_INTERVAL_BYTES, data.length * CHECKPOINT_INTERVAL_PER_CHECKPOINT_BYTE);
   }
 
   /** Writes an index checkpoint now (normally done every CHECKPOINT_INTERVAL_BYTES and at close). */
