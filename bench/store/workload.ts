@@ -1,6 +1,6 @@
 import * as hdr from 'hdr-histogram-js';
 import type { MessageStoreApi } from '../../src/store/types.js';
-import { HOT_POLL_MS, HOT_PROBE_INTERVAL_MS, MAX_FETCH_MESSAGES } from './constants.js';
+import { HOT_POLL_MS, HOT_PROBE_INTERVAL_MS, MAX_FETCH_MESSAGES, MAX_MESSAGE_BYTES } from './constants.js';
 import type { Layout } from './layout.js';
 import type { PayloadFactory } from './payload.js';
 import { mix32 } from './prng.js';
@@ -59,12 +59,13 @@ export async function runProducers(o: ProducerOptions): Promise<void> {
   const producer = async (p: number): Promise<void> => {
     const owned = Math.floor((layout.totalQueues - 1 - p) / producers) + 1;
     let n = 0;
+    const scratch = Buffer.allocUnsafe(MAX_MESSAGE_BYTES);
     while (issued < o.targetBytes) {
       const g = p + producers * (mix32(o.seed, p, n++, 0x51ed) % owned);
       const topic = layout.topicOf[g];
       const queueId = layout.queueIdOf[g];
       const offset = next[g]++;
-      const data = payload.build(topic, queueId, offset);
+      const data = payload.buildInto(scratch, topic, queueId, offset);
       issued += data.length;
       const started = process.hrtime.bigint();
       const got = await o.append(topic, queueId, data);
