@@ -187,6 +187,7 @@ export class GroupCommit {
       target = e;
     }
     invariant(target > from, 'a flush makes progress');
+    invariant(bytes > 0 && bytes <= target - from, 'a flush covers its range; only a segment gap is skipped');
     this.launched = target;
     const flight: Flight = { from, target, bytes, settled: false, error: null };
     this.flights.push(flight);
@@ -228,11 +229,14 @@ export class GroupCommit {
     let moved = false;
     while (this.flights.length > 0 && this.flights[0].settled && this.flights[0].error === null) {
       const f = this.flights.shift() as Flight;
+      invariant(f.from >= this.committed && f.target <= this.launched, 'flushes commit in log order, without gaps or overlap');
       this.committed = f.target;
       if (this.policy.mode === 'always') this.flushed = f.target;
       this.bytesWritten += f.bytes;
       this.flushes++;
-      this.flushedMessages += this.resolveUpTo(f.target);
+      const resolved = this.resolveUpTo(f.target);
+      invariant(this.waitHead >= this.waiters.length || this.waiters[this.waitHead].end > this.committed, 'every append the commit covers is resolved');
+      this.flushedMessages += resolved;
       moved = true;
     }
     if (moved) {

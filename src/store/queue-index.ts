@@ -81,8 +81,9 @@ export class QueueIndex {
     return b;
   }
 
-  /** Appends the entry for offset q.end. */
+  /** Appends the entry for offset q.end; positions only grow within a queue. */
   push(q: QueueState, position: number, length: number): void {
+    invariant(q.end === q.start || position >= this.positionOf(q, q.end - 1), 'queue positions grow with offsets');
     const rel = q.end - q.base;
     const blockIdx = rel >>> INDEX_BLOCK_SHIFT;
     if (blockIdx === q.blocks.length) q.blocks.push(this.allocBlock());
