@@ -73,6 +73,12 @@ export const DEFAULT_PROBE_TIMEOUT_MS = 1_500;
 export const DEFAULT_HANG_MIN_MS = 400;
 export const DEFAULT_HANG_P99_FACTOR = 4;
 
+/**
+ * Last-chance retry: a replayable request still unanswered when only 2 x max(p99, this) remains
+ * before its deadline is moved to another upstream; below this floor p99 is sweep noise.
+ */
+export const LAST_CHANCE_FLOOR_MS = 100;
+
 /** Retry budget: retries may add at most this share of the request rate, plus a small floor. */
 export const DEFAULT_RETRY_BUDGET_RATIO = 0.2;
 export const DEFAULT_RETRY_MIN_PER_SECOND = 10;

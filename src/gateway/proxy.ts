@@ -513,6 +513,10 @@ export class ProxyEngine {
       up.history.tick(wallNow, { limit, inflight: up.inflight, p99Ms: up.latency.snapshot().p99, state: up.state });
       if (up.attempts.size === 0) continue;
       const threshold = up.hangThresholdMs(o.hangMinMs, o.hangP99Factor, o.probeTimeoutMs);
+      // A request must leave room for one more try before its deadline: once only twice the
+      // typical slow answer remains, one already slower than that is moved now or never.
+      const p99 = up.latency.snapshot().p99;
+      const reserve = 2 * Math.max(p99, C.LAST_CHANCE_FLOOR_MS);
       this.checkStall(up, now, threshold);
       for (const a of [...up.attempts] as ProxyAttempt[]) {
         if (a.settled || a.cancelReason !== null) continue;
@@ -521,7 +525,14 @@ export class ProxyEngine {
         else if (a.responded) continue;
         else if (a.probe) {
           if (age > o.probeTimeoutMs) this.cancel(a, 'probe-timeout');
-        } else if (o.retryHung && a.hedgeable && age > threshold && !a.exchange.finished && this.hasAlternative(a.exchange) && this.budget.tryWithdraw()) {
+        } else if (
+          o.retryHung &&
+          a.hedgeable &&
+          (age > threshold || (a.deadline - now < reserve && age > Math.max(p99, C.LAST_CHANCE_FLOOR_MS))) &&
+          !a.exchange.finished &&
+          this.hasAlternative(a.exchange) &&
+          this.budget.tryWithdraw()
+        ) {
           this.cancel(a, 'hung');
         }
       }
