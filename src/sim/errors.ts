@@ -1,5 +1,9 @@
 import { CirrusError } from '../common/index.js';
 
+/** Every code the simulation subsystem throws; codes are stable and never reused. */
+export const SIM_ERROR_CODES = ['CIRRUS_SIM_BAD_ARGUMENT', 'CIRRUS_SIM_UNKNOWN_SCENARIO'] as const;
+export type SimErrorCode = (typeof SIM_ERROR_CODES)[number];
+
 /** A caller passed a bad argument; the message names it. Nothing was started or changed. */
 export class SimArgumentError extends CirrusError {
   readonly argument: string;
@@ -13,12 +17,5 @@ export class SimArgumentError extends CirrusError {
 export class SimUnknownScenarioError extends CirrusError {
   constructor(name: string, known: readonly string[]) {
     super('CIRRUS_SIM_UNKNOWN_SCENARIO', `unknown scenario "${name}" (known: ${known.join(', ')})`);
-  }
-}
-
-/** The cluster or load generator was used after close()/stop(). */
-export class SimClosedError extends CirrusError {
-  constructor(what: string) {
-    super('CIRRUS_SIM_CLOSED', `${what} is closed`);
   }
 }

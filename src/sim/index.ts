@@ -16,5 +16,5 @@ export {
   type OverloadMode,
   type ScheduleSummaryLine,
 } from './schedule.js';
-export { SimArgumentError, SimUnknownScenarioError, SimClosedError } from './errors.js';
+export { SimArgumentError, SimUnknownScenarioError, SIM_ERROR_CODES, type SimErrorCode } from './errors.js';
 export * as simConstants from './constants.js';

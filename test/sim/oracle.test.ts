@@ -95,6 +95,18 @@ test('oracle is monotone in the timeout: waiting longer never serves less', () =
   );
 });
 
+test('with no time to wait the oracle is the instant form', () => {
+  fc.assert(
+    fc.property(scheduleArb, window, (s, w0) => {
+      // Whole oracle steps only: a partial last step lends the oracle the whole step's capacity.
+      const w = { ...w0, durationMs: w0.durationMs - (w0.durationMs % 10) };
+      const o = computeOracle(s, { ...w, timeoutMs: 0 }).successes;
+      assert.ok(Math.abs(o - instantBound(s, w)) < 1e-6 * Math.max(1, o), `${o} vs ${instantBound(s, w)}`);
+    }),
+    { numRuns: 100 },
+  );
+});
+
 test('nothing is served while every provider is offline', () => {
   const off = toSchedule([[{ lengthMs: 20_000, mode: 'refuse', workers: 5, serviceMs: 10, hangShare: 0 }], [{ lengthMs: 20_000, mode: 'blackhole', workers: 5, serviceMs: 10, hangShare: 0 }]]);
   const o = computeOracle(off, { rps: 500, durationMs: 10_000 });

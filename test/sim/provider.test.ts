@@ -38,8 +38,9 @@ async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 test('a provider delivers its scheduled capacity and queues the rest', async () => {
-  // 4 workers x 20 ms = 200 req/s, offered 400 req/s for 3 s.
-  const p = await started(schedule([{ startMs: 0, mode: 'up', workers: 4, serviceMs: 20, hangShare: 0 }]));
+  // 8 workers x 40 ms = 200 req/s, offered 400 req/s for 3 s. Long service times keep a late
+  // timer on a loaded machine a small share of each service.
+  const p = await started(schedule([{ startMs: 0, mode: 'up', workers: 8, serviceMs: 40, hangShare: 0 }]));
   try {
     const load = startLoad({ target: p.url, rps: 400, durationMs: 3_000, timeoutMs: 30_000 });
     await new Promise((r) => setTimeout(r, 3_000));
@@ -48,7 +49,7 @@ test('a provider delivers its scheduled capacity and queues the rest', async () 
     // Timers only fire late on a loaded machine, so the provider can fall short of 600 but
     // never exceed it by more than the jitter's noise; it must stay well below the 1,200 offered.
     assert.ok(answeredIn3s <= 600 * 1.15, `answered ${answeredIn3s} in 3 s, capacity 600`);
-    assert.ok(answeredIn3s >= 600 * 0.5, `answered ${answeredIn3s} in 3 s, capacity 600`);
+    assert.ok(answeredIn3s >= 600 * 0.4, `answered ${answeredIn3s} in 3 s, capacity 600`);
     assert.ok(p.stats.queueMax > 100, `queue ${p.stats.queueMax}`);
   } finally {
     await p.close();

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BENCH_SCENARIOS, SCENARIOS, buildSchedule, clusterCapacityRps, phaseAt, phaseCapacityRps, summarizeSchedule } from '../../src/sim/index.js';
+import { BENCH_SCENARIOS, SCENARIOS, SIM_ERROR_CODES, SimArgumentError, SimUnknownScenarioError, buildSchedule, clusterCapacityRps, phaseAt, phaseCapacityRps, summarizeSchedule } from '../../src/sim/index.js';
 import type { ClusterSchedule } from '../../src/sim/index.js';
 
 const RPS = 1000;
@@ -122,4 +122,10 @@ test('bad arguments are refused with a code naming the argument', () => {
   assert.throws(() => buildSchedule({ scenario: 'challenge', seed: 1.5, rps: RPS }), { code: 'CIRRUS_SIM_BAD_ARGUMENT', argument: 'seed' });
   assert.throws(() => buildSchedule({ scenario: 'challenge', seed: 1, rps: 0 }), { code: 'CIRRUS_SIM_BAD_ARGUMENT', argument: 'rps' });
   assert.throws(() => buildSchedule({ scenario: 'challenge', seed: 1, rps: RPS, timeScale: -1 }), { code: 'CIRRUS_SIM_BAD_ARGUMENT', argument: 'timeScale' });
+});
+
+test('every error class carries a catalogued code', () => {
+  for (const err of [new SimArgumentError('x', 'bad'), new SimUnknownScenarioError('y', ['a'])]) {
+    assert.ok((SIM_ERROR_CODES as readonly string[]).includes(err.code), err.code);
+  }
 });
