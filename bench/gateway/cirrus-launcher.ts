@@ -11,8 +11,17 @@ interface LauncherOptions {
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LauncherOptions;
-const gateway = await startGateway({ listen: '127.0.0.1:0', admin: null, upstreams: options.upstreams, timeoutMs: options.timeoutMs });
-process.send?.({ url: gateway.url });
+const gateway = await startGateway({
+  listen: '127.0.0.1:0',
+  // The admin port (dashboard, /api/state, /metrics) lets one watch a run as it happens.
+  admin: '127.0.0.1:0',
+  upstreams: options.upstreams,
+  timeoutMs: options.timeoutMs,
+  // Active health checks on the providers' health endpoint, like HAProxy's httpchk every 500 ms:
+  // the like-for-like setting.
+  healthCheck: { path: '/health', intervalMs: 500, timeoutMs: 300 },
+});
+process.send?.({ url: gateway.url, adminUrl: gateway.adminUrl });
 
 let closing = false;
 const shutdown = (): void => {

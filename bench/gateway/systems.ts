@@ -46,7 +46,12 @@ export async function startSystem(name: SystemName, ctx: SystemContext): Promise
   const upstreams = [...ctx.upstreams];
   switch (name) {
     case 'cirrus': {
-      const { child, report } = await forkReporting<{ url: string }>(new URL('./cirrus-launcher.js', import.meta.url), { upstreams, timeoutMs: ctx.timeoutMs }, { CIRRUS_LOG_LEVEL: 'warn' });
+      const { child, report } = await forkReporting<{ url: string; adminUrl: string | null }>(
+        new URL('./cirrus-launcher.js', import.meta.url),
+        { upstreams, timeoutMs: ctx.timeoutMs },
+        { CIRRUS_LOG_LEVEL: 'warn' },
+      );
+      if (report.adminUrl) process.stderr.write(`    cirrus admin (dashboard, /api/state): ${report.adminUrl}\n`);
       return { name, url: report.url, stop: () => child.stop() };
     }
     case 'balancedpool':
