@@ -1,9 +1,19 @@
 /**
  * Index checkpoint: the per-queue index as of a log position, so that a reopen only scans the log
- * written after it. Written to a temporary file, synced, renamed over the old one and the
- * directory synced: a crash leaves either the old or the new checkpoint, never a mix. A
- * checkpoint that fails its CRC is ignored and the log is scanned from its first segment.
+ * written after it. Two kinds:
  *
+ * - full (`index.ckpt`): the whole index. Written to a temporary file, synced, renamed over the
+ *   old one and the directory synced: a crash leaves the old or the new one, never a mix. One
+ *   that fails its CRC is ignored and the log is scanned from its first segment.
+ * - delta (records appended to `index.delta`): only the entries whose records lie in
+ *   [basePosition, logPosition). A delta applies when its basePosition is where the full
+ *   checkpoint (or the previous delta) ended; the chain stops at the first record that is torn,
+ *   fails its CRC or does not follow on. A full checkpoint empties the delta file. Deltas keep
+ *   the cost of a checkpoint proportional to what was appended since the last one, and a full
+ *   one is written only when the deltas add up to its size, so checkpoint writes stay O(1) per
+ *   message however large the index grows.
+ *
+ * Full checkpoint:
  *    0        4         8        12         16            24          32           36
  *    +--------+---------+--------+----------+-------------+-----------+------------+-----------
  *    | magic  | version | crc32c | reserved | logPosition | createdMs | topicCount | queueCount
@@ -12,12 +22,23 @@
  *    then per queue:   topicId u32 | queueId u32 | startOffset u64 | entryCount u32
  *    then its entries: entryCount x ( position u64 | recordBytes u32 )
  *    crc32c covers bytes [16, end). logPosition: every record starting below it is in the file.
+ *
+ * Delta record:
+ *
+ *    0        4         8        12           16             24            32           36
+ *    +--------+---------+--------+------------+--------------+-------------+------------+----------
+ *    | magic  | version | crc32c | totalBytes | basePosition | logPosition | queueCount | reserved
+ *    | u32    | u32     | u32    | u32        | u64          | u64         | u32        | u32
+ *    +--------+---------+--------+------------+--------------+-------------+------------+----------
+ *    then per queue:   topicId u32 | queueId u32 | fromOffset u64 | entryCount u32 | reserved u32
+ *    then its entries: entryCount x ( position u64 | recordBytes u32 )
+ *    crc32c covers bytes [16, totalBytes) of the record.
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, readU64, writeU64 } from './format.js';
+import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, readU64, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
-import type { QueueIndex } from './queue-index.js';
+import type { QueueIndex, QueueState } from './queue-index.js';
 
 export const CHECKPOINT_MAGIC = 0x54504b43; // "CKPT"
 export const CHECKPOINT_VERSION = 1;
@@ -109,4 +130,129 @@ export async function writeCheckpointFile(io: StoreIo, dir: string, data: Buffer
   }
   await io.rename(tmp, join(dir, CHECKPOINT_FILE));
   await io.syncDir(dir);
+}
+
+export const DELTA_MAGIC = 0x44504b43; // "CKPD"
+const DELTA_HEADER_BYTES = 40;
+const DELTA_QUEUE_HEADER_BYTES = 24;
+
+/** Serializes the entries whose records lie in [basePosition, logPosition). Synchronous. */
+export function encodeDelta(index: QueueIndex, basePosition: number, logPosition: number): Buffer {
+  const parts: { q: QueueState; from: number; to: number }[] = [];
+  let total = DELTA_HEADER_BYTES;
+  for (const q of index.all()) {
+    const to = index.countBelow(q, logPosition);
+    let from = to;
+    while (from > q.start && index.positionOf(q, from - 1) >= basePosition) from--;
+    if (to === from) continue;
+    parts.push({ q, from, to });
+    total += DELTA_QUEUE_HEADER_BYTES + (to - from) * ENTRY_BYTES;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  buf.writeUInt32LE(DELTA_MAGIC, 0);
+  buf.writeUInt32LE(CHECKPOINT_VERSION, 4);
+  buf.writeUInt32LE(total, 12);
+  writeU64(buf, 16, basePosition);
+  writeU64(buf, 24, logPosition);
+  buf.writeUInt32LE(parts.length, 32);
+  buf.writeUInt32LE(0, 36);
+  let at = DELTA_HEADER_BYTES;
+  for (const { q, from, to } of parts) {
+    buf.writeUInt32LE(q.topicId, at);
+    buf.writeUInt32LE(q.queueId, at + 4);
+    writeU64(buf, at + 8, from);
+    buf.writeUInt32LE(to - from, at + 16);
+    buf.writeUInt32LE(0, at + 20);
+    at += DELTA_QUEUE_HEADER_BYTES;
+    index.forEachEntry(q, from, to, (position, length) => {
+      writeU64(buf, at, position);
+      buf.writeUInt32LE(length, at + 8);
+      at += ENTRY_BYTES;
+    });
+  }
+  buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
+  return buf;
+}
+
+export interface DeltaChain {
+  /** Log position the index covers after the applied deltas. */
+  logPosition: number;
+  applied: number;
+  /** Bytes of the delta file that formed the applied chain; the rest is cut. */
+  validBytes: number;
+}
+
+/**
+ * Applies delta records that follow on from `fromPosition`, in order, up to the first that is
+ * torn, corrupt, beyond `logEnd`, names an unknown topic, or does not continue a queue.
+ */
+export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number, logEnd: number, topicCount: number): DeltaChain {
+  let at = 0;
+  let position = fromPosition;
+  let applied = 0;
+  while (at + DELTA_HEADER_BYTES <= buf.length) {
+    if (buf.readUInt32LE(at) !== DELTA_MAGIC || buf.readUInt32LE(at + 4) !== CHECKPOINT_VERSION) break;
+    const total = buf.readUInt32LE(at + 12);
+    if (total < DELTA_HEADER_BYTES || at + total > buf.length) break;
+    const rec = buf.subarray(at, at + total);
+    if (crc32c(rec.subarray(16)) !== rec.readUInt32LE(8)) break;
+    const base = readU64(rec, 16);
+    const end = readU64(rec, 24);
+    if (base !== position || end > logEnd || end < base) break;
+    const queueCount = rec.readUInt32LE(32);
+    // Check every queue continues where the index ends before changing anything.
+    let ok = true;
+    let p = DELTA_HEADER_BYTES;
+    for (let k = 0; k < queueCount && ok; k++) {
+      const topicId = rec.readUInt32LE(p);
+      const q = index.get(topicId, rec.readUInt32LE(p + 4));
+      const from = readU64(rec, p + 8);
+      if (topicId >= topicCount || (q !== undefined && q.end !== from && !(q.start === q.end && q.end <= from))) ok = false;
+      p += DELTA_QUEUE_HEADER_BYTES + rec.readUInt32LE(p + 16) * ENTRY_BYTES;
+    }
+    if (!ok || p !== total) break;
+    p = DELTA_HEADER_BYTES;
+    for (let k = 0; k < queueCount; k++) {
+      const q = index.getOrCreate(rec.readUInt32LE(p), rec.readUInt32LE(p + 4));
+      const from = readU64(rec, p + 8);
+      if (q.end !== from) index.resetEmpty(q, from);
+      const n = rec.readUInt32LE(p + 16);
+      p += DELTA_QUEUE_HEADER_BYTES;
+      for (let e = 0; e < n; e++) {
+        index.push(q, readU64(rec, p), rec.readUInt32LE(p + 8));
+        p += ENTRY_BYTES;
+      }
+    }
+    position = end;
+    applied++;
+    at += total;
+  }
+  return { logPosition: position, applied, validBytes: at };
+}
+
+export async function readDeltaFile(io: StoreIo, dir: string): Promise<Buffer | null> {
+  return io.readFile(join(dir, CHECKPOINT_DELTA_FILE));
+}
+
+/** Appends one delta record at `at` (the end of the valid chain) and syncs. */
+export async function appendDeltaFile(io: StoreIo, dir: string, at: number, data: Buffer): Promise<void> {
+  const f = await io.open(join(dir, CHECKPOINT_DELTA_FILE), 'create');
+  try {
+    await f.truncate(at);
+    await f.writev([data], at);
+    await f.datasync();
+  } finally {
+    await f.close();
+  }
+}
+
+/** Empties the delta file (after a full checkpoint made it redundant) or cuts it to its valid chain. */
+export async function truncateDeltaFile(io: StoreIo, dir: string, length: number): Promise<void> {
+  const f = await io.open(join(dir, CHECKPOINT_DELTA_FILE), 'create');
+  try {
+    await f.truncate(length);
+    await f.datasync();
+  } finally {
+    await f.close();
+  }
 }

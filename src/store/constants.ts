@@ -80,18 +80,10 @@ export const INDEX_BLOCK_SHIFT = 3;
 export const INDEX_PAGE_BLOCKS = 8192;
 
 /**
- * A checkpoint of the index is written after this much new log, so that a reopen after a crash
- * scans at most this much (about 0.5 s at the device's sequential read speed).
+ * A (delta) checkpoint of the index is written after this much new log, so that a reopen after
+ * a crash scans at most this much (about 0.5 s at the device's sequential read speed).
  */
 export const CHECKPOINT_INTERVAL_BYTES = 256 * MiB;
-
-/**
- * A checkpoint rewrites the whole index, so with many small messages it can grow large; the
- * interval then stretches to at least this many times the last checkpoint's size, which caps
- * the checkpoint's share of all bytes written at 1/16 (about 6 %), at the cost of a longer scan
- * on reopen for stores with very many messages.
- */
-export const CHECKPOINT_INTERVAL_PER_CHECKPOINT_BYTE = 16;
 
 /** Recovery and verify read the log in blocks of this size. */
 export const SCAN_READ_BYTES = 8 * MiB;

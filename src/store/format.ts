@@ -24,7 +24,8 @@
  * Files in the store directory:
  *    NNNNNNNNNNNNNNNNNNNN.seg   log segment; the name is its start position (20 digits, zero-padded)
  *    topics.dict                topic dictionary
- *    index.ckpt                 index checkpoint (layout in checkpoint.ts), replaced atomically
+ *    index.ckpt                 full index checkpoint (layout in checkpoint.ts), replaced atomically
+ *    index.delta                delta checkpoints appended since the full one (checkpoint.ts)
  *    CLEAN                      present only between a clean close and the next open
  *    LOCK                       process lock (pid of the holder), see lock.ts
  */
@@ -57,6 +58,7 @@ export const SEGMENT_NAME_DIGITS = 20;
 export const DICT_FILE = 'topics.dict';
 export const CHECKPOINT_FILE = 'index.ckpt';
 export const CHECKPOINT_TMP_FILE = 'index.ckpt.tmp';
+export const CHECKPOINT_DELTA_FILE = 'index.delta';
 export const CLEAN_FILE = 'CLEAN';
 export const LOCK_FILE = 'LOCK';
 

@@ -5,10 +5,20 @@
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import { encodeCheckpoint, checkCheckpoint, loadCheckpoint, readCheckpointFile, writeCheckpointFile } from './checkpoint.js';
+import {
+  appendDeltaFile,
+  applyDeltas,
+  checkCheckpoint,
+  encodeCheckpoint,
+  encodeDelta,
+  loadCheckpoint,
+  readCheckpointFile,
+  readDeltaFile,
+  truncateDeltaFile,
+  writeCheckpointFile,
+} from './checkpoint.js';
 import {
   CHECKPOINT_INTERVAL_BYTES,
-  CHECKPOINT_INTERVAL_PER_CHECKPOINT_BYTE,
   DEFAULT_FAST_TIER_BYTES,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MEMORY_CACHE_BYTES,
@@ -42,7 +52,8 @@ export interface OpenOptions extends StoreOptions {
 export interface RecoveryReport {
   /** The previous run closed cleanly (CLEAN marker present). */
   cleanShutdown: boolean;
-  checkpoint: { used: boolean; logPosition: number | null; reason: string };
+  /** logPosition: where the full checkpoint plus `deltas` delta checkpoints end. */
+  checkpoint: { used: boolean; logPosition: number | null; deltas: number; reason: string };
   /** Log bytes scanned after the checkpoint. */
   scannedBytes: number;
   scannedRecords: number;
@@ -102,8 +113,10 @@ export class MessageStore implements MessageStoreApi {
   private closed = false;
   private closing: Promise<void> | null = null;
   private lastCheckpointPos: number;
-  /** Log bytes between checkpoints: CHECKPOINT_INTERVAL_BYTES, stretched for large indexes. */
-  private checkpointIntervalBytes = CHECKPOINT_INTERVAL_BYTES;
+  /** Size of the current full checkpoint; 0 when there is none to build deltas on. */
+  private fullCheckpointBytes = 0;
+  /** Bytes of the valid delta chain in index.delta. */
+  private deltaBytes = 0;
   private checkpointing: Promise<void> | null = null;
   private retaining: Promise<void> | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
@@ -177,7 +190,9 @@ export class MessageStore implements MessageStoreApi {
 
     // Phase 1: the checkpoint, if it is whole and consistent with the files.
     let scanFrom = found.length > 0 ? found[0].start : 0;
-    const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, reason: 'no checkpoint' };
+    const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, deltas: 0, reason: 'no checkpoint' };
+    let fullCheckpointBytes = 0;
+    let deltaBytes = 0;
     const ckptBuf = await readCheckpointFile(io, o.dir);
     const info = checkCheckpoint(ckptBuf);
     if (ckptBuf && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
@@ -192,7 +207,17 @@ export class MessageStore implements MessageStoreApi {
         checkpoint.used = true;
         checkpoint.logPosition = info.logPosition;
         checkpoint.reason = 'loaded';
-        scanFrom = Math.max(scanFrom, info.logPosition);
+        fullCheckpointBytes = ckptBuf.length;
+        const deltaBuf = await readDeltaFile(io, o.dir);
+        if (deltaBuf && deltaBuf.length > 0) {
+          const chain = applyDeltas(deltaBuf, index, info.logPosition, logEnd, dict.size);
+          checkpoint.logPosition = chain.logPosition;
+          checkpoint.deltas = chain.applied;
+          deltaBytes = chain.validBytes;
+          // Records past the chain (torn, or older than the full checkpoint) would block later appends.
+          if (chain.validBytes < deltaBuf.length) await truncateDeltaFile(io, o.dir, chain.validBytes);
+        }
+        scanFrom = Math.max(scanFrom, checkpoint.logPosition);
       }
     }
     const firstStart = found.length > 0 ? found[0].start : (checkpoint.logPosition ?? 0);
@@ -295,7 +320,10 @@ export class MessageStore implements MessageStoreApi {
       ignoredRecords,
       durationMs: Date.now() - t0,
     };
-    return new MessageStore(o, io, lock, dict, index, segments, mem, fast, recovery);
+    const store = new MessageStore(o, io, lock, dict, index, segments, mem, fast, recovery);
+    store.fullCheckpointBytes = fullCheckpointBytes;
+    store.deltaBytes = deltaBytes;
+    return store;
   }
 
   append(topic: string, queueId: number, data: Uint8Array): Promise<number> {
@@ -405,7 +433,7 @@ export class MessageStore implements MessageStoreApi {
       if (this.fast) this.fast.offer(c, (done) => this.mem.recycle(done));
       else this.mem.recycle(c);
     }
-    if (this.gc.flushed - this.lastCheckpointPos >= this.checkpointIntervalBytes) this.startCheckpoint();
+    if (this.gc.flushed - this.lastCheckpointPos >= CHECKPOINT_INTERVAL_BYTES) this.startCheckpoint();
     if (this.retentionDue && !this.retaining) {
       this.retentionDue = false;
       void this.applyRetention();
@@ -419,19 +447,36 @@ export class MessageStore implements MessageStoreApi {
       .finally(() => (this.checkpointing = null));
   }
 
-  private async writeCheckpoint(): Promise<void> {
+  /**
+   * A delta checkpoint of what was appended since the last one; a full one instead when there is
+   * no full checkpoint yet, when asked, or when the deltas add up to the full one's size (so the
+   * total written for checkpoints stays proportional to the messages appended).
+   */
+  private async writeCheckpoint(full = false): Promise<void> {
     const position = this.gc.flushed;
-    const data = encodeCheckpoint(this.index, position, this.dict.size, this.io.now());
-    await writeCheckpointFile(this.io, this.o.dir, data);
+    if (!full && this.fullCheckpointBytes > 0 && this.deltaBytes < this.fullCheckpointBytes) {
+      if (position === this.lastCheckpointPos) return;
+      const data = encodeDelta(this.index, this.lastCheckpointPos, position);
+      await appendDeltaFile(this.io, this.o.dir, this.deltaBytes, data);
+      this.deltaBytes += data.length;
+    } else {
+      const data = encodeCheckpoint(this.index, position, this.dict.size, this.io.now());
+      await writeCheckpointFile(this.io, this.o.dir, data);
+      await truncateDeltaFile(this.io, this.o.dir, 0);
+      this.fullCheckpointBytes = data.length;
+      this.deltaBytes = 0;
+    }
     this.lastCheckpointPos = position;
-    this.checkpointIntervalBytes = Math.max(CHECKPOINT_INTERVAL_BYTES, data.length * CHECKPOINT_INTERVAL_PER_CHECKPOINT_BYTE);
   }
 
-  /** Writes an index checkpoint now (normally done every CHECKPOINT_INTERVAL_BYTES and at close). */
-  async checkpoint(): Promise<void> {
+  /**
+   * Writes an index checkpoint now, a delta unless `full` (normally done every
+   * CHECKPOINT_INTERVAL_BYTES of log and at close).
+   */
+  async checkpoint(options: { full?: boolean } = {}): Promise<void> {
     if (this.closed) throw new StoreClosedError();
     if (this.checkpointing) await this.checkpointing;
-    await this.writeCheckpoint();
+    await this.writeCheckpoint(options.full === true);
   }
 
   /** Applies retention now (normally on every segment roll and every RETENTION_CHECK_INTERVAL_MS). */

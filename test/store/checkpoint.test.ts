@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, rmSync, writeSync, closeSync, statSync } from 'node:fs';
+import { openSync, rmSync, writeSync, closeSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageStore } from '../../src/store/index.js';
 import { crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
@@ -73,5 +73,64 @@ test('checkpoint: a corrupt checkpoint is ignored and the log is scanned instead
   } finally {
     await again.close();
     removeDir(dir);
+  }
+});
+
+test('checkpoint: deltas chain on the full checkpoint; a torn delta ends the chain and the scan covers the rest', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir });
+  const copies: string[] = [];
+  try {
+    const write = async (from: number, to: number): Promise<void> => {
+      for (let i = from; i < to; i++) await s.append(`t${i % 3}`, i % 5, payload(`t${i % 3}`, i % 5, i, 50 + (i % 300)));
+    };
+    await write(0, 200);
+    await s.checkpoint({ full: true });
+    await write(200, 300);
+    await s.checkpoint(); // delta 1
+    await write(300, 420);
+    await s.checkpoint(); // delta 2
+    await write(420, 450);
+    const live = await contents(s);
+
+    const a = crashSnapshot(dir);
+    copies.push(a);
+    const viaDeltas = await MessageStore.open({ dir: a });
+    try {
+      assert.equal(viaDeltas.recovery.checkpoint.used, true);
+      assert.equal(viaDeltas.recovery.checkpoint.deltas, 2);
+      assert.equal(viaDeltas.recovery.scannedRecords, 30);
+      assert.deepEqual(await contents(viaDeltas), live);
+    } finally {
+      await viaDeltas.close();
+    }
+
+    // Tear the last delta record: the chain stops after delta 1, the scan covers the rest.
+    const b = crashSnapshot(dir);
+    copies.push(b);
+    const deltaPath = join(b, 'index.delta');
+    truncateSync(deltaPath, statSync(deltaPath).size - 5);
+    const viaOne = await MessageStore.open({ dir: b });
+    try {
+      assert.equal(viaOne.recovery.checkpoint.deltas, 1);
+      assert.equal(viaOne.recovery.scannedRecords, 150);
+      assert.deepEqual(await contents(viaOne), live);
+      // Appends and checkpoints go on from the cut chain.
+      await viaOne.append('t0', 0, Buffer.from('more'));
+      await viaOne.checkpoint();
+    } finally {
+      await viaOne.close();
+    }
+    const reopened = await MessageStore.open({ dir: b });
+    try {
+      assert.equal(reopened.recovery.scannedRecords, 0);
+      assert.equal(reopened.endOffset('t0', 0), s.endOffset('t0', 0) + 1);
+    } finally {
+      await reopened.close();
+    }
+  } finally {
+    await s.close();
+    removeDir(dir);
+    for (const c of copies) removeDir(c);
   }
 });
