@@ -237,6 +237,17 @@ export class ProxyEngine {
     if (ex.streamBody) body = Readable.from(limitBody(ex.req, this.config.maxBodyBytes), { objectMode: false });
     // undici's dispatch API with a handler: no response stream object, no promise, no pipeline
     // per request; the bytes go straight from the upstream socket to the client response.
+    try {
+      this.dispatchAttempt(attempt, body);
+    } catch (err) {
+      // undici refused the request outright (an argument it rejects); nothing was sent.
+      this.onAttemptError(attempt, err);
+    }
+  }
+
+  private dispatchAttempt(attempt: ProxyAttempt, body: Dispatcher.DispatchOptions['body']): void {
+    const ex = attempt.exchange;
+    const upstream = attempt.upstream;
     upstream.pool.dispatch(
       { origin: upstream.origin, path: ex.path, method: ex.method as Dispatcher.HttpMethod, headers: ex.headers, body },
       {
@@ -365,6 +376,12 @@ export class ProxyEngine {
     }
     const code = (err as { code?: unknown }).code;
     const codeText = typeof code === 'string' ? code : '';
+    if (codeText === 'UND_ERR_INVALID_ARG' || codeText === 'UND_ERR_NOT_SUPPORTED') {
+      // The request itself cannot be sent as given (not the upstream's fault): nothing went out.
+      this.settle(attempt, null, null);
+      this.finishWithError(ex, new GatewayError('CIRRUS_GW_BAD_REQUEST', `request cannot be forwarded: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
     if (CONNECT_ERROR_CODES.has(codeText)) {
       this.eject(up, up.fail('connect'));
       this.settle(attempt, 'error', null);

@@ -55,6 +55,36 @@ describe('admin listener', () => {
     }
   });
 
+  test('the dashboard script renders the live /api/state (run against a stub DOM)', async () => {
+    const a = await startUpstream(named('a'));
+    const gw = await gateway({ upstreams: [a.url], admin: '127.0.0.1:0' });
+    try {
+      for (let i = 0; i < 3; i++) await get(`${gw.url}/d${i}`);
+      const page = (await get(`${gw.adminUrl}/`)).body;
+      const script = page.split('<script>')[1]!.split('</script>')[0]!;
+      const elements = new Map<string, { innerHTML: string }>();
+      const document = { getElementById: (id: string) => elements.get(id) ?? elements.set(id, { innerHTML: '' }).get(id)! };
+      const stateUrl = `${gw.adminUrl}/api/state`;
+      let ticks = 0;
+      const run = new Function('document', 'fetch', 'setInterval', `${script}; return tick;`) as (
+        d: typeof document,
+        f: (u: string) => Promise<Response>,
+        s: () => void,
+      ) => () => Promise<void>;
+      const tick = run(document, () => fetch(stateUrl), () => void (ticks += 1));
+      await tick();
+      const cards = elements.get('cards')!.innerHTML;
+      assert.match(cards, new RegExp(a.url.replace(/[.:/]/g, '\\$&')));
+      assert.match(cards, /class="badge healthy"/);
+      assert.match(cards, /<svg /);
+      assert.match(elements.get('summary')!.innerHTML, new RegExp(gw.url.replace(/[.:/]/g, '\\$&')));
+      assert.equal(ticks, 1, 'the page polls on an interval');
+    } finally {
+      await gw.close();
+      await a.close();
+    }
+  });
+
   test('/healthz is 503 when no upstream is usable', async () => {
     const gw = await gateway({ upstreams: ['http://127.0.0.1:1'], admin: '127.0.0.1:0', queue: { timeoutMs: 50 } });
     try {
