@@ -78,7 +78,7 @@ export function benchCommand(): Command {
     .option('--seed <n>', 'seed of layout, sizes, contents and queue picks: same seed, same workload', positiveInt('--seed', 0xffff_ffff), 1)
     .option('--dir <path>', 'where the store, peers and probe files go (default: a new temp dir); pick the device you want measured')
     .option('--out <path>', 'where results JSON + SVG go (default: bench/results/, for --quick a temp dir)')
-    .option('--keep', 'keep the data directory after the run (default: deleted)', false);
+    .option('--keep', 'keep the data directory after the run (default: deleted)');
 }
 
 interface RawOptions {
@@ -98,7 +98,7 @@ interface RawOptions {
   seed: number;
   dir?: string;
   out?: string;
-  keep: boolean;
+  keep?: boolean;
 }
 
 export function parseBenchOptions(argv: string[]): BenchOptions {
@@ -121,7 +121,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     seed: raw.seed,
     dir: raw.dir ?? null,
     out: raw.out ?? null,
-    keep: raw.keep,
+    keep: raw.keep ?? false,
     memoryCacheBytes: raw.memoryCacheMib ? raw.memoryCacheMib * MiB : null,
     segmentBytes: raw.segmentMib ? raw.segmentMib * MiB : null,
   };

@@ -97,6 +97,8 @@ interface StoreRun {
   maxAppendMs: number;
   hotHitRatio: number;
   hotProbes: number;
+  hotLagP50Ms: number;
+  hotLagP99Ms: number;
   hotQueues: number;
   coldQueues: number;
   messagesWritten: number;
@@ -123,6 +125,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   let store: MessageStoreApi = await MessageStore.open(storeOptions);
   const counters = new Counters();
   const next = new Uint32Array(layout.totalQueues);
+  const ackedAt = new Float64Array(layout.totalQueues);
   const latency = newLatencyHistogram();
   const sampler = new Sampler(() => counters);
   const append = (t: number, q: number, data: Buffer): Promise<number> => store.append(layout.topicNames[t], q, data);
@@ -145,7 +148,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   let writersDone = false;
   let phase2Seconds = 0;
   const writers = runProducers({
-    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency,
+    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency, ackedAt,
   }).finally(() => {
     writersDone = true;
     phase2Seconds = seconds(t2);
@@ -153,7 +156,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     log(`phase 2 writes done in ${phase2Seconds.toFixed(1)} s; phase 3: reading every queue to its end`);
   });
   const [readResult] = await Promise.all([
-    runReaders({ store, layout, payload, readers: o.readers, seed: o.seed, next, counters, writersDone: () => writersDone }),
+    runReaders({ store, layout, payload, readers: o.readers, seed: o.seed, next, counters, ackedAt, writersDone: () => writersDone }),
     writers,
   ]);
   const phase3Seconds = seconds(t2) - phase2Seconds;
@@ -194,6 +197,8 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     maxAppendMs: latency.maxValue / 1000,
     hotHitRatio: readResult.hotHitRatio,
     hotProbes: readResult.hotProbes,
+    hotLagP50Ms: readResult.hotLag.getValueAtPercentile(50) / 1000,
+    hotLagP99Ms: readResult.hotLag.getValueAtPercentile(99) / 1000,
     hotQueues: readResult.hotQueues,
     coldQueues: readResult.coldQueues,
     messagesWritten: counters.messagesWritten,
@@ -281,6 +286,8 @@ async function main(): Promise<number> {
       peakRssMiB: round(run.peakRssMiB, 1),
       hotHitRatio: Number.isNaN(run.hotHitRatio) ? null : round(run.hotHitRatio, 4),
       hotProbes: run.hotProbes,
+      hotLagP50Ms: round(run.hotLagP50Ms, 1),
+      hotLagP99Ms: round(run.hotLagP99Ms, 1),
       hotQueues: run.hotQueues,
       coldQueues: run.coldQueues,
       messagesWritten: run.messagesWritten,
@@ -328,6 +335,7 @@ async function main(): Promise<number> {
       ['written', `${(result.bytesWritten / GiB).toFixed(2)} GiB in ${result.messagesWritten} messages`],
       ['read and verified', `${(result.verifiedBytes / GiB).toFixed(2)} GiB in ${result.messagesRead} messages`],
       ['hot hit ratio (memory tier)', `${pct(result.hotHitRatio)} over ${result.hotProbes} probes`],
+      ['hot read lag p50/p99', `${result.hotLagP50Ms} / ${result.hotLagP99Ms} ms behind the acknowledgement`],
       ['device bytes read (phases 2-3)', result.deviceReadBytes === null ? 'n/a' : `${(result.deviceReadBytes / MiB).toFixed(0)} MiB`],
       ['page cache', result.cacheDrop],
       ['peak RSS', `${result.peakRssMiB} MiB`],

@@ -42,6 +42,12 @@ export interface ProducerOptions {
   append: AppendFn;
   counters: Counters;
   latency: hdr.Histogram;
+  /**
+   * Per global queue: when its oldest record not yet read was acknowledged (performance.now()),
+   * 0 when the reader is caught up. Set here, cleared by the readers; lets them report how far
+   * behind the writer hot reads really are.
+   */
+  ackedAt?: Float64Array;
 }
 
 /**
@@ -70,6 +76,7 @@ export async function runProducers(o: ProducerOptions): Promise<void> {
       const started = process.hrtime.bigint();
       const got = await o.append(topic, queueId, data);
       o.latency.recordValue(Math.max(1, Number((process.hrtime.bigint() - started) / 1000n)));
+      if (o.ackedAt && o.ackedAt[g] === 0) o.ackedAt[g] = performance.now();
       if (got !== offset) counters.fail(`append ${layout.topicNames[topic]}/${queueId} returned offset ${got}, expected ${offset}`);
       counters.bytesWritten += data.length;
       counters.messagesWritten++;
@@ -89,6 +96,8 @@ export interface ReaderOptions {
   counters: Counters;
   /** True once writers stopped for good: then the readers finish at the final end. */
   writersDone: () => boolean;
+  /** The producers' ackedAt (see ProducerOptions). */
+  ackedAt: Float64Array;
 }
 
 export interface ReaderResult {
@@ -97,6 +106,8 @@ export interface ReaderResult {
   /** Memory-tier hits / lookups over the exclusive hot probes; NaN when no probe saw a lookup. */
   hotHitRatio: number;
   hotProbes: number;
+  /** Age of the oldest unread record when a hot read starts, milliseconds. */
+  hotLag: hdr.Histogram;
 }
 
 /**
@@ -124,6 +135,8 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
   let probeLookups = 0;
   let probes = 0;
   let lastProbeMs = 0;
+  const hotLag = newLatencyHistogram();
+  o.ackedAt.fill(0);
 
   const readSome = async (g: number, isHot: boolean): Promise<number> => {
     const topic = layout.topicOf[g];
@@ -134,6 +147,7 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
     if (from >= end) return 0;
     const want = Math.min(MAX_FETCH_MESSAGES, end - from);
     let records: Buffer[];
+    if (isHot && o.ackedAt[g] > 0) hotLag.recordValue(Math.max(1, Math.round((performance.now() - o.ackedAt[g]) * 1000)));
     const now = Date.now();
     if (isHot && now - lastProbeMs >= HOT_PROBE_INTERVAL_MS) {
       lastProbeMs = now;
@@ -164,6 +178,8 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
       counters.messagesRead++;
     }
     pos[g] = from + records.length;
+    // Caught up with every acknowledged record: the next one starts the lag clock again.
+    if (pos[g] >= end) o.ackedAt[g] = 0;
     return records.length;
   };
 
@@ -211,5 +227,6 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
     coldQueues: cold.length,
     hotHitRatio: probeLookups > 0 ? probeHits / probeLookups : Number.NaN,
     hotProbes: probes,
+    hotLag,
   };
 }
