@@ -85,6 +85,25 @@ describe('timeouts, retries, ejection', () => {
     }
   });
 
+  test('active health checks eject a failing upstream and bring it back, without client traffic', async () => {
+    let healthy = false;
+    const a = await startUpstream((req, res) => {
+      req.resume();
+      if (req.url === '/health') res.writeHead(healthy ? 200 : 500).end();
+      else res.writeHead(200).end('a');
+    });
+    const gw = await gateway({ upstreams: [a.url], healthCheck: { path: '/health', intervalMs: 50, timeoutMs: 1_000 }, outlier: { baseEjectionMs: 100, maxEjectionMs: 100 } });
+    try {
+      await waitFor(() => gw.state().upstreams[0]!.lastEjectReason === 'health-check', 15_000, 'a health-check ejection');
+      healthy = true;
+      await waitFor(() => gw.state().upstreams[0]!.state === 'healthy', 15_000, 'recovery by health check');
+      assert.equal(gw.state().upstreams[0]!.totals.ok, 0, 'no client request was used');
+    } finally {
+      await gw.close();
+      await a.close();
+    }
+  });
+
   test('black hole (accepts, never answers): detected, ejected, and its GETs served elsewhere long before the timeout', async () => {
     const hole = await startBlackHole();
     const good = await startUpstream(named('good', 5));
