@@ -22,14 +22,20 @@ export interface Child {
 
 /** Children still running: killed if the benchmark itself exits early (Ctrl-C, crash). */
 const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => process.exit(130));
+let cleanupInstalled = false;
+
+/** Installed with the first child, so that merely importing this module changes nothing. */
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.on('exit', () => {
+    for (const c of live) c.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 }
 
 function track(child: ChildProcess): Child {
+  installCleanup();
   live.add(child);
   child.once('exit', () => live.delete(child));
   let tail = '';
