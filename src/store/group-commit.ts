@@ -76,6 +76,7 @@ export class GroupCommit {
   private waiters: Waiter[] = [];
   private waitHead = 0;
   private flights: Flight[] = [];
+  private launchDeferred = false;
   private failing = false;
   private recovering = false;
   private drainWaiters: (() => void)[] = [];
@@ -152,7 +153,23 @@ export class GroupCommit {
     return p;
   }
 
+  /**
+   * After a flush resolves its appends, the next launch waits one macrotask (setImmediate): the
+   * producers just woken run their continuations as microtasks first, and the appends they issue
+   * join the next flush instead of splitting into a one-record flush now and the rest later.
+   * Without this, closed-loop producers settle into two alternating half-size cohorts.
+   */
+  private deferLaunch(): void {
+    if (this.launchDeferred) return;
+    this.launchDeferred = true;
+    setImmediate(() => {
+      this.launchDeferred = false;
+      this.maybeLaunch();
+    });
+  }
+
   private maybeLaunch(): void {
+    if (this.launchDeferred) return;
     while (
       !this.failing &&
       this.stickyError === null &&
@@ -258,7 +275,8 @@ export class GroupCommit {
       }
       return;
     }
-    this.maybeLaunch();
+    if (moved) this.deferLaunch();
+    else this.maybeLaunch();
     this.notifyDrain();
   }
 

@@ -27,6 +27,8 @@ export interface QueueState {
   /** Record bytes (headers included) of retained entries. */
   bytes: number;
   blocks: number[];
+  /** Where the queue's reader got to (end of its last getRange), -1 before any read. */
+  readTo: number;
 }
 
 const PAGE_ENTRIES = INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES;
@@ -60,7 +62,7 @@ export class QueueIndex {
     const key = queueKey(topicId, queueId);
     let q = this.queues.get(key);
     if (q === undefined) {
-      q = { topicId, queueId, start: 0, base: 0, end: 0, bytes: 0, blocks: [] };
+      q = { topicId, queueId, start: 0, base: 0, end: 0, bytes: 0, blocks: [], readTo: -1 };
       this.queues.set(key, q);
     }
     return q;

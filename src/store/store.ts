@@ -29,7 +29,7 @@ import {
   RETENTION_CHECK_INTERVAL_MS,
 } from './constants.js';
 import { StoreClosedError, StoreError, StoreInvalidArgumentError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
-import { CLEAN_FILE, RECORD_HEADER_BYTES, encodeRecord, segmentFileName } from './format.js';
+import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64, segmentFileName } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { acquireLock, type StoreLock } from './lock.js';
@@ -38,7 +38,7 @@ import { RecordReader, type ReadCounters } from './reader.js';
 import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { segmentsToDelete } from './retention.js';
 import { SegmentSet, type Segment } from './segment-set.js';
-import { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
+import { FastTier, MemoryTier, ReadAhead, type Chunk } from './tiered-cache.js';
 import { TopicDict } from './topic-dict.js';
 import type { MessageStoreApi, QueueInfo, RetentionOptions, StoreOptions, StoreStats, SyncPolicy } from './types.js';
 import { checkData, checkFetchNum, checkIntOption, checkOffset, checkQueueId, checkTopic } from './validate.js';
@@ -365,7 +365,9 @@ export class MessageStore implements MessageStoreApi {
     while (end > offset && this.index.positionOf(q, end - 1) + this.index.lengthOf(q, end - 1) > visible) end--;
     if (end <= offset) return [];
     try {
-      return await this.reader.read(topic, q, queueKey(topicId, queueId), offset, end, visible);
+      const records = await this.reader.read(topic, q, queueKey(topicId, queueId), offset, end, visible);
+      q.readTo = offset + records.length;
+      return records;
     } catch (err) {
       if (err instanceof StoreError) throw err;
       // Retention may have removed the segment while the read waited for the disk.
@@ -430,6 +432,7 @@ export class MessageStore implements MessageStoreApi {
 
   private afterFlush(): void {
     for (const c of this.mem.evict(this.gc.flushed)) {
+      this.rescueUnread(c);
       if (this.fast) this.fast.offer(c, (done) => this.mem.recycle(done));
       else this.mem.recycle(c);
     }
@@ -437,6 +440,29 @@ export class MessageStore implements MessageStoreApi {
     if (this.retentionDue && !this.retaining) {
       this.retentionDue = false;
       void this.applyRetention();
+    }
+  }
+
+  /**
+   * Before a tail chunk leaves memory, the records in it that a queue's reader has not reached
+   * yet (contiguous from where it stopped) move to that queue's read-ahead buffer: the space
+   * readers have passed is what gets released. Queues never read keep nothing.
+   */
+  private rescueUnread(c: Chunk): void {
+    let at = 0;
+    while (at + RECORD_HEADER_BYTES <= c.used) {
+      const bytes = RECORD_HEADER_BYTES + c.buf.readUInt32LE(at + REC.bodyBytes);
+      const q = this.index.get(c.buf.readUInt32LE(at + REC.topicId), c.buf.readUInt32LE(at + REC.queueId));
+      if (q && q.readTo >= 0) {
+        const offset = readU64(c.buf, at + REC.queueOffset);
+        const from = at;
+        if (offset >= q.readTo && offset < q.end) {
+          this.readAhead.extend(queueKey(q.topicId, q.queueId), offset, q.readTo, bytes - RECORD_HEADER_BYTES, () =>
+            Buffer.from(c.buf.subarray(from + RECORD_HEADER_BYTES, from + bytes)),
+          );
+        }
+      }
+      at += bytes;
     }
   }
 

@@ -154,7 +154,11 @@ export class MemoryTier {
   }
 }
 
-/** Per-queue records read ahead for cold readers. */
+/**
+ * Per-queue records a reader will ask for next: read ahead for cold readers, and rescued from
+ * evicted tail chunks for readers that had not got there yet. A queue's records are released as
+ * soon as its reader moves past them.
+ */
 export class ReadAhead {
   private readonly entries = new Map<number, { offset: number; bodies: Buffer[]; bytes: number }>();
   bytes = 0;
@@ -190,6 +194,31 @@ export class ReadAhead {
       this.drop(this.entries.keys().next().value as number);
     }
     this.entries.set(key, { offset, bodies, bytes });
+    this.bytes += bytes;
+  }
+
+  /**
+   * Appends one record for `key` if it continues what is buffered, or starts the buffer when it
+   * is the record the reader asks for next (`readTo`). Used to rescue records a reader has not
+   * reached yet from a tail chunk being evicted. `copy` makes the body only when it is kept.
+   */
+  extend(key: number, offset: number, readTo: number, bytes: number, copy: () => Buffer): void {
+    const e = this.entries.get(key);
+    if (e ? e.offset + e.bodies.length !== offset : offset !== readTo) return;
+    if (bytes > this.budgetBytes / 4) return;
+    while (this.bytes + bytes > this.budgetBytes && this.entries.size > 0) {
+      const oldest = this.entries.keys().next().value as number;
+      if (oldest === key) break;
+      this.drop(oldest);
+    }
+    if (this.bytes + bytes > this.budgetBytes) return;
+    const body = copy();
+    if (e) {
+      e.bodies.push(body);
+      e.bytes += bytes;
+    } else {
+      this.entries.set(key, { offset, bodies: [body], bytes });
+    }
     this.bytes += bytes;
   }
 

@@ -144,3 +144,33 @@ test('read-ahead: records are released as the reader passes them; the budget hol
   assert.ok(ra.bytes <= 1000);
   assert.equal(ra.take(3, 0)?.length, 500);
 });
+
+test('tiered cache: records a reader has not reached yet survive the eviction of their tail chunk; unread queues keep nothing', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  try {
+    // The hot reader of queue 'hot'/0 is at its end.
+    for (let i = 0; i < 5; i++) await s.append('hot', 0, payload('hot', 0, i, 1000));
+    assert.equal((await s.getRange('hot', 0, 0, 100)).length, 5);
+    // New records for it, then far more than the memory budget of other traffic.
+    for (let i = 5; i < 25; i++) await s.append('hot', 0, payload('hot', 0, i, 1000));
+    for (let i = 0; i < 20; i++) await s.append('never-read', 0, payload('never-read', 0, i, 1000));
+    for (let round = 0; round < 12; round++) {
+      await Promise.all(Array.from({ length: 100 }, (_, k) => s.append('bulk', k, payload('bulk', k, round, 8000))));
+    }
+    const before = s.stats().cache.memory;
+    const got = await s.getRange('hot', 0, 5, 100);
+    assert.equal(got.length, 20);
+    got.forEach((b, k) => assert.deepEqual(b, payload('hot', 0, 5 + k, 1000)));
+    const after = s.stats().cache.memory;
+    assert.equal(after.misses - before.misses, 0, 'the hot reader hits memory');
+    assert.equal(after.hits - before.hits, 20);
+    // A queue nobody read was not kept: its records come from disk.
+    const coldBefore = s.stats().cache.memory.misses;
+    assert.equal((await s.getRange('never-read', 0, 0, 100)).length, 20);
+    assert.ok(s.stats().cache.memory.misses > coldBefore);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
