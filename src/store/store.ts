@@ -170,7 +170,8 @@ export class MessageStore implements MessageStoreApi {
       return store;
     } catch (err) {
       await lock.release();
-      throw err;
+      if (err instanceof StoreError) throw err;
+      throw new StoreIoError(`opening the store in ${o.dir} failed: ${err instanceof Error ? err.message : String(err)}`, err);
     }
   }
 
@@ -183,6 +184,23 @@ export class MessageStore implements MessageStoreApi {
       await io.syncDir(o.dir);
     }
     const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
+    try {
+      return await MessageStore.recoverWith(o, io, lock, dict, dictionaryCutBytes, cleanShutdown, t0);
+    } catch (err) {
+      await dict.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async recoverWith(
+    o: ResolvedOptions,
+    io: StoreIo,
+    lock: StoreLock,
+    dict: TopicDict,
+    dictionaryCutBytes: number,
+    cleanShutdown: boolean,
+    t0: number,
+  ): Promise<MessageStore> {
     const found = await SegmentSet.discover(io, o.dir);
     const index = new QueueIndex();
     const lastFound = found[found.length - 1];
@@ -307,7 +325,13 @@ export class MessageStore implements MessageStoreApi {
     if (last) await segments.openActive(last, false);
     else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
     const mem = new MemoryTier(o.memoryCacheBytes);
-    const fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
+    let fast: FastTier | null = null;
+    try {
+      fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
+    } catch (err) {
+      await segments.closeAll();
+      throw err;
+    }
     const recovery: RecoveryReport = {
       cleanShutdown,
       checkpoint,

@@ -133,3 +133,20 @@ test('io faults: a failed topic-dictionary write rejects the appends naming the 
     removeDir(dir);
   }
 });
+
+test('io faults: an I/O error during open rejects typed, releases the lock, and a later open works', async () => {
+  const dir = tempDir();
+  const first = await MessageStore.open({ dir });
+  await first.append('t', 0, Buffer.from('kept'));
+  await first.close();
+  const io = new FaultyIo();
+  io.inject({ op: 'open', code: 'EIO', pathIncludes: '.seg' });
+  await assert.rejects(MessageStore.open({ dir, io }), isIo);
+  const again = await MessageStore.open({ dir });
+  try {
+    assert.deepEqual(await again.getRange('t', 0, 0, 1), [Buffer.from('kept')]);
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});
