@@ -88,8 +88,11 @@ export class RecordReader {
     let fromLog: Pending[] = misses;
     if (this.fast) {
       fromLog = [];
-      for (const m of misses) {
-        const buf = await this.fast.read(m.position, m.length);
+      const fast = this.fast;
+      const bufs = await Promise.all(misses.map((m) => fast.read(m.position, m.length)));
+      for (let k = 0; k < misses.length; k++) {
+        const m = misses[k];
+        const buf = bufs[k];
         if (buf && recordProblem(buf, 0, m.length, q, m.offset) === null) {
           out[m.slot] = buf.subarray(RECORD_HEADER_BYTES);
           this.fast.counter.hits++;

@@ -147,7 +147,7 @@ export class MemoryTier {
   dropBelow(position: number): void {
     while (this.head < this.chunks.length - 1) {
       const c = this.chunks[this.head];
-      if (c.start + c.buf.length > position) break;
+      if (c.start + c.used > position) break;
       this.head++;
       this.bytes -= c.buf.length;
     }

@@ -114,3 +114,23 @@ test("group commit: sync 'interval' acknowledges on write, syncs on a timer and 
     removeDir(dir);
   }
 });
+
+test('group commit: data is copied before append returns, so the caller may reuse its buffer at once', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir });
+  try {
+    const scratch = Buffer.alloc(64);
+    const pending: Promise<number>[] = [];
+    for (let i = 0; i < 50; i++) {
+      scratch.fill(i);
+      pending.push(s.append('t', 0, scratch));
+    }
+    scratch.fill(0xff);
+    await Promise.all(pending);
+    const got = await s.getRange('t', 0, 0, 100);
+    got.forEach((b, i) => assert.deepEqual(b, Buffer.alloc(64, i)));
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
