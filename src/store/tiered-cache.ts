@@ -75,11 +75,11 @@ export class MemoryTier {
     return this.chunks.length > this.head ? this.chunks[this.chunks.length - 1] : undefined;
   }
 
-  /** Index (into the live deque) of the chunk containing `position`, or -1. */
-  private indexOf(position: number): number {
+  /** Index (into the deque) of the last chunk starting at or before `position`, or head - 1. */
+  private floorIndex(position: number): number {
     let lo = this.head;
     let hi = this.chunks.length - 1;
-    let found = -1;
+    let found = this.head - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       if (this.chunks[mid].start <= position) {
@@ -87,9 +87,15 @@ export class MemoryTier {
         lo = mid + 1;
       } else hi = mid - 1;
     }
-    if (found < 0) return -1;
-    const c = this.chunks[found];
-    return position < c.start + c.used ? found : -1;
+    return found;
+  }
+
+  /** Index (into the live deque) of the chunk containing `position`, or -1. */
+  private indexOf(position: number): number {
+    const i = this.floorIndex(position);
+    if (i < this.head) return -1;
+    const c = this.chunks[i];
+    return position < c.start + c.used ? i : -1;
   }
 
   /** The chunk holding the record at `position`, if still in memory. */
@@ -101,12 +107,9 @@ export class MemoryTier {
   /** Chunks overlapping [from, to), in log order (the writer uses it to gather a flush). */
   range(from: number, to: number): Chunk[] {
     const out: Chunk[] = [];
-    let i = this.indexOf(from);
-    if (i < 0) {
-      // `from` may sit exactly at a chunk boundary or in a segment gap: start at the first chunk after it.
-      i = this.head;
-      while (i < this.chunks.length && this.chunks[i].start + this.chunks[i].used <= from) i++;
-    }
+    // `from` may sit exactly at a chunk's end or in a segment gap: then start at the next chunk.
+    let i = Math.max(this.head, this.floorIndex(from));
+    if (i < this.chunks.length && this.chunks[i].start + this.chunks[i].used <= from) i++;
     for (; i < this.chunks.length && this.chunks[i].start < to; i++) out.push(this.chunks[i]);
     return out;
   }
