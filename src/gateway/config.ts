@@ -63,6 +63,7 @@ const healthCheck = z.strictObject({
   path: z.string().startsWith('/').default('/healthz'),
   intervalMs: positiveMs.default(C.DEFAULT_HEALTH_INTERVAL_MS),
   timeoutMs: positiveMs.default(C.DEFAULT_HEALTH_TIMEOUT_MS),
+  unhealthyThreshold: z.number().int().min(1).max(100).default(C.DEFAULT_HEALTH_UNHEALTHY_THRESHOLD),
 });
 
 export const gatewayConfigSchema = z

@@ -37,8 +37,13 @@ export const LIMIT_WINDOW_MS = 100;
 export const LIMIT_WINDOW_MIN_SAMPLES = 5;
 /** The no-load latency baseline is the minimum per-window median over this span; it forgets old service times. */
 export const LIMIT_BASELINE_WINDOW_MS = 3_000;
-/** Latency may rise to this multiple of the baseline before the limit shrinks (queueing tolerated). */
-export const LIMIT_LATENCY_TOLERANCE = 2;
+/**
+ * Latency may rise to this multiple of the baseline before the limit shrinks. The costs are
+ * lopsided: a limit a little too high adds a short queue at the provider (served in order), one
+ * too low leaves its workers idle while requests wait here; measured latency is also noisy on a
+ * busy host. So the band is wide: the limit settles between one and three times the workers.
+ */
+export const LIMIT_LATENCY_TOLERANCE = 3;
 /** Multiplicative decrease when a window saw timeouts (hard overload) or explicit refusals (503). */
 export const LIMIT_TIMEOUT_BACKOFF_RATIO = 0.5;
 export const LIMIT_DROP_BACKOFF_RATIO = 0.85;
@@ -70,8 +75,13 @@ export const DEFAULT_PROBE_TIMEOUT_MS = 1_500;
  * is presumed hung; if an upstream has such requests and has completed nothing for that long,
  * it is stalled (accepts and never answers) and is ejected at once.
  */
-export const DEFAULT_HANG_MIN_MS = 400;
-export const DEFAULT_HANG_P99_FACTOR = 4;
+export const DEFAULT_HANG_MIN_MS = 250;
+/**
+ * Hung requests hold a concurrency slot until they are cancelled, so the threshold is kept
+ * short: p99 is computed from completed requests only, and fewer than 1% of those take twice as
+ * long; the rare false positive costs one retry from the budget.
+ */
+export const DEFAULT_HANG_P99_FACTOR = 2;
 
 /**
  * Last-chance retry: a replayable request still unanswered when only 2 x max(p99, this) remains
@@ -116,6 +126,8 @@ export const CONNECT_TIMEOUT_MS = 2_000;
 /** Active health checks (off unless configured). */
 export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
 export const DEFAULT_HEALTH_TIMEOUT_MS = 500;
+/** Failed checks in a row before ejecting: one slow answer on a busy host is not an outage. */
+export const DEFAULT_HEALTH_UNHEALTHY_THRESHOLD = 2;
 
 invariant(LIMIT_MIN >= 1 && LIMIT_MIN <= LIMIT_INITIAL && LIMIT_INITIAL <= LIMIT_MAX, 'limit bounds ordered');
 invariant(LIMIT_BASELINE_WINDOW_MS > LIMIT_WINDOW_MS * 5, 'baseline spans several limit windows');

@@ -3,13 +3,16 @@ import type { GatewayConfig } from './config.js';
 import type { Upstream } from './upstream.js';
 
 /**
- * Optional active health checks: every interval, a GET of `path` on each upstream. A failure
- * ejects a healthy upstream; a 2xx brings a probing one back without risking a client request.
+ * Optional active health checks: every interval, a GET of `path` on each upstream.
+ * `unhealthyThreshold` failures in a row eject a healthy upstream; a 2xx brings a probing one
+ * back without risking a client request.
  * Passive detection stays on; this only adds a signal that does not need traffic.
  */
 export class HealthChecker {
   private timer: NodeJS.Timeout | null = null;
   private readonly running = new Set<Upstream>();
+  private readonly failuresInARow = new Map<Upstream, number>();
+  private unhealthyThreshold = 2;
 
   constructor(
     private readonly upstreams: () => Iterable<Upstream>,
@@ -20,6 +23,7 @@ export class HealthChecker {
   configure(options: GatewayConfig['healthCheck']): void {
     this.stop();
     if (options === null) return;
+    this.unhealthyThreshold = options.unhealthyThreshold;
     this.timer = setInterval(() => {
       for (const u of this.upstreams()) if (!this.running.has(u) && !u.draining) void this.check(u, options.path, options.timeoutMs);
     }, options.intervalMs);
@@ -48,11 +52,13 @@ export class HealthChecker {
     } finally {
       this.running.delete(u);
     }
+    const failures = ok ? 0 : (this.failuresInARow.get(u) ?? 0) + 1;
+    this.failuresInARow.set(u, failures);
     const state = u.state;
     if (ok && state === 'probing') {
       u.succeed();
       this.log.info({ upstream: u.origin }, 'upstream recovered (health check)');
-    } else if (!ok && state === 'healthy') {
+    } else if (!ok && state === 'healthy' && failures >= this.unhealthyThreshold) {
       u.outlier.eject('health-check');
       this.onEject(u);
     } else if (!ok && state === 'probing') {

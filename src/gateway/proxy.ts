@@ -149,7 +149,8 @@ export class ProxyEngine {
         () => this.finishWithError(ex, new GatewayError('CIRRUS_GW_BAD_REQUEST', 'the request body ended early')),
       );
     } else {
-      if (chunked && !streamBody) delete ex.headers['content-length'];
+      // Never forward both framings (request smuggling); Node already refuses such requests.
+      if (chunked) delete ex.headers['content-length'];
       this.dispatch(ex);
     }
   }
@@ -422,7 +423,8 @@ export class ProxyEngine {
         this.finishWithError(ex, new GatewayError('CIRRUS_GW_TIMEOUT', `no complete answer within the request timeout`));
         return;
       case 'hung':
-        this.eject(up, up.fail('error'));
+        // Not an outlier failure: providers that hang a share of requests are otherwise fine,
+        // and one that hangs everything is caught by stall detection.
         this.settle(attempt, 'timeout', null);
         this.retry(ex, 'hung');
         return;
