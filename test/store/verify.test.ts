@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageStore, inspectStore, verifyStore } from '../../src/store/index.js';
 import { payload, removeDir, segmentFiles, tempDir } from './helpers.js';
@@ -79,5 +79,23 @@ test('verify: a flipped byte in an old record is damage, with a non-zero exit', 
   assert.equal(v.status, 2);
   assert.match(v.stdout, /^DAMAGED: /);
   assert.match(v.stdout, /damage: bad-crc/);
+  removeDir(dir);
+});
+
+test('verify: a torn tail is a warning (the next open cuts it), damage with --strict', async () => {
+  const dir = tempDir();
+  await build(dir);
+  rmSync(join(dir, 'index.ckpt'));
+  const segs = segmentFiles(dir);
+  const last = segs[segs.length - 1];
+  truncateSync(last, statSync(last).size - 7);
+  const report = await verifyStore(dir, { maxMessageBytes: 1024 });
+  assert.equal(report.ok, true);
+  assert.ok(report.tail !== null && report.tail.kind === 'tail' && report.tail.verdict === 'torn-body');
+  assert.equal((await verifyStore(dir, { maxMessageBytes: 1024, strict: true })).ok, false);
+  const v = cli(['store', 'verify', dir]);
+  assert.equal(v.status, 0);
+  assert.match(v.stdout, /torn tail: torn-body/);
+  assert.equal(cli(['store', 'verify', '--strict', dir]).status, 2);
   removeDir(dir);
 });
