@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageStore } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
 import { probeCeiling, type CeilingResult } from './ceiling.js';
+import { measureKillReopen, type KillReopen } from './kill-reopen.js';
 import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
 import { makeLayout } from './layout.js';
 import { parseBenchOptions, type BenchOptions } from './options.js';
@@ -111,6 +112,7 @@ interface StoreRun {
   cacheDrop: string;
   peakRssMiB: number;
   reopenSeconds: number;
+  killReopen: KillReopen;
   stats: StoreStats;
   samples: Sample[];
 }
@@ -183,6 +185,9 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     if (problem) counters.fail(`after reopen: ${problem}`);
   }
   await store.close();
+  log('kill -9 while appending to the full data set, then reopen');
+  const killReopen = await measureKillReopen(storeOptions, o.seed);
+  log(`reopen after kill -9: ${killReopen.seconds === null ? killReopen.note : `${killReopen.seconds.toFixed(2)} s`}`);
 
   return {
     appendMiBps,
@@ -211,6 +216,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     cacheDrop: drop.detail,
     peakRssMiB,
     reopenSeconds,
+    killReopen,
     stats,
     samples: sampler.samples,
   };
@@ -297,6 +303,8 @@ async function main(): Promise<number> {
       deviceReadBytes: run.deviceReadBytes,
       cacheDrop: run.cacheDrop,
       reopenSeconds: round(run.reopenSeconds, 3),
+      killReopenSeconds: run.killReopen.seconds === null ? null : round(run.killReopen.seconds, 3),
+      killReopenScannedBytes: run.killReopen.scannedBytes,
       store: {
         syncs: run.stats.syncs,
         meanBatchMessages: round(run.stats.meanBatchMessages),
@@ -340,6 +348,7 @@ async function main(): Promise<number> {
       ['page cache', result.cacheDrop],
       ['peak RSS', `${result.peakRssMiB} MiB`],
       ['reopen after clean close', `${result.reopenSeconds} s`],
+      ['reopen after kill -9', result.killReopenSeconds === null ? run.killReopen.note : `${result.killReopenSeconds} s (scanned ${((result.killReopenScannedBytes ?? 0) / MiB).toFixed(1)} MiB of log past the checkpoint)`],
       ['group commit', `${result.store.syncs} syncs, ${result.store.meanBatchMessages} msgs/sync, sync p99 ${result.store.syncLatencyP99Ms} ms`],
       ...peers.map((p): [string, string] => [`peer ${p.name}`, p.mibps === null ? `skipped: ${p.skipped}` : `${round(p.mibps)} MiB/s (p99 ${round(p.p99AppendMs ?? 0, 2)} ms)`]),
       ['store / best peer', result.ratioToBestPeer === null ? 'n/a' : `${result.ratioToBestPeer} x (${result.bestPeer})`],
