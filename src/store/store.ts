@@ -1,113 +1,35 @@
 /**
  * MessageStore: the facade. It wires the parts together and owns the lifecycle; the work is done
- * in group-commit.ts (writes), reader.ts (reads), recovery.ts + checkpoint.ts (open), and
- * retention.ts. See docs/store.md.
+ * in group-commit.ts (writes), reader.ts (reads), store-recovery.ts + recovery.ts + checkpoint.ts
+ * (open), and retention.ts. See docs/store.md.
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import {
-  appendDeltaFile,
-  applyDeltas,
-  checkCheckpoint,
-  encodeCheckpoint,
-  encodeDelta,
-  loadCheckpoint,
-  readCheckpointFile,
-  readDeltaFile,
-  truncateDeltaFile,
-  writeCheckpointFile,
-} from './checkpoint.js';
-import {
-  CHECKPOINT_INTERVAL_BYTES,
-  DEFAULT_FAST_TIER_BYTES,
-  DEFAULT_MAX_MESSAGE_BYTES,
-  DEFAULT_MEMORY_CACHE_BYTES,
-  DEFAULT_SEGMENT_BYTES,
-  MAX_MESSAGE_BYTES_LIMIT,
-  MIN_SEGMENT_BYTES,
-  READ_AHEAD_BUDGET_FRACTION,
-  RETENTION_CHECK_INTERVAL_MS,
-} from './constants.js';
-import { StoreClosedError, StoreError, StoreInvalidArgumentError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
-import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64, segmentFileName } from './format.js';
+import { appendDeltaFile, encodeCheckpoint, encodeDelta, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
+import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
+import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
+import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { acquireLock, type StoreLock } from './lock.js';
-import { DAMAGED_LENGTH, QueueIndex, queueKey } from './queue-index.js';
+import { resolveOptions, type ResolvedOptions } from './options.js';
+import { QueueIndex, queueKey } from './queue-index.js';
 import { RecordReader, type ReadCounters } from './reader.js';
-import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { segmentsToDelete } from './retention.js';
 import { SegmentSet, type Segment } from './segment-set.js';
+import { recoverStore, type RecoveryReport } from './store-recovery.js';
 import { FastTier, MemoryTier, ReadAhead, type Chunk } from './tiered-cache.js';
 import { TopicDict } from './topic-dict.js';
-import type { MessageStoreApi, QueueInfo, RetentionOptions, StoreOptions, StoreStats, SyncPolicy } from './types.js';
-import { checkData, checkFetchNum, checkIntOption, checkOffset, checkQueueId, checkTopic } from './validate.js';
+import type { MessageStoreApi, QueueInfo, StoreOptions, StoreStats } from './types.js';
+import { checkData, checkFetchNum, checkOffset, checkQueueId, checkTopic } from './validate.js';
+
+export type { RecoveryReport } from './store-recovery.js';
 
 export interface OpenOptions extends StoreOptions {
   /** File-system seam; tests inject faults through it. Default: the real file system. */
   io?: StoreIo;
 }
 
-/** What open() found and did; also returned by inspect. */
-export interface RecoveryReport {
-  /** The previous run closed cleanly (CLEAN marker present). */
-  cleanShutdown: boolean;
-  /** logPosition: where the full checkpoint plus `deltas` delta checkpoints end. */
-  checkpoint: { used: boolean; logPosition: number | null; deltas: number; reason: string };
-  /** Log bytes scanned after the checkpoint. */
-  scannedBytes: number;
-  scannedRecords: number;
-  damage: DamageReport[];
-  /** Bytes cut from the end of the last segment (torn or corrupt tail). */
-  truncatedBytes: number;
-  /** Bytes cut from the end of the topic dictionary. */
-  dictionaryCutBytes: number;
-  /** Offsets indexed as damaged because their records were lost in the middle of the log. */
-  damagedOffsets: number;
-  /** Good records ignored (unknown topic, stale or implausible offset). */
-  ignoredRecords: number;
-  durationMs: number;
-}
-
-interface ResolvedOptions {
-  dir: string;
-  memoryCacheBytes: number;
-  fastTierDir: string | null;
-  fastTierBytes: number;
-  segmentBytes: number;
-  retention: RetentionOptions | null;
-  sync: SyncPolicy;
-  maxMessageBytes: number;
-}
-
-const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
-
-function resolveOptions(options: StoreOptions): ResolvedOptions {
-  if (options === null || typeof options !== 'object') throw new StoreInvalidArgumentError('options', 'must be an object');
-  if (typeof options.dir !== 'string' || options.dir.length === 0) throw new StoreInvalidArgumentError('dir', 'must be a non-empty path');
-  const maxMessageBytes = checkIntOption('maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 1, MAX_MESSAGE_BYTES_LIMIT);
-  const segmentBytes = checkIntOption('segmentBytes', options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, 2 ** 40);
-  if (segmentBytes < RECORD_HEADER_BYTES + maxMessageBytes) {
-    throw new StoreInvalidArgumentError('segmentBytes', `must hold the largest record (${RECORD_HEADER_BYTES + maxMessageBytes} bytes)`);
-  }
-  const memoryCacheBytes = checkIntOption('memoryCacheBytes', options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES, 0, MAX_BUDGET_BYTES);
-  const fastTierDir = options.fastTierDir ?? null;
-  if (fastTierDir !== null && (typeof fastTierDir !== 'string' || fastTierDir.length === 0)) {
-    throw new StoreInvalidArgumentError('fastTierDir', 'must be a non-empty path');
-  }
-  const fastTierBytes = checkIntOption('fastTierBytes', options.fastTierBytes ?? DEFAULT_FAST_TIER_BYTES, 0, MAX_BUDGET_BYTES);
-  const sync: SyncPolicy = options.sync ?? { mode: 'always' };
-  if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
-  else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
-  let retention: RetentionOptions | null = null;
-  if (options.retention) {
-    const r = options.retention;
-    if (r.maxAgeMs !== undefined) checkIntOption('retention.maxAgeMs', r.maxAgeMs, 1, MAX_BUDGET_BYTES);
-    if (r.maxTotalBytes !== undefined) checkIntOption('retention.maxTotalBytes', r.maxTotalBytes, 1, MAX_BUDGET_BYTES);
-    if (r.maxAgeMs !== undefined || r.maxTotalBytes !== undefined) retention = { ...r };
-  }
-  return { dir: options.dir, memoryCacheBytes, fastTierDir, fastTierBytes, segmentBytes, retention, sync, maxMessageBytes };
-}
 
 export class MessageStore implements MessageStoreApi {
   private closed = false;
@@ -164,7 +86,10 @@ export class MessageStore implements MessageStoreApi {
     await io.mkdirp(o.dir);
     const lock = await acquireLock(o.dir);
     try {
-      const store = await MessageStore.recover(o, io, lock);
+      const r = await recoverStore(o, io);
+      const store = new MessageStore(o, io, lock, r.dict, r.index, r.segments, r.mem, r.fast, r.recovery);
+      store.fullCheckpointBytes = r.fullCheckpointBytes;
+      store.deltaBytes = r.deltaBytes;
       if (store.recovery.scannedBytes >= CHECKPOINT_INTERVAL_BYTES / 4) store.startCheckpoint();
       if (o.retention) await store.applyRetention();
       return store;
@@ -175,180 +100,6 @@ export class MessageStore implements MessageStoreApi {
     }
   }
 
-  private static async recover(o: ResolvedOptions, io: StoreIo, lock: StoreLock): Promise<MessageStore> {
-    const t0 = Date.now();
-    const cleanPath = join(o.dir, CLEAN_FILE);
-    const cleanShutdown = (await io.stat(cleanPath)) !== null;
-    if (cleanShutdown) {
-      await io.unlink(cleanPath);
-      await io.syncDir(o.dir);
-    }
-    const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
-    try {
-      return await MessageStore.recoverWith(o, io, lock, dict, dictionaryCutBytes, cleanShutdown, t0);
-    } catch (err) {
-      await dict.close().catch(() => undefined);
-      throw err;
-    }
-  }
-
-  private static async recoverWith(
-    o: ResolvedOptions,
-    io: StoreIo,
-    lock: StoreLock,
-    dict: TopicDict,
-    dictionaryCutBytes: number,
-    cleanShutdown: boolean,
-    t0: number,
-  ): Promise<MessageStore> {
-    const found = await SegmentSet.discover(io, o.dir);
-    const index = new QueueIndex();
-    const lastFound = found[found.length - 1];
-    const logEnd = lastFound ? lastFound.start + lastFound.size : 0;
-
-    // Phase 1: the checkpoint, if it is whole and consistent with the files.
-    let scanFrom = found.length > 0 ? found[0].start : 0;
-    const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, deltas: 0, reason: 'no checkpoint' };
-    let fullCheckpointBytes = 0;
-    let deltaBytes = 0;
-    const ckptBuf = await readCheckpointFile(io, o.dir);
-    const info = checkCheckpoint(ckptBuf);
-    if (ckptBuf && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
-    if (info && ckptBuf) {
-      const holder = found.filter((s) => s.start <= info.logPosition).pop();
-      if (info.logPosition > logEnd || (holder && info.logPosition > holder.start + holder.size)) {
-        checkpoint.reason = 'checkpoint is ahead of the log files: full scan';
-      } else if (info.topicCount > dict.size) {
-        checkpoint.reason = 'checkpoint names topics the dictionary lacks: full scan';
-      } else {
-        loadCheckpoint(ckptBuf, index);
-        checkpoint.used = true;
-        checkpoint.logPosition = info.logPosition;
-        checkpoint.reason = 'loaded';
-        fullCheckpointBytes = ckptBuf.length;
-        const deltaBuf = await readDeltaFile(io, o.dir);
-        if (deltaBuf && deltaBuf.length > 0) {
-          const chain = applyDeltas(deltaBuf, index, info.logPosition, logEnd, dict.size);
-          checkpoint.logPosition = chain.logPosition;
-          checkpoint.deltas = chain.applied;
-          deltaBytes = chain.validBytes;
-          // Records past the chain (torn, or older than the full checkpoint) would block later appends.
-          if (chain.validBytes < deltaBuf.length) await truncateDeltaFile(io, o.dir, chain.validBytes);
-        }
-        scanFrom = Math.max(scanFrom, checkpoint.logPosition);
-      }
-    }
-    const firstStart = found.length > 0 ? found[0].start : (checkpoint.logPosition ?? 0);
-    index.trimBelow(firstStart);
-
-    // Phase 2: scan the log after the checkpoint; cut a torn tail.
-    const damage: DamageReport[] = [];
-    let damagedBytes = 0;
-    let damagedOffsets = 0;
-    let ignoredRecords = 0;
-    let scannedBytes = 0;
-    let scannedRecords = 0;
-    let truncatedBytes = 0;
-    // Everything below the checkpoint was durable when it was taken: never a torn tail there.
-    const tailFrom = tailThresholds(found, unflushedWindowBytes(o.maxMessageBytes)).map((t) => Math.max(t, checkpoint.logPosition ?? 0));
-    let cutFrom = -1;
-    for (let k = 0; k < found.length; k++) {
-      const seg = found[k];
-      if (seg.start + seg.size <= scanFrom) continue;
-      const isLast = k === found.length - 1;
-      const from = Math.max(scanFrom, seg.start);
-      const file = await io.open(join(o.dir, segmentFileName(seg.start)), 'readwrite');
-      try {
-        const res = await scanSegment(
-          file,
-          seg.start,
-          seg.size,
-          from,
-          tailFrom[k],
-          MAX_MESSAGE_BYTES_LIMIT,
-          (r) => {
-            if (dict.name(r.topicId) === undefined) {
-              ignoredRecords++;
-              return;
-            }
-            const existed = index.get(r.topicId, r.queueId) !== undefined;
-            const q = index.getOrCreate(r.topicId, r.queueId);
-            // A queue first seen past offset 0 begins where retention left it.
-            if (!existed && r.queueOffset > 0) index.resetEmpty(q, r.queueOffset);
-            if (r.queueOffset > q.end) {
-              const gap = r.queueOffset - q.end;
-              if (gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
-                ignoredRecords++;
-                return;
-              }
-              for (let g = 0; g < gap; g++) index.push(q, r.position, DAMAGED_LENGTH);
-              damagedOffsets += gap;
-            } else if (r.queueOffset < q.end) {
-              ignoredRecords++;
-              return;
-            }
-            index.push(q, r.position, r.recordBytes);
-          },
-          (d) => {
-            damage.push(d);
-            damagedBytes += d.to - d.from;
-          },
-        );
-        scannedBytes += seg.start + seg.size - from;
-        scannedRecords += res.records;
-        if (res.cutAt !== null) {
-          const keep = res.cutAt - seg.start;
-          truncatedBytes += seg.size - keep;
-          await file.truncate(keep);
-          await file.datasync();
-          seg.size = keep;
-          cutFrom = k + 1;
-        }
-      } finally {
-        await file.close();
-      }
-      if (cutFrom >= 0) break;
-    }
-    // A torn tail that began in an earlier segment: the later ones hold only unacknowledged data.
-    if (cutFrom >= 0) {
-      for (const seg of found.splice(cutFrom)) {
-        truncatedBytes += seg.size;
-        await io.unlink(join(o.dir, segmentFileName(seg.start)));
-      }
-      await io.syncDir(o.dir);
-    }
-
-    // Phase 3: the segment set, the active segment open for writing.
-    const last = found[found.length - 1];
-    const segments = new SegmentSet(io, o.dir);
-    for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
-    if (last) await segments.openActive(last, false);
-    else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
-    const mem = new MemoryTier(o.memoryCacheBytes);
-    let fast: FastTier | null = null;
-    try {
-      fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
-    } catch (err) {
-      await segments.closeAll();
-      throw err;
-    }
-    const recovery: RecoveryReport = {
-      cleanShutdown,
-      checkpoint,
-      scannedBytes,
-      scannedRecords,
-      damage,
-      truncatedBytes,
-      dictionaryCutBytes,
-      damagedOffsets,
-      ignoredRecords,
-      durationMs: Date.now() - t0,
-    };
-    const store = new MessageStore(o, io, lock, dict, index, segments, mem, fast, recovery);
-    store.fullCheckpointBytes = fullCheckpointBytes;
-    store.deltaBytes = deltaBytes;
-    return store;
-  }
 
   append(topic: string, queueId: number, data: Uint8Array): Promise<number> {
     try {

@@ -1,0 +1,53 @@
+/** Options of MessageStore.open, checked and with defaults filled in. */
+import {
+  DEFAULT_FAST_TIER_BYTES,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_MEMORY_CACHE_BYTES,
+  DEFAULT_SEGMENT_BYTES,
+  MAX_MESSAGE_BYTES_LIMIT,
+  MIN_SEGMENT_BYTES,
+} from './constants.js';
+import { StoreInvalidArgumentError } from './errors.js';
+import { RECORD_HEADER_BYTES } from './format.js';
+import type { RetentionOptions, StoreOptions, SyncPolicy } from './types.js';
+import { checkIntOption } from './validate.js';
+
+export interface ResolvedOptions {
+  dir: string;
+  memoryCacheBytes: number;
+  fastTierDir: string | null;
+  fastTierBytes: number;
+  segmentBytes: number;
+  retention: RetentionOptions | null;
+  sync: SyncPolicy;
+  maxMessageBytes: number;
+}
+
+const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
+
+export function resolveOptions(options: StoreOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new StoreInvalidArgumentError('options', 'must be an object');
+  if (typeof options.dir !== 'string' || options.dir.length === 0) throw new StoreInvalidArgumentError('dir', 'must be a non-empty path');
+  const maxMessageBytes = checkIntOption('maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 1, MAX_MESSAGE_BYTES_LIMIT);
+  const segmentBytes = checkIntOption('segmentBytes', options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, 2 ** 40);
+  if (segmentBytes < RECORD_HEADER_BYTES + maxMessageBytes) {
+    throw new StoreInvalidArgumentError('segmentBytes', `must hold the largest record (${RECORD_HEADER_BYTES + maxMessageBytes} bytes)`);
+  }
+  const memoryCacheBytes = checkIntOption('memoryCacheBytes', options.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES, 0, MAX_BUDGET_BYTES);
+  const fastTierDir = options.fastTierDir ?? null;
+  if (fastTierDir !== null && (typeof fastTierDir !== 'string' || fastTierDir.length === 0)) {
+    throw new StoreInvalidArgumentError('fastTierDir', 'must be a non-empty path');
+  }
+  const fastTierBytes = checkIntOption('fastTierBytes', options.fastTierBytes ?? DEFAULT_FAST_TIER_BYTES, 0, MAX_BUDGET_BYTES);
+  const sync: SyncPolicy = options.sync ?? { mode: 'always' };
+  if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
+  else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
+  let retention: RetentionOptions | null = null;
+  if (options.retention) {
+    const r = options.retention;
+    if (r.maxAgeMs !== undefined) checkIntOption('retention.maxAgeMs', r.maxAgeMs, 1, MAX_BUDGET_BYTES);
+    if (r.maxTotalBytes !== undefined) checkIntOption('retention.maxTotalBytes', r.maxTotalBytes, 1, MAX_BUDGET_BYTES);
+    if (r.maxAgeMs !== undefined || r.maxTotalBytes !== undefined) retention = { ...r };
+  }
+  return { dir: options.dir, memoryCacheBytes, fastTierDir, fastTierBytes, segmentBytes, retention, sync, maxMessageBytes };
+}

@@ -1,0 +1,220 @@
+/**
+ * Opening a store directory: the three recovery phases (checkpoint, log scan, active segment).
+ * The per-record decision tables live in recovery.ts; this file applies them to the index.
+ */
+import { join } from 'node:path';
+import { applyDeltas, checkCheckpoint, loadCheckpoint, readCheckpointFile, readDeltaFile, truncateDeltaFile } from './checkpoint.js';
+import { MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
+import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
+import type { StoreIo } from './io.js';
+import type { ResolvedOptions } from './options.js';
+import { DAMAGED_LENGTH, QueueIndex } from './queue-index.js';
+import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
+import { SegmentSet } from './segment-set.js';
+import { FastTier, MemoryTier } from './tiered-cache.js';
+import { TopicDict } from './topic-dict.js';
+
+/** What open() found and did; also returned by inspect. */
+export interface RecoveryReport {
+  /** The previous run closed cleanly (CLEAN marker present). */
+  cleanShutdown: boolean;
+  /** logPosition: where the full checkpoint plus `deltas` delta checkpoints end. */
+  checkpoint: { used: boolean; logPosition: number | null; deltas: number; reason: string };
+  /** Log bytes scanned after the checkpoint. */
+  scannedBytes: number;
+  scannedRecords: number;
+  damage: DamageReport[];
+  /** Bytes cut from the end of the last segment (torn or corrupt tail). */
+  truncatedBytes: number;
+  /** Bytes cut from the end of the topic dictionary. */
+  dictionaryCutBytes: number;
+  /** Offsets indexed as damaged because their records were lost in the middle of the log. */
+  damagedOffsets: number;
+  /** Good records ignored (unknown topic, stale or implausible offset). */
+  ignoredRecords: number;
+  durationMs: number;
+}
+
+/** Everything open() rebuilt, ready to be wired into a MessageStore. */
+export interface RecoveredStore {
+  dict: TopicDict;
+  index: QueueIndex;
+  segments: SegmentSet;
+  mem: MemoryTier;
+  fast: FastTier | null;
+  recovery: RecoveryReport;
+  /** Size of the loaded full checkpoint (0: none, the next checkpoint is a full one). */
+  fullCheckpointBytes: number;
+  /** Bytes of the valid delta chain. */
+  deltaBytes: number;
+}
+
+export async function recoverStore(o: ResolvedOptions, io: StoreIo): Promise<RecoveredStore> {
+  const t0 = Date.now();
+  const cleanPath = join(o.dir, CLEAN_FILE);
+  const cleanShutdown = (await io.stat(cleanPath)) !== null;
+  if (cleanShutdown) {
+    await io.unlink(cleanPath);
+    await io.syncDir(o.dir);
+  }
+  const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
+  try {
+    return await recoverWith(o, io, dict, dictionaryCutBytes, cleanShutdown, t0);
+  } catch (err) {
+    await dict.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function recoverWith(
+  o: ResolvedOptions,
+  io: StoreIo,
+  dict: TopicDict,
+  dictionaryCutBytes: number,
+  cleanShutdown: boolean,
+  t0: number,
+): Promise<RecoveredStore> {
+  const found = await SegmentSet.discover(io, o.dir);
+  const index = new QueueIndex();
+  const lastFound = found[found.length - 1];
+  const logEnd = lastFound ? lastFound.start + lastFound.size : 0;
+
+  // Phase 1: the checkpoint, if it is whole and consistent with the files.
+  let scanFrom = found.length > 0 ? found[0].start : 0;
+  const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, deltas: 0, reason: 'no checkpoint' };
+  let fullCheckpointBytes = 0;
+  let deltaBytes = 0;
+  const ckptBuf = await readCheckpointFile(io, o.dir);
+  const info = checkCheckpoint(ckptBuf);
+  if (ckptBuf && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
+  if (info && ckptBuf) {
+    const holder = found.filter((s) => s.start <= info.logPosition).pop();
+    if (info.logPosition > logEnd || (holder && info.logPosition > holder.start + holder.size)) {
+      checkpoint.reason = 'checkpoint is ahead of the log files: full scan';
+    } else if (info.topicCount > dict.size) {
+      checkpoint.reason = 'checkpoint names topics the dictionary lacks: full scan';
+    } else {
+      loadCheckpoint(ckptBuf, index);
+      checkpoint.used = true;
+      checkpoint.logPosition = info.logPosition;
+      checkpoint.reason = 'loaded';
+      fullCheckpointBytes = ckptBuf.length;
+      const deltaBuf = await readDeltaFile(io, o.dir);
+      if (deltaBuf && deltaBuf.length > 0) {
+        const chain = applyDeltas(deltaBuf, index, info.logPosition, logEnd, dict.size);
+        checkpoint.logPosition = chain.logPosition;
+        checkpoint.deltas = chain.applied;
+        deltaBytes = chain.validBytes;
+        // Records past the chain (torn, or older than the full checkpoint) would block later appends.
+        if (chain.validBytes < deltaBuf.length) await truncateDeltaFile(io, o.dir, chain.validBytes);
+      }
+      scanFrom = Math.max(scanFrom, checkpoint.logPosition);
+    }
+  }
+  const firstStart = found.length > 0 ? found[0].start : (checkpoint.logPosition ?? 0);
+  index.trimBelow(firstStart);
+
+  // Phase 2: scan the log after the checkpoint; cut a torn tail.
+  const damage: DamageReport[] = [];
+  let damagedBytes = 0;
+  let damagedOffsets = 0;
+  let ignoredRecords = 0;
+  let scannedBytes = 0;
+  let scannedRecords = 0;
+  let truncatedBytes = 0;
+  // Everything below the checkpoint was durable when it was taken: never a torn tail there.
+  const tailFrom = tailThresholds(found, unflushedWindowBytes(o.maxMessageBytes)).map((t) => Math.max(t, checkpoint.logPosition ?? 0));
+  let cutFrom = -1;
+  for (let k = 0; k < found.length; k++) {
+    const seg = found[k];
+    if (seg.start + seg.size <= scanFrom) continue;
+    const from = Math.max(scanFrom, seg.start);
+    const file = await io.open(join(o.dir, segmentFileName(seg.start)), 'readwrite');
+    try {
+      const res = await scanSegment(
+        file,
+        seg.start,
+        seg.size,
+        from,
+        tailFrom[k],
+        MAX_MESSAGE_BYTES_LIMIT,
+        (r) => {
+          if (dict.name(r.topicId) === undefined) {
+            ignoredRecords++;
+            return;
+          }
+          const existed = index.get(r.topicId, r.queueId) !== undefined;
+          const q = index.getOrCreate(r.topicId, r.queueId);
+          // A queue first seen past offset 0 begins where retention left it.
+          if (!existed && r.queueOffset > 0) index.resetEmpty(q, r.queueOffset);
+          if (r.queueOffset > q.end) {
+            const gap = r.queueOffset - q.end;
+            if (gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
+              ignoredRecords++;
+              return;
+            }
+            for (let g = 0; g < gap; g++) index.push(q, r.position, DAMAGED_LENGTH);
+            damagedOffsets += gap;
+          } else if (r.queueOffset < q.end) {
+            ignoredRecords++;
+            return;
+          }
+          index.push(q, r.position, r.recordBytes);
+        },
+        (d) => {
+          damage.push(d);
+          damagedBytes += d.to - d.from;
+        },
+      );
+      scannedBytes += seg.start + seg.size - from;
+      scannedRecords += res.records;
+      if (res.cutAt !== null) {
+        const keep = res.cutAt - seg.start;
+        truncatedBytes += seg.size - keep;
+        await file.truncate(keep);
+        await file.datasync();
+        seg.size = keep;
+        cutFrom = k + 1;
+      }
+    } finally {
+      await file.close();
+    }
+    if (cutFrom >= 0) break;
+  }
+  // A torn tail that began in an earlier segment: the later ones hold only unacknowledged data.
+  if (cutFrom >= 0) {
+    for (const seg of found.splice(cutFrom)) {
+      truncatedBytes += seg.size;
+      await io.unlink(join(o.dir, segmentFileName(seg.start)));
+    }
+    await io.syncDir(o.dir);
+  }
+
+  // Phase 3: the segment set, the active segment open for writing.
+  const last = found[found.length - 1];
+  const segments = new SegmentSet(io, o.dir);
+  for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
+  if (last) await segments.openActive(last, false);
+  else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
+  const mem = new MemoryTier(o.memoryCacheBytes);
+  let fast: FastTier | null = null;
+  try {
+    fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
+  } catch (err) {
+    await segments.closeAll();
+    throw err;
+  }
+  const recovery: RecoveryReport = {
+    cleanShutdown,
+    checkpoint,
+    scannedBytes,
+    scannedRecords,
+    damage,
+    truncatedBytes,
+    dictionaryCutBytes,
+    damagedOffsets,
+    ignoredRecords,
+    durationMs: Date.now() - t0,
+  };
+  return { dict, index, segments, mem, fast, recovery, fullCheckpointBytes, deltaBytes };
+}
