@@ -30,11 +30,10 @@
  * when it was taken), damage is bit rot or tampering: reported, never cut.
  * The price: bit rot inside the last window's bytes is cut like a torn write.
  *
- * Then, per good record, the store checks its queue offset against the index (store-recovery.ts): == expected -> indexed; > expected -> the missing offsets are indexed as damaged
- * (reads of them reject with CIRRUS_STORE_CORRUPT) when the gap is plausible for the damaged
- * bytes, else the record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
- * A torn tail is always the unacknowledged end of the last flush (one writer, one write in
- * flight), so cutting it loses nothing that was acknowledged.
+ * Then, per good record, the store checks its queue offset against the index (store-recovery.ts):
+ * == expected -> indexed; > expected -> the missing offsets are indexed as damaged (reads of them
+ * reject with CIRRUS_STORE_CORRUPT) when the gap is plausible for the damaged bytes, else the
+ * record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
  */
 import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_VERSION, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
 import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, SCAN_READ_BYTES } from './constants.js';
