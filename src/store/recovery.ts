@@ -26,7 +26,7 @@
  * MAX_FLUSHES_IN_FLIGHT flushes write at once, so a crash can leave a hole (zeros, old bytes)
  * with whole records of a later flush behind it; none of them was acknowledged, because appends
  * resolve only over a contiguous prefix of completed flushes. So in that window the first damage
- * is the end of the log. Outside it, and below the position a valid checkpoint covers (durable
+ * is the end of the log. Outside it, or below the position a valid checkpoint covers (durable
  * when it was taken), damage is bit rot or tampering: reported, never cut.
  * The price: bit rot inside the last window's bytes is cut like a torn write.
  *
