@@ -29,6 +29,15 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  *
  * The baseline is a windowed minimum rather than an all-time minimum so that a provider whose
  * service time drifts up (an oversold host) is not throttled forever against a stale floor.
+ *
+ * Baseline probes: a limit kept at its equilibrium keeps a standing queue at the provider, so
+ * every window's latency includes that queue and the windowed minimum would drift up with it
+ * (the limit would then grow, the queue with it: a runaway). Every LIMIT_PROBE_INTERVAL_MS the
+ * limit in force drops to LIMIT_PROBE_RATIO of itself for LIMIT_PROBE_MS (BBR's ProbeRTT idea):
+ * at an equilibrium of about twice the provider's workers this still keeps every worker busy,
+ * while the queue drains and the windows measure the real no-queue latency. A probe whose latency
+ * did not fall (the limit is far above the workers, e.g. right after start) is repeated sooner
+ * and deeper, down to LIMIT_PROBE_RATIO_MIN, until the queue drains.
  */
 export class AdaptiveLimit {
   private value: number;
@@ -39,6 +48,12 @@ export class AdaptiveLimit {
   private lastDecreaseAt = Number.NEGATIVE_INFINITY;
   /** Minimum window median per baseline bucket, newest last. */
   private readonly baselineBuckets: Array<{ start: number; min: number }> = [];
+  private nextProbeAt: number;
+  private probeUntil = Number.NEGATIVE_INFINITY;
+  private probeRatio = C.LIMIT_PROBE_RATIO;
+  /** Median of the last decision window before the probe, and the lowest median during it. */
+  private preProbeMedian = 0;
+  private probeMinMedian = Number.POSITIVE_INFINITY;
 
   constructor(
     private options: LimitOptions,
@@ -47,10 +62,19 @@ export class AdaptiveLimit {
     validate(options);
     this.value = options.initial;
     this.windowStart = clock();
+    // The first windows are measured at the initial limit, which may already queue: probe early.
+    this.nextProbeAt = this.windowStart + C.LIMIT_PROBE_RETRY_MS;
   }
 
-  /** The current limit, an integer within [min, max]. */
+  /** The limit in force now, an integer within [min, max] (lower during a baseline probe). */
   get limit(): number {
+    const steady = this.steadyLimit;
+    if (this.clock() < this.probeUntil) return Math.max(this.options.min, Math.floor(steady * this.probeRatio));
+    return steady;
+  }
+
+  /** The limit outside baseline probes. */
+  get steadyLimit(): number {
     return Math.max(this.options.min, Math.floor(this.value));
   }
 
@@ -109,10 +133,31 @@ export class AdaptiveLimit {
     const sorted = this.samples.sort((a, b) => a - b);
     const median = sorted[sorted.length >> 1]!;
     this.noteBaseline(now, median);
+    if (now < this.probeUntil) {
+      // A baseline probe: the window only measures; no decision on a deliberately low limit.
+      this.probeMinMedian = Math.min(this.probeMinMedian, median);
+      this.startWindow(now);
+      return;
+    }
+    if (this.probeMinMedian !== Number.POSITIVE_INFINITY) {
+      // The probe just ended. Latency that fell in proportion to the limit means every request
+      // still queued (latency = service x in-flight / workers): the limit is far above the
+      // workers and the baseline inflated, so probe deeper and sooner. Past the knee, latency
+      // stops falling (it is the service time): the queue drained.
+      const drained = this.probeMinMedian > C.LIMIT_PROBE_PROPORTIONAL_SLACK * this.probeRatio * this.preProbeMedian;
+      this.probeRatio = drained ? C.LIMIT_PROBE_RATIO : Math.max(C.LIMIT_PROBE_RATIO_MIN, this.probeRatio / 2);
+      if (!drained) this.nextProbeAt = now + C.LIMIT_PROBE_RETRY_MS;
+      this.probeMinMedian = Number.POSITIVE_INFINITY;
+    }
+    if (now >= this.nextProbeAt) {
+      this.preProbeMedian = median;
+      this.probeUntil = now + C.LIMIT_PROBE_MS;
+      this.nextProbeAt = now + C.LIMIT_PROBE_INTERVAL_MS;
+    }
     const baseline = this.baselineMs;
     const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, 0.5, 1);
     // Compared with the integer limit in force: in-flight can never exceed it.
-    const saturated = this.windowMaxInflight >= Math.max(1, Math.floor(this.limit * 0.8));
+    const saturated = this.windowMaxInflight >= Math.max(1, Math.floor(this.steadyLimit * 0.8));
     // Little's law: the concurrency that carries this window's throughput at no-queue latency.
     // Shrinking below it would cut throughput, not just the queue (latency lags the limit, so a
     // pure gradient overshoots downward after a surge).
@@ -121,6 +166,10 @@ export class AdaptiveLimit {
     if (gradient < 1) target = Math.max(this.value * gradient, carried);
     else if (saturated) target = this.value * (1 + C.LIMIT_GROWTH_RATIO) + 1;
     this.value = clamp(this.value + C.LIMIT_SMOOTHING * (target - this.value), this.options.min, this.options.max);
+    this.startWindow(now);
+  }
+
+  private startWindow(now: number): void {
     this.samples.length = 0;
     this.windowCount = 0;
     this.windowMaxInflight = 0;

@@ -28,7 +28,7 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 export const SWEEP_INTERVAL_MS = 20;
 
 /** Adaptive concurrency limit: bounds and the window over which latency samples are aggregated. */
-export const LIMIT_INITIAL = 20;
+export const LIMIT_INITIAL = 10;
 export const LIMIT_MIN = 1;
 export const LIMIT_MAX = 1_000;
 /** Short enough to follow capacity that drifts every few seconds within ~1 s, long enough to hold a few samples. */
@@ -36,14 +36,23 @@ export const LIMIT_WINDOW_MS = 100;
 /** A window with fewer samples than this is merged into the next one: one sample is noise. */
 export const LIMIT_WINDOW_MIN_SAMPLES = 5;
 /** The no-load latency baseline is the minimum per-window median over this span; it forgets old service times. */
-export const LIMIT_BASELINE_WINDOW_MS = 3_000;
+export const LIMIT_BASELINE_WINDOW_MS = 10_000;
+/** Baseline probes (see concurrency-limit.ts): every 5 s, 200 ms at half the limit; two probes per baseline span. */
+export const LIMIT_PROBE_INTERVAL_MS = 5_000;
+export const LIMIT_PROBE_MS = 200;
+export const LIMIT_PROBE_RATIO = 0.5;
+/** A probe whose latency fell to at most this x (probe ratio) of the latency before it was still queue-bound. */
+export const LIMIT_PROBE_PROPORTIONAL_SLACK = 1.2;
+/** ...then the next probe comes this soon, at half the depth, down to this ratio. */
+export const LIMIT_PROBE_RETRY_MS = 1_000;
+export const LIMIT_PROBE_RATIO_MIN = 0.125;
 /**
- * Latency may rise to this multiple of the baseline before the limit shrinks. The costs are
- * lopsided: a limit a little too high adds a short queue at the provider (served in order), one
- * too low leaves its workers idle while requests wait here; measured latency is also noisy on a
- * busy host. So the band is wide: the limit settles between one and three times the workers.
+ * Latency may rise to this multiple of the baseline before the limit shrinks: the limit settles
+ * near twice the provider's workers. The costs are lopsided: a limit a little too high adds a
+ * short in-order queue at the provider, one too low leaves its workers idle while requests wait
+ * here. Wider bands (3) were measured to run away on a busy host.
  */
-export const LIMIT_LATENCY_TOLERANCE = 3;
+export const LIMIT_LATENCY_TOLERANCE = 2;
 /** Multiplicative decrease when a window saw timeouts (hard overload) or explicit refusals (503). */
 export const LIMIT_TIMEOUT_BACKOFF_RATIO = 0.5;
 export const LIMIT_DROP_BACKOFF_RATIO = 0.85;
@@ -131,6 +140,8 @@ export const DEFAULT_HEALTH_UNHEALTHY_THRESHOLD = 2;
 
 invariant(LIMIT_MIN >= 1 && LIMIT_MIN <= LIMIT_INITIAL && LIMIT_INITIAL <= LIMIT_MAX, 'limit bounds ordered');
 invariant(LIMIT_BASELINE_WINDOW_MS > LIMIT_WINDOW_MS * 5, 'baseline spans several limit windows');
+invariant(LIMIT_BASELINE_WINDOW_MS >= 2 * LIMIT_PROBE_INTERVAL_MS, 'every baseline span holds a probe');
+invariant(LIMIT_PROBE_MS >= 2 * LIMIT_WINDOW_MS && LIMIT_PROBE_MS < LIMIT_PROBE_INTERVAL_MS / 10, 'probes are short but span windows');
 invariant(DEFAULT_QUEUE_TIMEOUT_MS < DEFAULT_TIMEOUT_MS, 'queued requests must be shed before they time out');
 invariant(DEFAULT_HANG_MIN_MS > SWEEP_INTERVAL_MS * 5, 'hang detection is coarser than the sweep');
 invariant(DEFAULT_BASE_EJECTION_MS <= DEFAULT_MAX_EJECTION_MS, 'ejection backoff bounds ordered');

@@ -214,7 +214,7 @@ class Gateway implements RunningGateway {
           lastEjectReason: u.outlier.lastReason,
           msUntilProbe: u.outlier.msUntilProbe,
           limit: u.effectiveLimit(now),
-          adaptiveLimit: u.limit.limit,
+          adaptiveLimit: u.limit.steadyLimit,
           inflight: u.inflight,
           ewmaMs: u.ewma.get(),
           p50Ms: snap.p50,

@@ -168,7 +168,7 @@ export class Upstream {
   /** A success; when it was the probe that brought the upstream back, restart the limit low. */
   succeed(): boolean {
     const recovered = this.outlier.onSuccess();
-    if (recovered) this.limit.reset(Math.max(1, Math.min(this.limit.limit, 4)));
+    if (recovered) this.limit.reset(Math.max(1, Math.min(this.limit.steadyLimit, 4)));
     return recovered;
   }
 }

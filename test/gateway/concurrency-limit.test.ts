@@ -69,13 +69,13 @@ describe('adaptive concurrency limit', () => {
   test('grows while latency stays flat and the upstream is kept busy', () => {
     const h = harness(10);
     for (let i = 0; i < 20; i++) window(h, 10);
-    assert.ok(h.limit.limit >= 50, `limit ${h.limit.limit} after 2 s of flat latency at saturation`);
+    assert.ok(h.limit.steadyLimit >= 50, `limit ${h.limit.limit} after 2 s of flat latency at saturation`);
   });
 
   test('regression: a limit driven down to 1 grows back (saturation is judged against the integer limit)', () => {
     const h = harness(1);
     for (let i = 0; i < 20; i++) window(h, 10);
-    assert.ok(h.limit.limit >= 10, `limit ${h.limit.limit} after 2 s at flat latency, starting from 1`);
+    assert.ok(h.limit.steadyLimit >= 10, `limit ${h.limit.steadyLimit} after 2 s at flat latency, starting from 1`);
   });
 
   test('never shrinks below the concurrency that carries the current throughput (Little law)', () => {
@@ -125,11 +125,54 @@ describe('adaptive concurrency limit', () => {
     const h = harness(50);
     for (let i = 0; i < 10; i++) window(h, 10);
     // Service time permanently 5x: the limit dips, then recovers once the baseline moves up.
-    for (let i = 0; i < 60; i++) window(h, 50);
+    for (let i = 0; i < 120; i++) window(h, 50);
     assert.ok(h.limit.baselineMs >= 40, `baseline ${h.limit.baselineMs}`);
-    const later = h.limit.limit;
+    const later = h.limit.steadyLimit;
     for (let i = 0; i < 10; i++) window(h, 50);
-    assert.ok(h.limit.limit >= later, 'grows again at the new steady latency');
+    assert.ok(h.limit.steadyLimit >= later, 'grows again at the new steady latency');
+  });
+
+  /**
+   * The whole loop against a fluid model of a provider with `workers` workers and a FIFO queue:
+   * latency = service x max(1, inflight / workers), completions = min(inflight, workers) / service.
+   * In-flight is whatever the limit allows (the gateway always has work queued).
+   */
+  function closedLoop(workers: number, serviceMs: number, seconds: number, h = harness(20, 1, 1_000)): number[] {
+    const trace: number[] = [];
+    let owed = 0;
+    for (let t = 0; t < seconds * 1000; t += 5) {
+      h.advance(5);
+      const inflight = h.limit.limit;
+      owed += (Math.min(inflight, workers) * 5) / serviceMs;
+      const latency = serviceMs * Math.max(1, inflight / workers);
+      for (; owed >= 1; owed -= 1) h.limit.onSample(latency, inflight, 'ok');
+      if (t % 1000 === 0) trace.push(h.limit.steadyLimit);
+    }
+    return trace;
+  }
+
+  const loops: Array<[number, number]> = [
+    [2, 20],
+    [5, 15],
+    [10, 30],
+    [30, 10],
+  ];
+  for (const [workers, serviceMs] of loops) {
+    test(`closed loop, ${workers} workers x ${serviceMs} ms: settles between 1x and 3x the workers, no runaway`, () => {
+      const trace = closedLoop(workers, serviceMs, 40);
+      const late = trace.slice(15);
+      for (const l of late) assert.ok(l >= workers && l <= 3 * workers + 2, `limit ${l} for ${workers} workers (trace ${trace.join(',')})`);
+    });
+  }
+
+  test('closed loop follows capacity: workers 10 -> 3 -> 20', () => {
+    const h = harness(20, 1, 1_000);
+    const a = closedLoop(10, 20, 15, h).slice(-1)[0]!;
+    const b = closedLoop(3, 20, 15, h).slice(-1)[0]!;
+    const c = closedLoop(20, 20, 15, h).slice(-1)[0]!;
+    assert.ok(a >= 10 && a <= 32, `10 workers: ${a}`);
+    assert.ok(b >= 3 && b <= 11, `3 workers: ${b}`);
+    assert.ok(c >= 20 && c <= 62, `20 workers: ${c}`);
   });
 
   const bad: Array<[string, Record<string, number>]> = [
