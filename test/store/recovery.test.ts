@@ -94,7 +94,7 @@ for (const c of [
 }
 
 test('recovery: damage in the middle of an older segment is reported, does not stop open, and reads of it reject CIRRUS_STORE_CORRUPT', async () => {
-  // More than the unflushed window (32 MiB) of data, so the damaged record lies outside it.
+  // More than the unflushed window (16 MiB) of data, so the damaged record lies outside it.
   const dir = tempDir();
   const n = 2600;
   const body = 16_000;
