@@ -165,6 +165,13 @@ describe('adaptive concurrency limit', () => {
     });
   }
 
+  test('closed loop at the default tolerance (3): settles below 4x the workers', () => {
+    for (const [workers, serviceMs] of loops) {
+      const trace = closedLoop(workers, serviceMs, 40, harness(10, 1, 1_000, 3));
+      for (const l of trace.slice(15)) assert.ok(l >= workers && l <= 4 * workers + 2, `limit ${l} for ${workers} workers (trace ${trace.join(',')})`);
+    }
+  });
+
   test('closed loop follows capacity: workers 10 -> 3 -> 20', () => {
     const h = harness(20, 1, 1_000);
     const a = closedLoop(10, 20, 15, h).slice(-1)[0]!;
