@@ -24,12 +24,15 @@ function run(cmd: string, args: string[]): string | null {
   return null;
 }
 
+type FsKind = 'tmpfs' | 'ext4 (loop device)';
+
 /**
- * Mounts a tiny filesystem: tmpfs first, a loop-mounted ext4 image when tmpfs is refused.
- * Returns the mount point, or null after t.skip() with the reason when neither is permitted.
+ * Mounts a tiny filesystem of `kind` (tmpfs, or an ext4 image on a loop device: the two behave
+ * differently when full, ext4 with delayed allocation and reserved blocks). Returns the mount
+ * point, or null after t.skip() with the reason when mounting is not permitted here.
  * `beforeUnmount` runs first at cleanup (closing the store, whose files keep the mount busy).
  */
-function smallFilesystem(t: TestContext, beforeUnmount: () => Promise<void>): string | null {
+function smallFilesystem(t: TestContext, kind: FsKind, beforeUnmount: () => Promise<void>): string | null {
   const base = mkdtempSync(join(tmpdir(), 'cirrus-enospc-'));
   const mnt = join(base, 'mnt');
   mkdirSync(mnt);
@@ -40,21 +43,18 @@ function smallFilesystem(t: TestContext, beforeUnmount: () => Promise<void>): st
     if (mounted && run('umount', [mnt]) !== null) run('umount', ['-l', mnt]);
     rmSync(base, { recursive: true, force: true });
   });
-  const tmpfsError = run('mount', ['-t', 'tmpfs', '-o', `size=${FS_BYTES}`, 'tmpfs', mnt]);
-  if (tmpfsError === null) {
-    mounted = true;
-    return mnt;
-  }
   const image = join(base, 'fs.img');
-  const loopError =
-    run('truncate', ['-s', String(FS_BYTES * 2), image]) ??
-    run('mkfs.ext4', ['-q', '-F', image]) ??
-    run('mount', ['-o', 'loop', image, mnt]);
-  if (loopError === null) {
+  const error =
+    kind === 'tmpfs'
+      ? run('mount', ['-t', 'tmpfs', '-o', `size=${FS_BYTES}`, 'tmpfs', mnt])
+      : (run('truncate', ['-s', String(FS_BYTES), image]) ??
+        run('mkfs.ext4', ['-q', '-F', image]) ??
+        run('mount', ['-o', 'loop', image, mnt]));
+  if (error === null) {
     mounted = true;
     return mnt;
   }
-  t.skip(`cannot mount a small filesystem here (tmpfs: ${tmpfsError}; loop ext4: ${loopError}); run as root with mount permission`);
+  t.skip(`cannot mount a small ${kind} filesystem here (${error}); needs root with mount permission`);
   return null;
 }
 
@@ -95,16 +95,18 @@ function record(queue: number, n: number): Buffer {
   return b;
 }
 
-test('a real full disk rejects appends with CIRRUS_STORE_NO_SPACE, stays readable, and recovers', { timeout: 120_000 }, async (t) => {
+async function fullDisk(t: TestContext, kind: FsKind): Promise<void> {
   const open: { store: MessageStore | null } = { store: null };
-  const mnt = smallFilesystem(t, async () => {
+  const mnt = smallFilesystem(t, kind, async () => {
     await open.store?.close().catch(() => {});
   });
   if (mnt === null) return;
+  const fsType = spawnSync('findmnt', ['-n', '-o', 'FSTYPE', mnt], { encoding: 'utf8' }).stdout.trim();
+  assert.equal(fsType, kind === 'tmpfs' ? 'tmpfs' : 'ext4', `${mnt} is mounted as ${fsType}`);
   const dir = join(mnt, 'store');
   let store = await MessageStore.open({ dir, segmentBytes: SEGMENT_BYTES, maxMessageBytes: RECORD_BYTES, sync: { mode: 'always' } });
-  /** What each queue holds, by offset, as acknowledged. */
   open.store = store;
+  /** What each queue holds, by offset, as acknowledged. */
   const acked: Buffer[][] = Array.from({ length: QUEUES }, () => []);
   let n = 0;
 
@@ -148,7 +150,7 @@ test('a real full disk rejects appends with CIRRUS_STORE_NO_SPACE, stays readabl
   let rounds = 0;
   for (; rounds < MAX_ROUNDS && failures.length === 0; rounds++) failures = await round();
   assert.ok(failures.length > 0, `appends kept succeeding on a full ${FS_BYTES}-byte filesystem`);
-  t.diagnostic(`disk full after ${rounds} rounds; ${failures.length} of ${CONCURRENCY} appends rejected; acknowledged per queue: ${acked.map((q) => q.length).join(', ')}`);
+  t.diagnostic(`${kind}: full after ${rounds} rounds; ${failures.length} of ${CONCURRENCY} appends rejected; acknowledged per queue: ${acked.map((q) => q.length).join(', ')}`);
   for (const err of failures) {
     assert.equal((err as { code?: unknown }).code, 'CIRRUS_STORE_NO_SPACE', `rejection: ${String(err)}`);
   }
@@ -169,4 +171,10 @@ test('a real full disk rejects appends with CIRRUS_STORE_NO_SPACE, stays readabl
   store = await MessageStore.open({ dir, segmentBytes: SEGMENT_BYTES, maxMessageBytes: RECORD_BYTES, sync: { mode: 'always' } });
   open.store = store;
   await checkReadable('after reopen');
-});
+}
+
+for (const kind of ['tmpfs', 'ext4 (loop device)'] as const) {
+  test(`a real full ${kind} rejects appends with CIRRUS_STORE_NO_SPACE, stays readable, and recovers`, { timeout: 120_000 }, (t) =>
+    fullDisk(t, kind),
+  );
+}
