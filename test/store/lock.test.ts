@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MessageStore, StoreLockedError } from '../../src/store/index.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -62,4 +62,21 @@ test('lock: a second MessageStore in the same process is refused; after close th
   assert.equal(b.endOffset('t', 0), 1);
   await b.close();
   removeDir(dir);
+});
+
+test('lock: a leftover temporary pid file of a dead process is cleaned up on open', async () => {
+  const dir = tempDir();
+  const s0 = await MessageStore.open({ dir });
+  await s0.close();
+  // A pid that cannot be alive (above the kernel's pid_max of 2^22).
+  writeFileSync(join(dir, 'LOCK.99999999.abcdef'), '99999999\n');
+  writeFileSync(join(dir, 'LOCK'), '99999999\n'); // a stale lock too
+  const s = await MessageStore.open({ dir });
+  try {
+    assert.ok(!existsSync(join(dir, 'LOCK.99999999.abcdef')));
+    assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(process.pid));
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
 });
