@@ -17,9 +17,10 @@ const gateway = await startGateway({
   admin: '127.0.0.1:0',
   upstreams: options.upstreams,
   timeoutMs: options.timeoutMs,
-  // Active health checks on the providers' health endpoint, like HAProxy's httpchk every 500 ms:
+  // Active health checks on the providers' health endpoint, like HAProxy's httpchk (every 500 ms,
+  // 500 ms timeout):
   // the like-for-like setting.
-  healthCheck: { path: '/health', intervalMs: 500, timeoutMs: 300 },
+  healthCheck: { path: '/health', intervalMs: 500, timeoutMs: 500 },
 });
 process.send?.({ url: gateway.url, adminUrl: gateway.adminUrl });
 
