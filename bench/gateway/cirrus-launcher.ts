@@ -18,8 +18,7 @@ const gateway = await startGateway({
   upstreams: options.upstreams,
   timeoutMs: options.timeoutMs,
   // Active health checks on the providers' health endpoint, like HAProxy's httpchk (every 500 ms,
-  // 500 ms timeout):
-  // the like-for-like setting.
+  // 500 ms timeout): the like-for-like setting.
   healthCheck: { path: '/health', intervalMs: 500, timeoutMs: 500 },
 });
 process.send?.({ url: gateway.url, adminUrl: gateway.adminUrl });
