@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { applyDeltas, checkCheckpoint, loadCheckpoint, readCheckpointFile, readDeltaFile, truncateDeltaFile } from './checkpoint.js';
-import { MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
+import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
 import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import type { StoreIo } from './io.js';
 import type { ResolvedOptions } from './options.js';
@@ -196,7 +196,8 @@ async function recoverWith(
   for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
   if (last) await segments.openActive(last, false);
   else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
-  const mem = new MemoryTier(o.memoryCacheBytes);
+  // The memory budget covers both: the tail gets what read-ahead (store.ts) does not.
+  const mem = new MemoryTier(Math.floor(o.memoryCacheBytes * (1 - READ_AHEAD_BUDGET_FRACTION)));
   let fast: FastTier | null = null;
   try {
     fast = o.fastTierDir ? await FastTier.open(io, o.fastTierDir, o.fastTierBytes) : null;
