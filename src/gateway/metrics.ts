@@ -25,6 +25,42 @@ export class GatewayMetrics {
   readonly ejections: Counter<'upstream' | 'reason'>;
   readonly cancelled: Counter<'upstream' | 'reason'>;
 
+  private readonly responseChildren = new Map<number, { inc(): void }>();
+  private readonly upstreamChildren = new Map<string, Map<string, { inc(): void }>>();
+  private readonly latencyChildren = new Map<string, { observe(v: number): void }>();
+
+  /** Counts a client response. Labelled children are cached: label hashing per request is not free. */
+  countResponse(status: number): void {
+    let child = this.responseChildren.get(status);
+    if (child === undefined) {
+      child = this.responses.labels({ code: String(status) });
+      this.responseChildren.set(status, child);
+    }
+    child.inc();
+  }
+
+  /** Counts an attempt's outcome and, when it succeeded, its latency. */
+  countAttempt(upstream: string, outcome: string, latencySeconds: number): void {
+    let byOutcome = this.upstreamChildren.get(upstream);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.upstreamChildren.set(upstream, byOutcome);
+    }
+    let child = byOutcome.get(outcome);
+    if (child === undefined) {
+      child = this.upstreamRequests.labels({ upstream, outcome });
+      byOutcome.set(outcome, child);
+    }
+    child.inc();
+    if (outcome !== 'ok') return;
+    let latency = this.latencyChildren.get(upstream);
+    if (latency === undefined) {
+      latency = this.upstreamLatency.labels({ upstream });
+      this.latencyChildren.set(upstream, latency);
+    }
+    latency.observe(latencySeconds);
+  }
+
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
     this.responses = new Counter({

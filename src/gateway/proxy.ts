@@ -484,8 +484,7 @@ export class ProxyEngine {
     const up = attempt.upstream;
     up.end(attempt, outcome, sample);
     if (outcome !== null) {
-      this.metrics.upstreamRequests.inc({ upstream: up.origin, outcome });
-      if (outcome === 'ok') this.metrics.upstreamLatency.observe({ upstream: up.origin }, (this.clock() - attempt.startedAt) / 1000);
+      this.metrics.countAttempt(up.origin, outcome, (this.clock() - attempt.startedAt) / 1000);
     }
     if (attempt.exchange.current === attempt) attempt.exchange.current = null;
     // A slot opened: hand it to the oldest waiting request.
@@ -625,13 +624,13 @@ export class ProxyEngine {
       res.end(body);
     }
     if (ex !== null) this.finish(ex, err.status);
-    else this.metrics.responses.inc({ code: String(err.status) });
+    else this.metrics.countResponse(err.status);
   }
 
   private finish(ex: Exchange, status: number): void {
     if (ex.finished) return;
     ex.finished = true;
-    this.metrics.responses.inc({ code: String(status) });
+    this.metrics.countResponse(status);
     this.active -= 1;
     if (this.active === 0 && this.idleWaiters.length > 0) {
       const waiters = this.idleWaiters;
