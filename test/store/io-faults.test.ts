@@ -159,7 +159,7 @@ test("io faults: sync 'interval' — a failed periodic sync is sticky, since it 
     assert.equal(await s.append('t', 0, Buffer.from('a')), 0);
     io.inject({ op: 'datasync', code: 'EIO', pathIncludes: '.seg' });
     assert.equal(await s.append('t', 0, Buffer.from('b')), 1, 'acknowledged once written');
-    for (let i = 0; i < 200 && s.writeError() === null; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1000 && s.writeError() === null; i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok(s.writeError() instanceof StoreIoError, 'the periodic sync failed');
     await assert.rejects(s.append('t', 0, Buffer.from('c')), isIo);
     assert.deepEqual(await s.getRange('t', 0, 0, 10), [Buffer.from('a'), Buffer.from('b')]);
