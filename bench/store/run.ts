@@ -6,12 +6,13 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MessageStore } from '../../src/store/index.js';
+import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
 import { probeCeiling, type CeilingResult } from './ceiling.js';
 import { measureKillReopen, type KillReopen } from './kill-reopen.js';
 import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
 import { makeLayout } from './layout.js';
+import { checkTargets } from './targets.js';
 import { parseBenchOptions, type BenchOptions } from './options.js';
 import { PayloadFactory, randomPool } from './payload.js';
 import { runPeer, type PeerResult } from './peers/run-peer.js';
@@ -322,12 +323,26 @@ async function main(): Promise<number> {
       ratioToBestPeer: best?.mibps ? round(run.appendMiBps / best.mibps, 2) : null,
       samples: run.samples,
     };
+    const targets = checkTargets({
+      producers: o.producers,
+      ratioToCeiling: result.ratioToCeiling,
+      ratioToBestPeer: result.ratioToBestPeer,
+      totalSeconds: result.totalSeconds,
+      idealSeconds: result.idealSeconds,
+      p99AppendMs: result.p99AppendMs,
+      hotHitRatio: result.hotHitRatio,
+      peakRssMiB: result.peakRssMiB,
+      memoryBudgetBytes: o.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES,
+      messagesWritten: result.messagesWritten,
+      killReopenSeconds: result.killReopenSeconds,
+    });
+    const withTargets = { ...result, targets };
 
     const outDir = o.out ?? (o.mode === 'quick' ? mkdtempSync(join(tmpdir(), 'cirrus-bench-results-')) : defaultResultsDir());
     mkdirSync(outDir, { recursive: true });
     const stamp = result.date.replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
     const stem = join(outDir, `store-${o.mode}-p${o.producers}-${stamp}`);
-    writeFileSync(`${stem}.json`, JSON.stringify(result, null, 2) + '\n');
+    writeFileSync(`${stem}.json`, JSON.stringify(withTargets, null, 2) + '\n');
     writeFileSync(
       `${stem}.svg`,
       throughputSvg(run.samples, `Cirrus store, ${o.producers} producers, ${result.workload.phase1GiB}+${result.workload.phase2GiB} GiB`, ceilingMiBps),
@@ -353,11 +368,16 @@ async function main(): Promise<number> {
       ...peers.map((p): [string, string] => [`peer ${p.name}`, p.mibps === null ? `skipped: ${p.skipped}` : `${round(p.mibps)} MiB/s (p99 ${round(p.p99AppendMs ?? 0, 2)} ms)`]),
       ['store / best peer', result.ratioToBestPeer === null ? 'n/a' : `${result.ratioToBestPeer} x (${result.bestPeer})`],
       ['verification errors', String(errors)],
+      ...targets.map((t): [string, string] => [
+        `target: ${t.name}`,
+        `${t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED'}: ${t.value === null ? 'n/a' : round(t.value, 3)}, target ${t.direction} ${t.bound}`,
+      ]),
     ];
     process.stdout.write(`\nCirrus store benchmark (${o.mode})\n${table(rows)}\n`);
     for (const e of result.errorSamples) process.stdout.write(`  error: ${e}\n`);
     const { samples: _samples, peerDetails: _details, ceilingGrid: _grid, ...summary } = result;
-    process.stdout.write(JSON.stringify(summary) + '\n');
+    const targetsMet = Object.fromEntries(targets.map((t) => [t.name, t.met]));
+    process.stdout.write(JSON.stringify({ ...summary, targetsMet }) + '\n');
     if (errors > 0) exitCode = 1;
   } finally {
     if (!o.keep) rmSync(base, { recursive: true, force: true });
