@@ -69,6 +69,22 @@ test('queue index (property): push, pop, trim and advance agree with a plain arr
   assert.equal(DAMAGED_LENGTH, 0);
 });
 
+test('queue index: about 12.5 bytes per message in typed arrays, no per-message objects', () => {
+  const index = new QueueIndex();
+  const queues = Array.from({ length: 1000 }, (_, q) => index.getOrCreate(3, q));
+  const before = process.memoryUsage().arrayBuffers;
+  const n = 1_000_000;
+  for (let i = 0; i < n; i++) index.push(queues[i % 1000], i * 100, 100);
+  const typedBytes = process.memoryUsage().arrayBuffers - before;
+  assert.equal(index.entryCount, n);
+  assert.ok(typedBytes / n <= 13, `typed-array bytes per message: ${(typedBytes / n).toFixed(2)}`);
+  // Per queue only a list of block numbers: one number per 8 messages.
+  const blockNumbers = queues.reduce((k, q) => k + q.blocks.length, 0);
+  assert.equal(blockNumbers, n / 8);
+  assert.equal(index.positionOf(queues[7], 999), 999_007 * 100);
+  assert.equal(index.lengthOf(queues[7], 999), 100);
+});
+
 test('scale: 100 topics x 5,000 queues (500,000 queues) in one log, bounded file descriptors', { timeout: 120_000 }, async () => {
   const dir = tempDir();
   const fdsBefore = readdirSync('/proc/self/fd').length;
