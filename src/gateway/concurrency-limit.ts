@@ -18,7 +18,7 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  *
  * Samples are aggregated in windows of LIMIT_WINDOW_MS. At the end of a window:
  *   baseline = min of window medians over the last LIMIT_BASELINE_WINDOW_MS (no-load latency)
- *   gradient = clamp(tolerance x baseline / median, 0.5, 1)
+ *   gradient = clamp(tolerance x baseline / median, LIMIT_GRADIENT_MIN, 1)
  *   gradient < 1            -> target = max(limit x gradient,        (queue is building: shrink,
  *                                       throughput x baseline)        not below what carries the load)
  *   gradient = 1, saturated -> target = limit x (1 + growth) + 1     (keeping up: probe upward)
@@ -155,7 +155,7 @@ export class AdaptiveLimit {
       this.nextProbeAt = now + C.LIMIT_PROBE_INTERVAL_MS;
     }
     const baseline = this.baselineMs;
-    const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, 0.5, 1);
+    const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, C.LIMIT_GRADIENT_MIN, 1);
     // Compared with the integer limit in force: in-flight can never exceed it.
     const saturated = this.windowMaxInflight >= Math.max(1, Math.floor(this.steadyLimit * 0.8));
     // Little's law: the concurrency that carries this window's throughput at no-queue latency.

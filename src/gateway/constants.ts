@@ -59,6 +59,11 @@ export const LIMIT_TIMEOUT_BACKOFF_RATIO = 0.5;
 export const LIMIT_DROP_BACKOFF_RATIO = 0.85;
 /** Share of the new estimate blended in per window: 0.5 roughly doubles the limit in 6 windows. */
 export const LIMIT_SMOOTHING = 0.5;
+/**
+ * Latency alone shrinks the limit by at most this factor per window (before smoothing): noise on a
+ * busy host must not starve a provider, and real overload also shows as timeouts (x0.5 at once).
+ */
+export const LIMIT_GRADIENT_MIN = 0.8;
 /** Headroom added per window when latency is flat: probes for capacity that appeared. */
 export const LIMIT_GROWTH_RATIO = 0.25;
 
