@@ -28,7 +28,7 @@ Flags override the file. A minimal gateway.yaml:
   timeoutMs: 5000                # per request; routes: [{ prefix: /slow, timeoutMs: 20000 }]
   queue: { maxLength: 2000, timeoutMs: 3000 }    # wait for a slot this long, then 503
   retry: { budgetRatio: 0.2, minPerSecond: 10, maxAttempts: 3 }
-  outlier: { consecutiveFailures: 5, baseEjectionMs: 500, maxEjectionMs: 5000 }
+  outlier: { consecutiveFailures: 5, baseEjectionMs: 500, maxEjectionMs: 2000 }
   healthCheck: { path: /healthz, intervalMs: 1000, timeoutMs: 500 }   # optional
 
 Signals: SIGHUP reloads the config file without dropping in-flight requests; SIGTERM/SIGINT

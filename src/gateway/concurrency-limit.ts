@@ -44,6 +44,8 @@ export class AdaptiveLimit {
   private windowStart: number;
   private readonly samples: number[] = [];
   private windowCount = 0;
+  /** Highest recent `carried` (throughput x baseline), decaying per window. */
+  private carriedMax = 0;
   private windowMaxInflight = 0;
   private lastDecreaseAt = Number.NEGATIVE_INFINITY;
   /** Minimum window median per baseline bucket, newest last. */
@@ -162,9 +164,13 @@ export class AdaptiveLimit {
     // Shrinking below it would cut throughput, not just the queue (latency lags the limit, so a
     // pure gradient overshoots downward after a surge).
     const carried = (this.windowCount / Math.max(1, now - this.windowStart)) * baseline;
+    // The most concurrency recent throughput can use: growth past a few times it only builds a
+    // queue at the provider (and, on a busy host, a noisy baseline would otherwise let it run on).
+    this.carriedMax = Math.max(carried, this.carriedMax * C.LIMIT_CARRIED_DECAY);
     let target = this.value;
     if (gradient < 1) target = Math.max(this.value * gradient, carried);
     else if (saturated) target = this.value * (1 + C.LIMIT_GROWTH_RATIO) + 1;
+    target = Math.min(target, C.LIMIT_CARRIED_CAP_RATIO * this.carriedMax + C.LIMIT_CARRIED_CAP_SLACK);
     this.value = clamp(this.value + C.LIMIT_SMOOTHING * (target - this.value), this.options.min, this.options.max);
     this.startWindow(now);
   }

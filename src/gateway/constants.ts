@@ -64,6 +64,14 @@ export const LIMIT_SMOOTHING = 0.5;
  * busy host must not starve a provider, and real overload also shows as timeouts (x0.5 at once).
  */
 export const LIMIT_GRADIENT_MIN = 0.8;
+/**
+ * Growth stops at RATIO x the concurrency recent throughput carries at no-queue latency, plus
+ * SLACK (so an idle or starting upstream can still grow); the recent maximum decays per window
+ * (0.97: about 2 s to halve) so a capacity drop lowers the ceiling too.
+ */
+export const LIMIT_CARRIED_CAP_RATIO = 4;
+export const LIMIT_CARRIED_CAP_SLACK = 8;
+export const LIMIT_CARRIED_DECAY = 0.97;
 /** Headroom added per window when latency is flat: probes for capacity that appeared. */
 export const LIMIT_GROWTH_RATIO = 0.25;
 
@@ -81,9 +89,9 @@ export const HISTORY_SECONDS = 300;
 export const DEFAULT_CONSECUTIVE_FAILURES = 5;
 export const DEFAULT_BASE_EJECTION_MS = 500;
 /** Capped low: probes cost one request, and a provider back from an offline window should get work soon. */
-export const DEFAULT_MAX_EJECTION_MS = 5_000;
+export const DEFAULT_MAX_EJECTION_MS = 2_000;
 /** A probe may take this long before it is cancelled (and its request retried elsewhere). */
-export const DEFAULT_PROBE_TIMEOUT_MS = 1_500;
+export const DEFAULT_PROBE_TIMEOUT_MS = 1_000;
 
 /**
  * Hang and black-hole detection. A request older than max(HANG_MIN_MS, HANG_P99_FACTOR x p99)

@@ -11,8 +11,12 @@ function harness(initial = 20, min = 1, max = 200, latencyTolerance = 2): { limi
   return { limit, advance: (ms) => (now += ms) };
 }
 
-/** Feeds one window of `n` samples at `latencyMs`, with the upstream kept at its limit (saturated). */
-function window(h: ReturnType<typeof harness>, latencyMs: number, n = 20, saturated = true): void {
+/**
+ * Feeds one window of samples at `latencyMs`, with the upstream kept at its limit (saturated).
+ * By default as many as an upstream with room to spare completes (Little's law: limit / latency).
+ */
+function window(h: ReturnType<typeof harness>, latencyMs: number, count?: number, saturated = true): void {
+  const n = count ?? Math.max(5, Math.round((h.limit.limit * LIMIT_WINDOW_MS) / latencyMs));
   for (let i = 0; i < n; i++) {
     h.advance(LIMIT_WINDOW_MS / n + 0.01);
     h.limit.onSample(latencyMs, saturated ? h.limit.limit : 1, 'ok');
@@ -85,6 +89,13 @@ describe('adaptive concurrency limit', () => {
     // (a surge queued at the provider) must not push the limit below that.
     for (let i = 0; i < 30; i++) window(h, 100, 200);
     assert.ok(h.limit.limit >= 19, `limit ${h.limit.limit}`);
+  });
+
+  test('does not grow past 4 x the concurrency its throughput carries (+8) when throughput does not follow', () => {
+    const h = harness(10);
+    // 20 completions per 100 ms at 10 ms: the upstream carries 2 in flight, however many it is given.
+    for (let i = 0; i < 50; i++) window(h, 10, 20);
+    assert.ok(h.limit.steadyLimit <= 4 * 2 + 8, `limit ${h.limit.steadyLimit}`);
   });
 
   test('does not grow when the upstream is not kept busy (no evidence of more capacity)', () => {
