@@ -23,6 +23,7 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  *                                       throughput x baseline)        not below what carries the load)
  *   gradient = 1, saturated -> target = limit x (1 + growth) + 1     (keeping up: probe upward)
  *   gradient = 1, idle      -> target = limit                        (no evidence either way)
+ *   target = min(target, LIMIT_CARRIED_CAP_RATIO x recent max(throughput x baseline) + SLACK)
  *   limit = limit + smoothing x (target - limit), clamped to [min, max]
  * A timeout or an explicit refusal (503) cuts the limit multiplicatively at once, at most once
  * per window, so a burst of timeouts from one event is not counted many times.
@@ -34,7 +35,7 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  * every window's latency includes that queue and the windowed minimum would drift up with it
  * (the limit would then grow, the queue with it: a runaway). Every LIMIT_PROBE_INTERVAL_MS the
  * limit in force drops to LIMIT_PROBE_RATIO of itself for LIMIT_PROBE_MS (BBR's ProbeRTT idea):
- * at an equilibrium of about twice the provider's workers this still keeps every worker busy,
+ * at an equilibrium of two to three times the provider's workers this keeps every worker busy,
  * while the queue drains and the windows measure the real no-queue latency. A probe whose latency
  * did not fall (the limit is far above the workers, e.g. right after start) is repeated sooner
  * and deeper, down to LIMIT_PROBE_RATIO_MIN, until the queue drains.
