@@ -36,6 +36,7 @@
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
+import { CHECKPOINT_ENCODE_SLICE_ENTRIES } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, readU64, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
 import type { QueueIndex, QueueState } from './queue-index.js';
@@ -46,11 +47,51 @@ const HEADER_BYTES = 40;
 const QUEUE_HEADER_BYTES = 20;
 const ENTRY_BYTES = 12;
 
+/**
+ * An encoder that yields after every CHECKPOINT_ENCODE_SLICE_ENTRIES entries, so that the store
+ * can encode a large index in slices between appends (a full checkpoint of millions of entries
+ * takes hundreds of milliseconds, which would otherwise stall every append for that long). The
+ * queues and their counts are fixed at the start; entries below the encoded position are never
+ * changed by appends or rollbacks, only by trims, which the caller checks for between slices.
+ */
+type Encoder = Generator<void, Buffer, void>;
+
+/** Runs an encoder to its end without yielding to the event loop. */
+export function encodeNow(steps: Encoder): Buffer {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * Runs an encoder, letting the event loop run between slices; null when `changed()` says the
+ * index was trimmed meanwhile (the caller tries again later).
+ */
+export async function encodeSliced(steps: Encoder, changed: () => boolean): Promise<Buffer | null> {
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (changed()) return null;
+  }
+}
+
 /** Serializes the index entries that start below `logPosition` (what is durable). Synchronous. */
 export function encodeCheckpoint(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number): Buffer {
+  return encodeNow(checkpointEncoder(index, logPosition, topicCount, nowMs));
+}
+
+/** Serializes the entries whose records lie in [basePosition, logPosition). Synchronous. */
+export function encodeDelta(index: QueueIndex, basePosition: number, logPosition: number): Buffer {
+  return encodeNow(deltaEncoder(index, basePosition, logPosition));
+}
+
+export function* checkpointEncoder(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number): Encoder {
+  const queues = [...index.all()];
   const counts: number[] = [];
   let total = HEADER_BYTES;
-  for (const q of index.all()) {
+  for (const q of queues) {
     const n = index.countBelow(q, logPosition) - q.start;
     counts.push(n);
     total += QUEUE_HEADER_BYTES + n * ENTRY_BYTES;
@@ -65,18 +106,29 @@ export function encodeCheckpoint(index: QueueIndex, logPosition: number, topicCo
   buf.writeUInt32LE(counts.length, 36);
   let at = HEADER_BYTES;
   let k = 0;
-  for (const q of index.all()) {
+  let sliceEntries = 0;
+  for (const q of queues) {
     const n = counts[k++];
     buf.writeUInt32LE(q.topicId, at);
     buf.writeUInt32LE(q.queueId, at + 4);
     writeU64(buf, at + 8, q.start);
     buf.writeUInt32LE(n, at + 16);
     at += QUEUE_HEADER_BYTES;
-    index.forEachEntry(q, q.start, q.start + n, (position, length) => {
-      writeU64(buf, at, position);
-      buf.writeUInt32LE(length, at + 8);
-      at += ENTRY_BYTES;
-    });
+    // In pieces, so that one long queue is sliced too.
+    for (let o = q.start; o < q.start + n; ) {
+      const end = Math.min(q.start + n, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - sliceEntries);
+      index.forEachEntry(q, o, end, (position, length) => {
+        writeU64(buf, at, position);
+        buf.writeUInt32LE(length, at + 8);
+        at += ENTRY_BYTES;
+      });
+      sliceEntries += end - o;
+      o = end;
+      if (sliceEntries >= CHECKPOINT_ENCODE_SLICE_ENTRIES) {
+        sliceEntries = 0;
+        yield;
+      }
+    }
   }
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;
@@ -136,11 +188,10 @@ export const DELTA_MAGIC = 0x44504b43; // "CKPD"
 const DELTA_HEADER_BYTES = 40;
 const DELTA_QUEUE_HEADER_BYTES = 24;
 
-/** Serializes the entries whose records lie in [basePosition, logPosition). Synchronous. */
-export function encodeDelta(index: QueueIndex, basePosition: number, logPosition: number): Buffer {
+export function* deltaEncoder(index: QueueIndex, basePosition: number, logPosition: number): Encoder {
   const parts: { q: QueueState; from: number; to: number }[] = [];
   let total = DELTA_HEADER_BYTES;
-  for (const q of index.all()) {
+  for (const q of [...index.all()]) {
     const to = index.countBelow(q, logPosition);
     let from = to;
     while (from > q.start && index.positionOf(q, from - 1) >= basePosition) from--;
@@ -157,6 +208,7 @@ export function encodeDelta(index: QueueIndex, basePosition: number, logPosition
   buf.writeUInt32LE(parts.length, 32);
   buf.writeUInt32LE(0, 36);
   let at = DELTA_HEADER_BYTES;
+  let sliceEntries = 0;
   for (const { q, from, to } of parts) {
     buf.writeUInt32LE(q.topicId, at);
     buf.writeUInt32LE(q.queueId, at + 4);
@@ -164,11 +216,20 @@ export function encodeDelta(index: QueueIndex, basePosition: number, logPosition
     buf.writeUInt32LE(to - from, at + 16);
     buf.writeUInt32LE(0, at + 20);
     at += DELTA_QUEUE_HEADER_BYTES;
-    index.forEachEntry(q, from, to, (position, length) => {
-      writeU64(buf, at, position);
-      buf.writeUInt32LE(length, at + 8);
-      at += ENTRY_BYTES;
-    });
+    for (let o = from; o < to; ) {
+      const end = Math.min(to, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - sliceEntries);
+      index.forEachEntry(q, o, end, (position, length) => {
+        writeU64(buf, at, position);
+        buf.writeUInt32LE(length, at + 8);
+        at += ENTRY_BYTES;
+      });
+      sliceEntries += end - o;
+      o = end;
+      if (sliceEntries >= CHECKPOINT_ENCODE_SLICE_ENTRIES) {
+        sliceEntries = 0;
+        yield;
+      }
+    }
   }
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;

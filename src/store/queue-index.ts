@@ -45,6 +45,11 @@ export class QueueIndex {
   private nextBlock = 0;
   private readonly queues = new Map<number, QueueState>();
   private entries = 0;
+  /**
+   * Counts every change that can move or free entries already in the index (retention trims,
+   * resets). A checkpoint encoded in slices (checkpoint.ts) gives up when it changes under it.
+   */
+  trims = 0;
 
   get queueCount(): number {
     return this.queues.size;
@@ -144,6 +149,7 @@ export class QueueIndex {
   /** Moves the first retained offset of q up to `newStart`, freeing whole blocks below it. */
   advanceStart(q: QueueState, newStart: number): void {
     invariant(newStart >= q.start && newStart <= q.end, 'start moves forward within the queue');
+    this.trims++;
     for (let o = q.start; o < newStart; o++) q.bytes -= this.lengthOf(q, o);
     this.entries -= newStart - q.start;
     q.start = newStart;
@@ -157,6 +163,7 @@ export class QueueIndex {
   /** Sets an empty queue's offsets to begin at `offset` (checkpoint load, retention of a whole queue). */
   resetEmpty(q: QueueState, offset: number): void {
     invariant(q.start === q.end, 'reset only an empty queue');
+    this.trims++;
     for (const b of q.blocks) this.freeBlocks.push(b);
     q.blocks = [];
     q.start = offset;

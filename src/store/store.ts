@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import { appendDeltaFile, encodeCheckpoint, encodeDelta, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
+import { appendDeltaFile, checkpointEncoder, deltaEncoder, encodeNow, encodeSliced, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
 import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
 import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
 import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
@@ -243,7 +243,7 @@ export class MessageStore implements MessageStoreApi {
 
   private startCheckpoint(): void {
     if (this.checkpointing) return;
-    this.checkpointing = this.writeCheckpoint()
+    this.checkpointing = this.writeCheckpoint(false, true)
       .catch(() => undefined)
       .finally(() => (this.checkpointing = null));
   }
@@ -253,15 +253,22 @@ export class MessageStore implements MessageStoreApi {
    * no full checkpoint yet, when asked, or when the deltas add up to the full one's size (so the
    * total written for checkpoints stays proportional to the messages appended).
    */
-  private async writeCheckpoint(full = false): Promise<void> {
+  private async writeCheckpoint(full = false, sliced = false): Promise<void> {
     const position = this.gc.flushed;
+    const trims = this.index.trims;
+    // Sliced (background) encoding lets appends run between slices; a trim meanwhile voids it
+    // and the next flush past the interval tries again.
+    const encode = (steps: Generator<void, Buffer, void>): Promise<Buffer | null> | Buffer =>
+      sliced ? encodeSliced(steps, () => this.index.trims !== trims) : encodeNow(steps);
     if (!full && this.fullCheckpointBytes > 0 && this.deltaBytes < this.fullCheckpointBytes) {
       if (position === this.lastCheckpointPos) return;
-      const data = encodeDelta(this.index, this.lastCheckpointPos, position);
+      const data = await encode(deltaEncoder(this.index, this.lastCheckpointPos, position));
+      if (data === null) return;
       await appendDeltaFile(this.io, this.o.dir, this.deltaBytes, data);
       this.deltaBytes += data.length;
     } else {
-      const data = encodeCheckpoint(this.index, position, this.dict.size, this.io.now());
+      const data = await encode(checkpointEncoder(this.index, position, this.dict.size, this.io.now()));
+      if (data === null) return;
       await writeCheckpointFile(this.io, this.o.dir, data);
       await truncateDeltaFile(this.io, this.o.dir, 0);
       this.fullCheckpointBytes = data.length;

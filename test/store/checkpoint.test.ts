@@ -134,3 +134,45 @@ test('checkpoint: deltas chain on the full checkpoint; a torn delta ends the cha
     for (const c of copies) removeDir(c);
   }
 });
+
+test('checkpoint: sliced encoding, with appends between the slices, gives the same bytes as encoding at once; a trim meanwhile voids it', async () => {
+  const { QueueIndex } = await import('../../src/store/queue-index.js');
+  const { checkpointEncoder, deltaEncoder, encodeNow, encodeSliced } = await import('../../src/store/checkpoint.js');
+  const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
+  const index = new QueueIndex();
+  const queues = Array.from({ length: 5 }, (_, i) => index.getOrCreate(i % 2, i));
+  let pos = 0;
+  const total = CHECKPOINT_ENCODE_SLICE_ENTRIES * 3 + 17;
+  for (let i = 0; i < total; i++) {
+    index.push(queues[i % queues.length], pos, 100 + (i % 50));
+    pos += 100 + (i % 50);
+  }
+  const at = pos;
+  const base = Math.floor(at / 2);
+  const fullNow = encodeNow(checkpointEncoder(index, at, 2, 1234));
+  const deltaNow = encodeNow(deltaEncoder(index, base, at));
+  // Appends (and a new queue) arrive between the slices; entries below `at` must not change.
+  let slices = 0;
+  const appendMeanwhile = (): boolean => {
+    slices++;
+    index.push(queues[slices % queues.length], pos, 77);
+    pos += 77;
+    index.push(index.getOrCreate(9, 9 + slices), pos, 55);
+    pos += 55;
+    return false;
+  };
+  const fullSliced = await encodeSliced(checkpointEncoder(index, at, 2, 1234), appendMeanwhile);
+  assert.ok(slices >= 3, `encoding yielded ${slices} times`);
+  assert.ok(fullSliced !== null);
+  assert.ok(fullSliced.equals(fullNow));
+  const deltaSliced = await encodeSliced(deltaEncoder(index, base, at), appendMeanwhile);
+  assert.ok(deltaSliced !== null);
+  assert.ok(deltaSliced.equals(deltaNow));
+
+  const trims = index.trims;
+  const voided = await encodeSliced(checkpointEncoder(index, at, 2, 1234), () => {
+    index.trimBelow(1000);
+    return index.trims !== trims;
+  });
+  assert.equal(voided, null);
+});
