@@ -56,6 +56,29 @@ const ENTRY_BYTES = 12;
  */
 type Encoder = Generator<void, Buffer, void>;
 
+/**
+ * Writes the index entries [from, to) of `q` at `at` and returns the position after them. Yields
+ * every CHECKPOINT_ENCODE_SLICE_ENTRIES entries, counted across calls through `slice`, so that
+ * one long queue is sliced too.
+ */
+function* encodeEntries(buf: Buffer, at: number, index: QueueIndex, q: QueueState, from: number, to: number, slice: { entries: number }): Generator<void, number, void> {
+  for (let o = from; o < to; ) {
+    const end = Math.min(to, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - slice.entries);
+    index.forEachEntry(q, o, end, (position, length) => {
+      writeU64(buf, at, position);
+      buf.writeUInt32LE(length, at + 8);
+      at += ENTRY_BYTES;
+    });
+    slice.entries += end - o;
+    o = end;
+    if (slice.entries >= CHECKPOINT_ENCODE_SLICE_ENTRIES) {
+      slice.entries = 0;
+      yield;
+    }
+  }
+  return at;
+}
+
 /** Runs an encoder to its end without yielding to the event loop. */
 export function encodeNow(steps: Encoder): Buffer {
   for (;;) {
@@ -106,7 +129,7 @@ export function* checkpointEncoder(index: QueueIndex, logPosition: number, topic
   buf.writeUInt32LE(counts.length, 36);
   let at = HEADER_BYTES;
   let k = 0;
-  let sliceEntries = 0;
+  const slice = { entries: 0 };
   for (const q of queues) {
     const n = counts[k++];
     buf.writeUInt32LE(q.topicId, at);
@@ -114,21 +137,7 @@ export function* checkpointEncoder(index: QueueIndex, logPosition: number, topic
     writeU64(buf, at + 8, q.start);
     buf.writeUInt32LE(n, at + 16);
     at += QUEUE_HEADER_BYTES;
-    // In pieces, so that one long queue is sliced too.
-    for (let o = q.start; o < q.start + n; ) {
-      const end = Math.min(q.start + n, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - sliceEntries);
-      index.forEachEntry(q, o, end, (position, length) => {
-        writeU64(buf, at, position);
-        buf.writeUInt32LE(length, at + 8);
-        at += ENTRY_BYTES;
-      });
-      sliceEntries += end - o;
-      o = end;
-      if (sliceEntries >= CHECKPOINT_ENCODE_SLICE_ENTRIES) {
-        sliceEntries = 0;
-        yield;
-      }
-    }
+    at = yield* encodeEntries(buf, at, index, q, q.start, q.start + n, slice);
   }
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;
@@ -208,7 +217,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
   buf.writeUInt32LE(parts.length, 32);
   buf.writeUInt32LE(0, 36);
   let at = DELTA_HEADER_BYTES;
-  let sliceEntries = 0;
+  const slice = { entries: 0 };
   for (const { q, from, to } of parts) {
     buf.writeUInt32LE(q.topicId, at);
     buf.writeUInt32LE(q.queueId, at + 4);
@@ -216,20 +225,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
     buf.writeUInt32LE(to - from, at + 16);
     buf.writeUInt32LE(0, at + 20);
     at += DELTA_QUEUE_HEADER_BYTES;
-    for (let o = from; o < to; ) {
-      const end = Math.min(to, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - sliceEntries);
-      index.forEachEntry(q, o, end, (position, length) => {
-        writeU64(buf, at, position);
-        buf.writeUInt32LE(length, at + 8);
-        at += ENTRY_BYTES;
-      });
-      sliceEntries += end - o;
-      o = end;
-      if (sliceEntries >= CHECKPOINT_ENCODE_SLICE_ENTRIES) {
-        sliceEntries = 0;
-        yield;
-      }
-    }
+    at = yield* encodeEntries(buf, at, index, q, from, to, slice);
   }
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;

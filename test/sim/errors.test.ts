@@ -1,19 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SIM_ERROR_CODES, SCENARIOS } from '../../src/sim/index.js';
-
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json'))) {
-    const up = dirname(d);
-    if (up === d) throw new Error('repository root not found');
-    d = up;
-  }
-  return d;
-}
+import { repoRoot } from '../common/repo-root.js';
 
 const DOC = readFileSync(join(repoRoot(), 'docs', 'sim.md'), 'utf8');
 

@@ -1,8 +1,7 @@
 /** Shared helpers of the store tests: temp dirs, crash snapshots, a fault-injecting StoreIo. */
-import { cpSync, mkdtempSync, rmSync, existsSync, readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { nodeIo, type StoreFile, type StoreIo } from '../../src/store/index.js';
 
 export function tempDir(prefix = 'cirrus-store-'): string {
@@ -27,16 +26,7 @@ export function segmentFiles(dir: string): string[] {
   return readdirSync(dir).filter((n) => n.endsWith('.seg')).sort().map((n) => join(dir, n));
 }
 
-/** The repository root (found by walking up to package.json), for docs and node_modules. */
-export function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json'))) {
-    const up = dirname(d);
-    if (up === d) throw new Error('repository root not found');
-    d = up;
-  }
-  return d;
-}
+export { repoRoot } from '../common/repo-root.js';
 
 /** Deterministic bytes for (queue, offset), so reads can be checked without keeping copies. */
 export function payload(topic: string, queueId: number, offset: number, size: number): Buffer {
