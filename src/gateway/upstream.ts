@@ -100,9 +100,13 @@ export class Upstream {
   /**
    * Expected cost of one more request: queue position times typical latency, inflated by the
    * recent error rate (an upstream that answers fast with errors is not cheap) and divided by
-   * the configured weight.
+   * the configured weight. An upstream that has never finished an attempt and has none in flight
+   * costs 0, so it gets one request at once: with a fixed prior instead, a peer that answers
+   * faster than the prior would win every comparison and the new upstream would never be
+   * measured (its adaptive limit then bounds how much it takes before its first answer).
    */
   cost(): number {
+    if (this.inflight === 0 && this.counts.ok + this.counts.failed === 0) return 0;
     const latency = this.ewma.empty ? 1 : Math.max(0.05, this.ewma.get());
     const errorPenalty = 1 + 10 * this.outcomes.errorRate();
     return ((this.inflight + 1) * latency * errorPenalty) / this.weight;
