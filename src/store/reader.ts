@@ -1,7 +1,10 @@
 /**
  * The read path: index -> memory tier -> read-ahead -> fast tier -> log. Every record is checked
- * (magic, length, CRC, topic/queue/offset) wherever it comes from, so a bad cache or bit rot on
- * disk surfaces as CIRRUS_STORE_CORRUPT rather than as wrong bytes.
+ * (magic, length, topic/queue/offset) wherever it comes from, and its CRC wherever it came
+ * through a file (log, fast tier, read-ahead filled from the log), so a misaddressed lookup, a
+ * bad cache or bit rot on disk surfaces as CIRRUS_STORE_CORRUPT rather than as wrong bytes.
+ * Memory-tier chunks are the very buffers this process encoded (and checksummed) for the log:
+ * re-computing their CRC on every hot read would only cost the hot path.
  */
 import {
   MAX_READ_SPAN_BYTES,
@@ -16,12 +19,12 @@ import type { SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 
 /** Why a record at `at` in `buf` is not the one expected, or null when it is. */
-function recordProblem(buf: Buffer, at: number, length: number, q: QueueState, offset: number): string | null {
+function recordProblem(buf: Buffer, at: number, length: number, q: QueueState, offset: number, checkCrc = true): string | null {
   if (at + length > buf.length || length < RECORD_HEADER_BYTES) return 'short read';
   if (!hasRecordMagic(buf, at)) return 'bad magic';
   const bodyBytes = buf.readUInt32LE(at + REC.bodyBytes);
   if (RECORD_HEADER_BYTES + bodyBytes !== length) return 'length differs from the index';
-  if (!recordCrcOk(buf, at, bodyBytes)) return 'CRC mismatch';
+  if (checkCrc && !recordCrcOk(buf, at, bodyBytes)) return 'CRC mismatch';
   if (buf.readUInt32LE(at + REC.topicId) !== q.topicId || buf.readUInt32LE(at + REC.queueId) !== q.queueId) return 'record of another queue';
   if (readU64(buf, at + REC.queueOffset) !== offset) return 'record of another offset';
   return null;
@@ -63,7 +66,7 @@ export class RecordReader {
       const chunk = this.mem.find(position);
       if (chunk) {
         const at = position - chunk.start;
-        const problem = recordProblem(chunk.buf, at, length, q, o);
+        const problem = recordProblem(chunk.buf, at, length, q, o, false);
         if (problem) throw new StoreCorruptError(`offset ${o} of ${name}/${q.queueId} in memory: ${problem}`, position);
         out[o - from] = Buffer.from(chunk.buf.subarray(at + RECORD_HEADER_BYTES, at + length));
         this.mem.counter.hits++;
