@@ -3,7 +3,15 @@
  * of the given providers. Run with fork(): options as argv[2] (JSON), reports `{ url }` over IPC,
  * closes the gateway gracefully on SIGTERM or when the parent goes away.
  */
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { startGateway } from '../../src/gateway/index.js';
+
+/**
+ * CIRRUS_BENCH_TRACE=FILE writes one JSON line per TRACE_INTERVAL_MS with the queue length and,
+ * per upstream, the limit in force, the adaptive limit, in-flight, latency EWMA / p50 / p99 and
+ * the baseline: what a run's per-second numbers alone cannot explain (why a limit grew, when).
+ */
+const TRACE_INTERVAL_MS = 250;
 
 interface LauncherOptions {
   readonly upstreams: string[];
@@ -23,10 +31,35 @@ const gateway = await startGateway({
 });
 process.send?.({ url: gateway.url, adminUrl: gateway.adminUrl });
 
+const traceFile = process.env.CIRRUS_BENCH_TRACE;
+let traceTimer: NodeJS.Timeout | null = null;
+if (traceFile !== undefined && traceFile !== '') {
+  writeFileSync(traceFile, '');
+  const t0 = Date.now();
+  traceTimer = setInterval(() => {
+    const st = gateway.state();
+    const ups = st.upstreams.map((u) => ({
+      s: u.state[0],
+      lim: u.limit,
+      alim: u.adaptiveLimit,
+      inf: u.inflight,
+      ewma: Math.round(u.ewmaMs),
+      p50: Math.round(u.p50Ms),
+      p99: Math.round(u.p99Ms),
+      base: Math.round(u.baselineMs),
+      ok: u.totals.ok,
+      fail: u.totals.failed,
+    }));
+    appendFileSync(traceFile, `${JSON.stringify({ t: Date.now() - t0, q: st.gateway.queueLength, act: st.gateway.active, u: ups })}\n`);
+  }, TRACE_INTERVAL_MS);
+  traceTimer.unref();
+}
+
 let closing = false;
 const shutdown = (): void => {
   if (closing) return;
   closing = true;
+  if (traceTimer !== null) clearInterval(traceTimer);
   gateway.close().then(
     () => process.exit(0),
     () => process.exit(1),

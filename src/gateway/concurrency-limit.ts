@@ -17,11 +17,12 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  * middleware, for one server).
  *
  * Samples are aggregated in windows of LIMIT_WINDOW_MS. At the end of a window:
- *   baseline = min of window medians over the last LIMIT_BASELINE_WINDOW_MS (no-load latency)
+ *   baseline = min of window medians and probe medians over the last LIMIT_BASELINE_WINDOW_MS
  *   gradient = clamp(tolerance x baseline / median, LIMIT_GRADIENT_MIN, 1)
  *   gradient < 1            -> target = max(limit x gradient,        (queue is building: shrink,
  *                                       throughput x baseline)        not below what carries the load)
- *   gradient = 1, saturated -> target = limit x (1 + growth) + 1     (keeping up: probe upward)
+ *   gradient = 1, saturated -> target = limit x (1 + growth) + 1     (keeping up: probe upward;
+ *                                                                      only with a trusted baseline)
  *   gradient = 1, idle      -> target = limit                        (no evidence either way)
  *   target = min(target, LIMIT_CARRIED_CAP_RATIO x recent max(throughput x baseline) + SLACK)
  *   limit = limit + smoothing x (target - limit), clamped to [min, max]
@@ -31,32 +32,42 @@ export type LimitSample = 'ok' | 'drop' | 'timeout';
  * The baseline is a windowed minimum rather than an all-time minimum so that a provider whose
  * service time drifts up (an oversold host) is not throttled forever against a stale floor.
  *
- * Baseline probes: a limit kept at its equilibrium keeps a standing queue at the provider, so
- * every window's latency includes that queue and the windowed minimum would drift up with it
- * (the limit would then grow, the queue with it: a runaway). Every LIMIT_PROBE_INTERVAL_MS the
- * limit in force drops to LIMIT_PROBE_RATIO of itself for LIMIT_PROBE_MS (BBR's ProbeRTT idea):
- * at an equilibrium of two to three times the provider's workers this keeps every worker busy,
- * while the queue drains and the windows measure the real no-queue latency. A probe whose latency
- * did not fall (the limit is far above the workers, e.g. right after start) is repeated sooner
- * and deeper, down to LIMIT_PROBE_RATIO_MIN, until the queue drains.
+ * Baseline probes. A limit kept above the provider's workers keeps a standing queue there, so
+ * every window's latency includes that queue and the windowed minimum drifts up with it; the
+ * limit then grows and the queue with it (a runaway, measured: 169 in flight for 3 workers).
+ * Every LIMIT_PROBE_INTERVAL_MS the limit in force drops to LIMIT_PROBE_RATIO of itself (BBR's
+ * ProbeRTT idea) until LIMIT_PROBE_MIN_SAMPLES requests *sent during the probe* have completed:
+ * requests sent before it still carry the old queue in their latency, so counting them (as a
+ * first version did) always "saw" a drained queue. Past the knee latency is in-flight divided by
+ * throughput, so a probe whose latency fell in proportion to its in-flight was still queue-bound:
+ * the provider's workers stayed busy at the probe's level, so the limit drops to it at no cost in
+ * throughput, growth waits, and the next probe follows at once, halving again, until one shows a
+ * latency that stopped falling (the service time): that measurement is the baseline.
  */
 export class AdaptiveLimit {
   private value: number;
   private windowStart: number;
   private readonly samples: number[] = [];
   private windowCount = 0;
+  private windowInflightSum = 0;
   /** Highest recent `carried` (throughput x baseline), decaying per window. */
   private carriedMax = 0;
   private windowMaxInflight = 0;
   private lastDecreaseAt = Number.NEGATIVE_INFINITY;
   /** Minimum window median per baseline bucket, newest last. */
   private readonly baselineBuckets: Array<{ start: number; min: number }> = [];
+  /** False after a probe found the provider still queue-bound: the baseline is inflated. */
+  private baselineTrusted = true;
   private nextProbeAt: number;
-  private probeUntil = Number.NEGATIVE_INFINITY;
-  private probeRatio = C.LIMIT_PROBE_RATIO;
-  /** Median of the last decision window before the probe, and the lowest median during it. */
-  private preProbeMedian = 0;
-  private probeMinMedian = Number.POSITIVE_INFINITY;
+  /** The probe in progress: its limit, start, deadline, and the samples of requests it sent. */
+  private probe: { limit: number; startedAt: number; until: number; preLatency: number; preInflight: number } | null = null;
+  private readonly probeSamples: number[] = [];
+  /** The steady limit before a chain of queue-bound probes cut it, while the chain lasts. */
+  private chainFrom: number | null = null;
+  private probeInflightSum = 0;
+  /** Latency and in-flight of the last decision window, the reference for the next probe. */
+  private lastMedian = 0;
+  private lastMeanInflight = 0;
 
   constructor(
     private options: LimitOptions,
@@ -66,19 +77,24 @@ export class AdaptiveLimit {
     this.value = options.initial;
     this.windowStart = clock();
     // The first windows are measured at the initial limit, which may already queue: probe early.
-    this.nextProbeAt = this.windowStart + C.LIMIT_PROBE_RETRY_MS;
+    this.nextProbeAt = this.windowStart + C.LIMIT_FIRST_PROBE_MS;
   }
 
   /** The limit in force now, an integer within [min, max] (lower during a baseline probe). */
   get limit(): number {
     const steady = this.steadyLimit;
-    if (this.clock() < this.probeUntil) return Math.max(this.options.min, Math.floor(steady * this.probeRatio));
+    if (this.probe !== null && this.clock() < this.probe.until) return Math.min(steady, this.probe.limit);
     return steady;
   }
 
   /** The limit outside baseline probes. */
   get steadyLimit(): number {
     return Math.max(this.options.min, Math.floor(this.value));
+  }
+
+  /** Whether a baseline probe is in progress. */
+  get probing(): boolean {
+    return this.probe !== null && this.clock() < this.probe.until;
   }
 
   /** Latency baseline in ms, or 0 before the first full window. */
@@ -98,10 +114,9 @@ export class AdaptiveLimit {
   /** Sets the limit (used to restart a recovered upstream low: slow start). */
   reset(value: number): void {
     this.value = clamp(value, this.options.min, this.options.max);
-    this.samples.length = 0;
-    this.windowCount = 0;
-    this.windowMaxInflight = 0;
-    this.windowStart = this.clock();
+    this.probe = null;
+    this.chainFrom = null;
+    this.startWindow(this.clock());
   }
 
   /**
@@ -110,20 +125,24 @@ export class AdaptiveLimit {
    */
   onSample(latencyMs: number, inflight: number, outcome: LimitSample): void {
     const now = this.clock();
+    if (this.probe !== null && now >= this.probe.until) this.endProbe(now);
     if (outcome !== 'ok') {
       if (now - this.lastDecreaseAt >= C.LIMIT_WINDOW_MS) {
         const ratio = outcome === 'timeout' ? C.LIMIT_TIMEOUT_BACKOFF_RATIO : C.LIMIT_DROP_BACKOFF_RATIO;
         this.value = clamp(this.value * ratio, this.options.min, this.options.max);
         this.lastDecreaseAt = now;
       }
-      this.samples.length = 0;
-      this.windowCount = 0;
-      this.windowMaxInflight = 0;
-      this.windowStart = now;
+      this.startWindow(now);
       return;
+    }
+    if (this.probe !== null && now - latencyMs >= this.probe.startedAt && inflight <= this.probe.limit) {
+      this.probeSamples.push(latencyMs);
+      this.probeInflightSum += inflight;
+      if (this.probeSamples.length >= C.LIMIT_PROBE_MIN_SAMPLES) this.endProbe(now);
     }
     // A bounded sample set per window: enough for a median, constant memory under any load.
     this.windowCount += 1;
+    this.windowInflightSum += inflight;
     if (this.samples.length < 256) this.samples.push(latencyMs);
     else this.samples[Math.floor(Math.random() * 256)] = latencyMs;
     if (inflight > this.windowMaxInflight) this.windowMaxInflight = inflight;
@@ -133,30 +152,16 @@ export class AdaptiveLimit {
   }
 
   private closeWindow(now: number): void {
-    const sorted = this.samples.sort((a, b) => a - b);
-    const median = sorted[sorted.length >> 1]!;
+    const median = medianOf(this.samples);
     this.noteBaseline(now, median);
-    if (now < this.probeUntil) {
-      // A baseline probe: the window only measures; no decision on a deliberately low limit.
-      this.probeMinMedian = Math.min(this.probeMinMedian, median);
+    if (this.probe !== null) {
+      // A baseline probe: windows only measure; no decision on a deliberately low limit.
       this.startWindow(now);
       return;
     }
-    if (this.probeMinMedian !== Number.POSITIVE_INFINITY) {
-      // The probe just ended. Latency that fell in proportion to the limit means every request
-      // still queued (latency = service x in-flight / workers): the limit is far above the
-      // workers and the baseline inflated, so probe deeper and sooner. Past the knee, latency
-      // stops falling (it is the service time): the queue drained.
-      const drained = this.probeMinMedian > C.LIMIT_PROBE_PROPORTIONAL_SLACK * this.probeRatio * this.preProbeMedian;
-      this.probeRatio = drained ? C.LIMIT_PROBE_RATIO : Math.max(C.LIMIT_PROBE_RATIO_MIN, this.probeRatio / 2);
-      if (!drained) this.nextProbeAt = now + C.LIMIT_PROBE_RETRY_MS;
-      this.probeMinMedian = Number.POSITIVE_INFINITY;
-    }
-    if (now >= this.nextProbeAt) {
-      this.preProbeMedian = median;
-      this.probeUntil = now + C.LIMIT_PROBE_MS;
-      this.nextProbeAt = now + C.LIMIT_PROBE_INTERVAL_MS;
-    }
+    this.lastMedian = median;
+    this.lastMeanInflight = this.windowInflightSum / Math.max(1, this.windowCount);
+    if (now >= this.nextProbeAt) this.startProbe(now, median, this.lastMeanInflight);
     const baseline = this.baselineMs;
     const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, C.LIMIT_GRADIENT_MIN, 1);
     // Compared with the integer limit in force: in-flight can never exceed it.
@@ -170,15 +175,68 @@ export class AdaptiveLimit {
     this.carriedMax = Math.max(carried, this.carriedMax * C.LIMIT_CARRIED_DECAY);
     let target = this.value;
     if (gradient < 1) target = Math.max(this.value * gradient, carried);
-    else if (saturated) target = this.value * (1 + C.LIMIT_GROWTH_RATIO) + 1;
+    else if (saturated && this.baselineTrusted) target = this.value * (1 + C.LIMIT_GROWTH_RATIO) + 1;
     target = Math.min(target, C.LIMIT_CARRIED_CAP_RATIO * this.carriedMax + C.LIMIT_CARRIED_CAP_SLACK);
     this.value = clamp(this.value + C.LIMIT_SMOOTHING * (target - this.value), this.options.min, this.options.max);
     this.startWindow(now);
   }
 
+  private startProbe(now: number, preLatency: number, preInflight: number): void {
+    const limit = Math.max(this.options.min, Math.floor(this.steadyLimit * C.LIMIT_PROBE_RATIO));
+    // Time for the queue to drain, then for the probe's own requests to come back, `limit` at a time.
+    const spanMs = preLatency * (C.LIMIT_PROBE_LATENCY_FACTOR + C.LIMIT_PROBE_MIN_SAMPLES / limit);
+    const until = now + clamp(spanMs, C.LIMIT_PROBE_MIN_MS, C.LIMIT_PROBE_MAX_MS);
+    this.probe = { limit, startedAt: now, until, preLatency, preInflight };
+    this.probeSamples.length = 0;
+    this.probeInflightSum = 0;
+    this.nextProbeAt = now + C.LIMIT_PROBE_INTERVAL_MS;
+  }
+
+  /**
+   * Judges a probe by its own requests. Queue-bound (latency fell with in-flight): the workers
+   * stayed busy at the probe's level, so the limit drops to it, growth waits, and the next probe
+   * follows at once. Otherwise the latency measured is the no-queue latency: a trusted baseline.
+   */
+  private endProbe(now: number): void {
+    const probe = this.probe!;
+    this.probe = null;
+    this.startWindow(now);
+    if (this.probeSamples.length < C.LIMIT_PROBE_MIN_SAMPLES) {
+      // Inconclusive (a very slow provider): no queue was found, and growth must not wait on it.
+      this.baselineTrusted = true;
+      this.chainFrom = null;
+      return;
+    }
+    const measured = medianOf(this.probeSamples);
+    const inflight = this.probeInflightSum / this.probeSamples.length;
+    this.noteBaseline(now, measured);
+    const cut = inflight <= C.LIMIT_PROBE_EVIDENCE_RATIO * probe.preInflight;
+    const queueBound = cut && measured <= C.LIMIT_PROBE_PROPORTIONAL_SLACK * (inflight / probe.preInflight) * probe.preLatency;
+    if (queueBound) {
+      if (this.chainFrom === null) this.chainFrom = this.value;
+      this.value = clamp(Math.min(this.value, probe.limit), this.options.min, this.options.max);
+      this.baselineTrusted = false;
+      // The next probe compares with this one: same in-flight level, same (lag-free) latency.
+      this.startProbe(now, measured, inflight);
+      return;
+    }
+    // Drained, or a probe that could not lower in-flight (the limit is at its floor or was not
+    // binding): either way no queue was found that the baseline could be hiding.
+    this.baselineTrusted = true;
+    if (this.chainFrom !== null) {
+      // A chain of probes cut the limit down to a level below the knee. The workers number at
+      // least about this probe's level, so tolerance x that level is back in the band the
+      // gradient keeps (never above where the chain started): a provider kept at its workers,
+      // with replies and new requests in transit, would idle between requests.
+      this.value = clamp(Math.max(this.value, Math.min(this.chainFrom, this.options.latencyTolerance * probe.limit)), this.options.min, this.options.max);
+      this.chainFrom = null;
+    }
+  }
+
   private startWindow(now: number): void {
     this.samples.length = 0;
     this.windowCount = 0;
+    this.windowInflightSum = 0;
     this.windowMaxInflight = 0;
     this.windowStart = now;
   }
@@ -195,6 +253,11 @@ export class AdaptiveLimit {
       this.baselineBuckets.shift();
     }
   }
+}
+
+function medianOf(samples: number[]): number {
+  const sorted = samples.sort((a, b) => a - b);
+  return sorted[sorted.length >> 1]!;
 }
 
 function validate(o: LimitOptions): void {

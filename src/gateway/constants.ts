@@ -37,15 +37,33 @@ export const LIMIT_WINDOW_MS = 100;
 export const LIMIT_WINDOW_MIN_SAMPLES = 5;
 /** The no-load latency baseline is the minimum per-window median over this span; it forgets old service times. */
 export const LIMIT_BASELINE_WINDOW_MS = 10_000;
-/** Baseline probes (see concurrency-limit.ts): every 5 s, 200 ms at half the limit; two probes per baseline span. */
+/**
+ * Baseline probes (see concurrency-limit.ts): every 5 s (two probes per baseline span) the limit
+ * drops to half until enough requests *sent during the probe* have completed to measure it.
+ */
 export const LIMIT_PROBE_INTERVAL_MS = 5_000;
-export const LIMIT_PROBE_MS = 200;
 export const LIMIT_PROBE_RATIO = 0.5;
-/** A probe whose latency fell to at most this x (probe ratio) of the latency before it was still queue-bound. */
-export const LIMIT_PROBE_PROPORTIONAL_SLACK = 1.2;
-/** ...then the next probe comes this soon, at half the depth, down to this ratio. */
-export const LIMIT_PROBE_RETRY_MS = 1_000;
-export const LIMIT_PROBE_RATIO_MIN = 0.125;
+/** Completions of requests sent during a probe needed to measure it (a median of one is noise). */
+export const LIMIT_PROBE_MIN_SAMPLES = 5;
+/**
+ * A probe lasts at most (FACTOR + MIN_SAMPLES / probe limit) x the latency before it (the queue
+ * must drain, then the probe's own requests must come back, probe-limit at a time), within
+ * [MIN, MAX] ms; one that ends without enough samples concludes nothing, so a very slow provider
+ * is never held low for long.
+ */
+export const LIMIT_PROBE_LATENCY_FACTOR = 2;
+export const LIMIT_PROBE_MIN_MS = 200;
+export const LIMIT_PROBE_MAX_MS = 2_000;
+/**
+ * A probe whose latency fell to at most this x (probe in-flight / in-flight before) of the
+ * latency before it was still queue-bound (latency = in-flight / throughput past the knee).
+ */
+export const LIMIT_PROBE_PROPORTIONAL_SLACK = 1.35;
+/** The probe must have cut in-flight to at most this share of what it was, or it shows nothing. */
+export const LIMIT_PROBE_EVIDENCE_RATIO = 0.7;
+/** The first probe comes this soon after start: the initial limit may already queue. */
+export const LIMIT_FIRST_PROBE_MS = 1_000;
+
 /**
  * Latency may rise to this multiple of the baseline before the limit shrinks: the limit settles
  * near three times the provider's workers. The costs are lopsided: a limit a little too high adds
@@ -155,7 +173,8 @@ export const DEFAULT_HEALTH_UNHEALTHY_THRESHOLD = 2;
 invariant(LIMIT_MIN >= 1 && LIMIT_MIN <= LIMIT_INITIAL && LIMIT_INITIAL <= LIMIT_MAX, 'limit bounds ordered');
 invariant(LIMIT_BASELINE_WINDOW_MS > LIMIT_WINDOW_MS * 5, 'baseline spans several limit windows');
 invariant(LIMIT_BASELINE_WINDOW_MS >= 2 * LIMIT_PROBE_INTERVAL_MS, 'every baseline span holds a probe');
-invariant(LIMIT_PROBE_MS >= 2 * LIMIT_WINDOW_MS && LIMIT_PROBE_MS < LIMIT_PROBE_INTERVAL_MS / 10, 'probes are short but span windows');
+invariant(LIMIT_PROBE_MIN_MS >= 2 * LIMIT_WINDOW_MS && LIMIT_PROBE_MAX_MS < LIMIT_PROBE_INTERVAL_MS, 'probes span windows and end before the next one');
+invariant(LIMIT_PROBE_RATIO < LIMIT_PROBE_EVIDENCE_RATIO, 'a probe cuts in-flight enough to show a queue');
 invariant(DEFAULT_QUEUE_TIMEOUT_MS < DEFAULT_TIMEOUT_MS, 'queued requests must be shed before they time out');
 invariant(DEFAULT_HANG_MIN_MS > SWEEP_INTERVAL_MS * 5, 'hang detection is coarser than the sweep');
 invariant(DEFAULT_BASE_EJECTION_MS <= DEFAULT_MAX_EJECTION_MS, 'ejection backoff bounds ordered');

@@ -5,7 +5,8 @@ import type { Upstream } from './upstream.js';
 /**
  * Optional active health checks: every interval, a GET of `path` on each upstream.
  * `unhealthyThreshold` failures in a row eject a healthy upstream; a 2xx brings a probing one
- * back without risking a client request.
+ * back without risking a client request, and ends an ejected one's backoff (the next request
+ * probes it).
  * Passive detection stays on; this only adds a signal that does not need traffic.
  */
 export class HealthChecker {
@@ -58,6 +59,10 @@ export class HealthChecker {
     if (ok && state === 'probing') {
       u.succeed();
       this.log.info({ upstream: u.origin }, 'upstream recovered (health check)');
+    } else if (ok && state === 'ejected') {
+      // Answering again before its backoff ran out (an offline window ended): let the next
+      // request probe it now rather than leave its capacity unused for up to maxEjectionMs.
+      u.outlier.endBackoff();
     } else if (!ok && state === 'healthy' && failures >= this.unhealthyThreshold) {
       u.outlier.eject('health-check');
       this.onEject(u);

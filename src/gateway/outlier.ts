@@ -84,6 +84,14 @@ export class OutlierDetector {
     return false;
   }
 
+  /**
+   * Ends the backoff now (ejected -> probing): an active health check found the upstream
+   * answering again, so the next request may probe it instead of waiting out the backoff.
+   */
+  endBackoff(): void {
+    if (this.stateValue === 'ejected') this.ejectedUntil = this.clock();
+  }
+
   eject(reason: EjectReason): void {
     this.ejections += 1;
     const backoff = Math.min(

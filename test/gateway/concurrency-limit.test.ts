@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { AdaptiveLimit, GatewayArgumentError } from '../../src/gateway/index.js';
 import { LIMIT_WINDOW_MS } from '../../src/gateway/constants.js';
+import { runModel } from './queue-model.js';
 
 /** A limit driven by a hand-held clock. */
 function harness(initial = 20, min = 1, max = 200, latencyTolerance = 2): { limit: AdaptiveLimit; advance(ms: number): void } {
@@ -179,7 +180,12 @@ describe('adaptive concurrency limit', () => {
   test('closed loop at the default tolerance (3): settles below 4x the workers', () => {
     for (const [workers, serviceMs] of loops) {
       const trace = closedLoop(workers, serviceMs, 40, harness(10, 1, 1_000, 3));
-      for (const l of trace.slice(15)) assert.ok(l >= workers && l <= 4 * workers + 2, `limit ${l} for ${workers} workers (trace ${trace.join(',')})`);
+      const late = trace.slice(15);
+      for (const l of late) assert.ok(l <= 4 * workers + 2, `limit ${l} for ${workers} workers (trace ${trace.join(',')})`);
+      // A probe chain may leave the limit below the workers for a moment (see the lagging-queue
+      // tests for what that costs in throughput); most of the time it is not.
+      const below = late.filter((l) => l < workers).length;
+      assert.ok(below <= late.length / 4, `limit below ${workers} workers in ${below} of ${late.length} seconds (trace ${trace.join(',')})`);
     }
   });
 
@@ -207,4 +213,56 @@ describe('adaptive concurrency limit', () => {
       );
     });
   }
+});
+
+/**
+ * The limit against a discrete-event provider in which latency lags the limit (a request's
+ * latency is the queue it found when sent): the setting in which the first baseline probes let
+ * the limit run away to 169 in flight for 3 workers in the benchmark (bench run, tight, seed 42).
+ */
+describe('adaptive concurrency limit against a lagging queue (queue-model.ts)', () => {
+  const shapes: Array<[number, number]> = [
+    [2, 20],
+    [3, 20],
+    [5, 25],
+    [30, 10],
+  ];
+  for (const [workers, serviceMs] of shapes) {
+    test(`regression: ${workers} workers x ${serviceMs} ms for 60 s: no runaway, provider queue short, workers kept busy`, () => {
+      const t = runModel([{ seconds: 60, workers, serviceMs }]);
+      const late = t.limitPerSecond.slice(5);
+      for (const l of late) assert.ok(l <= 4 * workers + 8, `limit ${l} for ${workers} workers (trace ${t.limitPerSecond.join(',')})`);
+      const deepest = Math.max(...t.queuePerSecond.slice(5));
+      assert.ok(deepest <= 4 * workers + 8, `provider queue reached ${deepest} (trace ${t.queuePerSecond.join(',')})`);
+      // Capacity in the model: a service ends on the next 1 ms step, so about serviceMs + 0.5.
+      const capacity = (workers * 1000) / (serviceMs + 0.5);
+      const done = t.donePerSecond.slice(5);
+      const mean = done.reduce((a, b) => a + b, 0) / done.length;
+      assert.ok(mean >= 0.97 * capacity, `served ${mean.toFixed(1)}/s of ${capacity.toFixed(1)}/s`);
+    });
+  }
+
+  test('a limit started far above the workers (100 for 3) comes down within 3 s', () => {
+    const t = runModel([{ seconds: 10, workers: 3, serviceMs: 20 }], { initial: 100 });
+    for (const l of t.limitPerSecond.slice(3)) assert.ok(l <= 20, `limit ${l} (trace ${t.limitPerSecond.join(',')})`);
+    for (const p50 of t.p50PerSecond.slice(3)) assert.ok(p50 <= 120, `median latency ${p50} ms for a 20 ms service (trace ${t.p50PerSecond.join(',')})`);
+  });
+
+  test('follows capacity 4 -> 2 -> 6 workers: queue short after each change, throughput follows', () => {
+    const t = runModel([
+      { seconds: 15, workers: 4, serviceMs: 20 },
+      { seconds: 15, workers: 2, serviceMs: 20 },
+      { seconds: 15, workers: 6, serviceMs: 20 },
+    ]);
+    const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length;
+    for (const [from, to, workers] of [
+      [5, 15, 4],
+      [18, 30, 2],
+      [33, 45, 6],
+    ] as const) {
+      const capacity = (workers * 1000) / 20.5;
+      assert.ok(mean(t.donePerSecond.slice(from, to)) >= 0.96 * capacity, `${workers} workers: ${t.donePerSecond.slice(from, to).join(',')}`);
+      assert.ok(Math.max(...t.queuePerSecond.slice(from, to)) <= 4 * workers + 8, `${workers} workers, queue ${t.queuePerSecond.slice(from, to).join(',')}`);
+    }
+  });
 });

@@ -104,6 +104,32 @@ describe('timeouts, retries, ejection', () => {
     }
   });
 
+  test('a health check that passes again ends an ejection backoff early (an offline window ended)', async () => {
+    let up = false;
+    const a = await startUpstream((req, res) => {
+      req.resume();
+      if (req.url === '/health') res.writeHead(up ? 200 : 500).end();
+      else res.writeHead(up ? 200 : 500).end('a');
+    });
+    // A minute of backoff: without the health check ending it, the upstream would stay out.
+    const gw = await gateway({
+      upstreams: [a.url],
+      queue: { timeoutMs: 100 },
+      healthCheck: { path: '/health', intervalMs: 50, timeoutMs: 1_000 },
+      outlier: { consecutiveFailures: 2, baseEjectionMs: 60_000, maxEjectionMs: 60_000 },
+    });
+    try {
+      await waitFor(() => gw.state().upstreams[0]!.state === 'ejected', 15_000, 'an ejection');
+      assert.ok(gw.state().upstreams[0]!.msUntilProbe > 10_000, 'the backoff is long');
+      up = true;
+      await waitFor(() => gw.state().upstreams[0]!.state === 'healthy', 15_000, 'recovery well before the backoff');
+      assert.equal((await get(`${gw.url}/after`)).status, 200);
+    } finally {
+      await gw.close();
+      await a.close();
+    }
+  });
+
   test('black hole (accepts, never answers): detected, ejected, and its GETs served elsewhere long before the timeout', async () => {
     const hole = await startBlackHole();
     const good = await startUpstream(named('good', 5));
