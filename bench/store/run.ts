@@ -2,6 +2,7 @@
  * `npm run bench:store`: the storage challenge workload against the Cirrus store, measured against
  * the disk's own durable-write ceiling and against peers. See bench/store/README.md.
  */
+import type { Histogram } from 'hdr-histogram-js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -138,6 +139,8 @@ export interface PhaseProfile {
   eventLoopUtilization: number;
   /** Process CPU (all threads, user + system) over wall time; 1.0 = one core. */
   cpuCores: number;
+  p50AppendMs: number;
+  p99AppendMs: number;
 }
 
 function markPhase(store: MessageStoreApi): PhaseMark {
@@ -152,7 +155,7 @@ function markPhase(store: MessageStoreApi): PhaseMark {
   };
 }
 
-function phaseBetween(a: PhaseMark, b: PhaseMark): PhaseProfile {
+function phaseBetween(a: PhaseMark, b: PhaseMark, latency: Histogram): PhaseProfile {
   const syncs = b.syncs - a.syncs;
   const wallUs = Number(b.at - a.at) / 1000;
   const cpu = b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system;
@@ -162,11 +165,13 @@ function phaseBetween(a: PhaseMark, b: PhaseMark): PhaseProfile {
     meanBatchMessages: syncs > 0 ? round((b.batchMessagesSum - a.batchMessagesSum) / syncs, 1) : 0,
     eventLoopUtilization: round(performance.eventLoopUtilization(b.elu, a.elu).utilization, 3),
     cpuCores: wallUs > 0 ? round(cpu / wallUs, 2) : 0,
+    p50AppendMs: round(latency.getValueAtPercentile(50) / 1000, 3),
+    p99AppendMs: round(latency.getValueAtPercentile(99) / 1000, 3),
   };
 }
 
 function describePhase(name: string, p: PhaseProfile): string {
-  return `${name}: ${p.syncs} syncs, mean ${p.syncMeanMs} ms, ${p.meanBatchMessages} messages per flush; main thread busy ${(p.eventLoopUtilization * 100).toFixed(0)} %, process CPU ${p.cpuCores} cores`;
+  return `${name}: append p50/p99 ${p.p50AppendMs}/${p.p99AppendMs} ms; ${p.syncs} syncs, mean ${p.syncMeanMs} ms, ${p.meanBatchMessages} messages per flush; main thread busy ${(p.eventLoopUtilization * 100).toFixed(0)} %, process CPU ${p.cpuCores} cores`;
 }
 
 async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
@@ -180,17 +185,19 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const counters = new Counters();
   const next = new Uint32Array(layout.totalQueues);
   const ackedAt = new Float64Array(layout.totalQueues);
-  const latency = newLatencyHistogram();
+  // One histogram per writing phase (so each phase's tail can be told apart), merged for the totals.
+  const latency1 = newLatencyHistogram();
+  const latency2 = newLatencyHistogram();
   const sampler = new Sampler(() => counters);
   const append = (t: number, q: number, data: Buffer): Promise<number> => store.append(layout.topicNames[t], q, data);
 
   sampler.start();
   const m1 = markPhase(store);
   const t1 = process.hrtime.bigint();
-  await runProducers({ layout, payload, producers: o.producers, targetBytes: o.phase1Bytes, seed: o.seed, next, append, counters, latency });
+  await runProducers({ layout, payload, producers: o.producers, targetBytes: o.phase1Bytes, seed: o.seed, next, append, counters, latency: latency1 });
   const phase1Seconds = seconds(t1);
   const phase1Bytes = counters.bytesWritten;
-  const p1 = phaseBetween(m1, markPhase(store));
+  const p1 = phaseBetween(m1, markPhase(store), latency1);
   log(describePhase('phase 1', p1));
   const appendMiBps = phase1Bytes / MiB / phase1Seconds;
   log(`phase 1 done: ${(phase1Bytes / GiB).toFixed(2)} GiB in ${phase1Seconds.toFixed(1)} s = ${appendMiBps.toFixed(0)} MiB/s`);
@@ -207,11 +214,11 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   let writersDone = false;
   let phase2Seconds = 0;
   const writers = runProducers({
-    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency, ackedAt,
+    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency: latency2, ackedAt,
   }).finally(() => {
     writersDone = true;
     phase2Seconds = seconds(t2);
-    p2 = phaseBetween(m2, markPhase(store));
+    p2 = phaseBetween(m2, markPhase(store), latency2);
     log(describePhase('phase 2', p2));
     sampler.phase = 'phase 3';
     log(`phase 2 writes done in ${phase2Seconds.toFixed(1)} s; phase 3: reading every queue to its end`);
@@ -226,6 +233,9 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const peakRssMiB = process.resourceUsage().maxRSS / 1024;
   const stats = store.stats();
   const totalSeconds = phase1Seconds + phase2Seconds + phase3Seconds;
+  const latency = newLatencyHistogram();
+  latency.add(latency1);
+  latency.add(latency2);
 
   // Every queue must end exactly where its producer left it.
   for (let g = 0; g < layout.totalQueues; g++) {
