@@ -1,3 +1,6 @@
+import { ADMISSION_RATE_WINDOW_S } from './constants.js';
+import type { Clock } from './signals.js';
+
 /**
  * A bounded FIFO of requests waiting for an upstream slot, each with its own deadline. An array
  * with a moving head (compacted now and then) keeps push/shift O(1) without a linked list;
@@ -79,5 +82,39 @@ export class AdmissionQueue<T> {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
+  }
+}
+
+/**
+ * Requests sent per second over the last ADMISSION_RATE_WINDOW_S seconds, as a ring of
+ * per-second counters; `peakPerSecond` is the busiest complete second (0 before the first one).
+ */
+export class PeakRate {
+  private readonly counts = new Float64Array(ADMISSION_RATE_WINDOW_S);
+  private second: number;
+
+  constructor(private readonly clock: Clock) {
+    this.second = Math.floor(clock() / 1000);
+  }
+
+  add(): void {
+    this.rotate();
+    this.counts[this.second % ADMISSION_RATE_WINDOW_S]! += 1;
+  }
+
+  get peakPerSecond(): number {
+    this.rotate();
+    let peak = 0;
+    const current = this.second % ADMISSION_RATE_WINDOW_S;
+    for (let i = 0; i < ADMISSION_RATE_WINDOW_S; i++) if (i !== current && this.counts[i]! > peak) peak = this.counts[i]!;
+    return peak;
+  }
+
+  private rotate(): void {
+    const now = Math.floor(this.clock() / 1000);
+    if (now <= this.second) return;
+    const steps = Math.min(now - this.second, ADMISSION_RATE_WINDOW_S);
+    for (let i = 1; i <= steps; i++) this.counts[(this.second + i) % ADMISSION_RATE_WINDOW_S] = 0;
+    this.second = now;
   }
 }

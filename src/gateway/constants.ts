@@ -139,13 +139,33 @@ export const RETRY_BUDGET_MAX_TOKENS = 200;
 export const DEFAULT_MAX_ATTEMPTS = 3;
 
 /**
- * Admission queue: when every upstream is at its limit a request waits here at most this long
- * before it is shed with 503; the queue length is bounded too. A request served after waiting is
- * still a success, so the wait is long enough to ride out a capacity dip of a few seconds, and
- * short enough (60% of the 5 s client timeout) to leave room for the service time after it.
+ * Admission queue: when every upstream is at its limit a request waits for a slot as long as its
+ * remaining time still covers being served (see DISPATCH_RESERVE_P99_FACTOR), not a flat few
+ * seconds: a request served after waiting 4.5 s of a 5 s timeout is still a success, and the
+ * backlog a long wait keeps is what a recovering provider drains (sudden-death: a 3 s cap shed
+ * 3,978 requests the providers could have served). `queue.timeoutMs` caps the wait for operators
+ * who prefer a lower p99 of successes to more successes. The queue holds 5 s at 2,000 req/s.
  */
-export const DEFAULT_QUEUE_TIMEOUT_MS = 3_000;
-export const DEFAULT_MAX_QUEUE = 2_000;
+export const DEFAULT_MAX_QUEUE = 10_000;
+/**
+ * A request is sent to an upstream only with at least this x max(p99, LAST_CHANCE_FLOOR_MS) of
+ * its time left (and waits in the queue only while some upstream could take it so): one typical
+ * slow answer, then room for the last-chance retry elsewhere if it hangs (moved once only 2 x p99
+ * remains). Sent later, it would most likely end as a client timeout: provider capacity spent
+ * for nothing instead of a fast 503.
+ */
+export const DISPATCH_RESERVE_P99_FACTOR = 3;
+/** ...but never more than this share of the request's timeout: a fresh request may always be tried. */
+export const DISPATCH_RESERVE_MAX_SHARE = 0.5;
+/**
+ * Arrival-time shedding: a request is refused at once when the queue ahead of it would take more
+ * than RECOVERY_FACTOR x its remaining time to drain at the peak send rate of the last WINDOW_S
+ * seconds. The peak, and the factor, because a provider coming back can double the drain rate in
+ * an instant (a queue sized to the current rate would have nothing left to serve when it does);
+ * what is refused is what even that could not serve in time.
+ */
+export const ADMISSION_RATE_WINDOW_S = 30;
+export const ADMISSION_RECOVERY_FACTOR = 2;
 
 /** A 503's Retry-After pauses an upstream for at most this long: a provider's hint, not a command. */
 export const RETRY_AFTER_MAX_MS = 10_000;
@@ -175,7 +195,8 @@ invariant(LIMIT_BASELINE_WINDOW_MS > LIMIT_WINDOW_MS * 5, 'baseline spans severa
 invariant(LIMIT_BASELINE_WINDOW_MS >= 2 * LIMIT_PROBE_INTERVAL_MS, 'every baseline span holds a probe');
 invariant(LIMIT_PROBE_MIN_MS >= 2 * LIMIT_WINDOW_MS && LIMIT_PROBE_MAX_MS < LIMIT_PROBE_INTERVAL_MS, 'probes span windows and end before the next one');
 invariant(LIMIT_PROBE_RATIO < LIMIT_PROBE_EVIDENCE_RATIO, 'a probe cuts in-flight enough to show a queue');
-invariant(DEFAULT_QUEUE_TIMEOUT_MS < DEFAULT_TIMEOUT_MS, 'queued requests must be shed before they time out');
+invariant(DISPATCH_RESERVE_P99_FACTOR * LAST_CHANCE_FLOOR_MS < DEFAULT_TIMEOUT_MS, 'a fresh request fits the dispatch reserve');
+invariant(ADMISSION_RECOVERY_FACTOR >= 1, 'arrival-time shedding is never more eager than the current drain rate');
 invariant(DEFAULT_HANG_MIN_MS > SWEEP_INTERVAL_MS * 5, 'hang detection is coarser than the sweep');
 invariant(DEFAULT_BASE_EJECTION_MS <= DEFAULT_MAX_EJECTION_MS, 'ejection backoff bounds ordered');
 invariant(RETRY_BUFFER_BODY_BYTES <= DEFAULT_MAX_BODY_BYTES, 'replay buffer within the body limit');

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../common/log.js';
-import { AdmissionQueue, type QueueEntry } from './admission-queue.js';
+import { AdmissionQueue, PeakRate, type QueueEntry } from './admission-queue.js';
 import type { GatewayConfig } from './config.js';
 import * as C from './constants.js';
 import { GatewayError, type GatewayErrorCode } from './errors.js';
@@ -20,6 +20,8 @@ interface Exchange {
   readonly method: string;
   readonly path: string;
   readonly deadline: number;
+  /** The request's whole time budget (its route's timeout). */
+  readonly timeoutMs: number;
   readonly headers: Record<string, string | string[]>;
   /** Buffered request body (replayable), or null when there is none or it is streamed. */
   body: Buffer | null;
@@ -62,6 +64,8 @@ export class ProxyEngine {
   readonly upstreams = new Map<string, Upstream>();
   readonly queue: AdmissionQueue<Exchange>;
   readonly budget: RetryBudget;
+  /** Attempts started per second: the queue's drain rate, for arrival-time shedding. */
+  private readonly sendRate: PeakRate;
   private routes: Array<{ prefix: string; timeoutMs: number }> = [];
   private active = 0;
   private closing = false;
@@ -76,6 +80,7 @@ export class ProxyEngine {
   ) {
     this.queue = new AdmissionQueue(config.queue.maxLength);
     this.budget = new RetryBudget(config.retry, clock);
+    this.sendRate = new PeakRate(clock);
     this.applyConfig(config);
   }
 
@@ -119,13 +124,15 @@ export class ProxyEngine {
     this.budget.onRequest();
     const method = req.method ?? 'GET';
     const buffered = !chunked && length > 0 && length <= C.RETRY_BUFFER_BODY_BYTES;
+    const timeoutMs = this.timeoutFor(path);
     const streamBody = chunked || length > C.RETRY_BUFFER_BODY_BYTES;
     const ex: Exchange = {
       req,
       res,
       method,
       path,
-      deadline: now + this.timeoutFor(path),
+      deadline: now + timeoutMs,
+      timeoutMs,
       headers: upstreamRequestHeaders(req),
       body: null,
       streamBody,
@@ -180,14 +187,42 @@ export class ProxyEngine {
       this.send(ex, choice.upstream, choice.probe);
       return;
     }
+    // No free slot: wait in the queue while some upstream could still serve the request in
+    // time (or up to the operator's flat cap), unless the queue ahead of it could not drain in
+    // time even at the best recent rate, doubled (ADMISSION_RECOVERY_FACTOR): then 503 at once.
     const now = this.clock();
-    const deadline = Math.min(now + this.config.queue.timeoutMs, ex.deadline);
-    const entry = deadline > now ? this.queue.push(ex, deadline) : null;
+    let deadline = ex.deadline - this.minReserveMs(ex);
+    if (this.config.queue.timeoutMs !== null) deadline = Math.min(deadline, now + this.config.queue.timeoutMs);
+    const rate = this.sendRate.peakPerSecond;
+    const hopeless = rate > 0 && ((this.queue.length + 1) / rate) * 1000 > C.ADMISSION_RECOVERY_FACTOR * (deadline - now);
+    const entry = deadline > now && !hopeless ? this.queue.push(ex, deadline) : null;
     if (entry !== null) {
       ex.queued = entry;
       return;
     }
     this.shed(ex, 'overloaded');
+  }
+
+  /**
+   * The time `ex` must have left to be worth sending to `u`: room for the answer and for one
+   * retry elsewhere if it hangs; a retry itself needs room for its own answer only.
+   */
+  private reserveMs(ex: Exchange, u: Upstream): number {
+    const reserve = u.slowAnswerMs() * (ex.attemptsUsed === 0 ? C.DISPATCH_RESERVE_P99_FACTOR : 1);
+    // However slow the upstream, a fresh request may always be tried (short route timeouts).
+    return Math.min(reserve, C.DISPATCH_RESERVE_MAX_SHARE * ex.timeoutMs);
+  }
+
+  /** The smallest reserve for `ex` among upstreams that are, or may come back, in service. */
+  private minReserveMs(ex: Exchange): number {
+    let min = Number.POSITIVE_INFINITY;
+    for (const u of this.upstreams.values()) if (!u.draining) min = Math.min(min, this.reserveMs(ex, u));
+    return min;
+  }
+
+  /** Whether some upstream, busy or ejected now, could still serve this request in time. */
+  private couldStillServe(ex: Exchange, now: number): boolean {
+    return ex.deadline - now >= this.minReserveMs(ex);
   }
 
   /**
@@ -197,10 +232,13 @@ export class ProxyEngine {
    */
   private pick(ex: Exchange): { upstream: Upstream; probe: boolean } | null {
     const now = this.clock();
+    const remaining = ex.deadline - now;
     const fresh: Upstream[] = [];
     const again: Upstream[] = [];
     for (const u of this.upstreams.values()) {
       const a = u.availability(now);
+      // Too little time left to be served there: a likely client timeout, and wasted capacity.
+      if (a === null || this.reserveMs(ex, u) > remaining) continue;
       const tried = ex.tried.has(u);
       // A probe may land on a black hole: only a request that can be replayed elsewhere goes.
       if (a === 'probe' && ex.replayable && !tried) return { upstream: u, probe: true };
@@ -230,6 +268,7 @@ export class ProxyEngine {
       discard: false,
     };
     upstream.begin(attempt);
+    this.sendRate.add();
     ex.current = attempt;
     ex.attemptsUsed += 1;
     ex.tried.add(upstream);
@@ -515,7 +554,14 @@ export class ProxyEngine {
         continue;
       }
       const choice = this.pick(ex);
-      if (choice === null) return;
+      if (choice === null) {
+        // The oldest request waits for a slot, unless no upstream could serve it in time any more.
+        if (this.couldStillServe(ex, this.clock())) return;
+        this.queue.remove(entry);
+        ex.queued = null;
+        this.shed(ex, 'queue-timeout');
+        continue;
+      }
       this.queue.remove(entry);
       ex.queued = null;
       this.send(ex, choice.upstream, choice.probe);
@@ -593,7 +639,7 @@ export class ProxyEngine {
       ? 'no upstream is available'
       : reason === 'overloaded'
         ? 'every upstream is at its concurrency limit'
-        : 'no upstream slot freed up within queue.timeoutMs';
+        : 'no upstream slot freed up in time to serve the request before its timeout';
     this.finishWithError(ex, new GatewayError(code, message));
   }
 

@@ -112,6 +112,16 @@ export class Upstream {
     return ((this.inflight + 1) * latency * errorPenalty) / this.weight;
   }
 
+  /**
+   * A typical slow answer from here: p99 (the EWMA before 10 samples exist), floored at sweep
+   * noise. The proxy sends a request here only with a few of these left (DISPATCH_RESERVE_P99_FACTOR).
+   */
+  slowAnswerMs(): number {
+    const snap = this.latency.snapshot();
+    const typical = snap.count >= 10 ? snap.p99 : this.ewma.empty ? 0 : this.ewma.get();
+    return Math.max(typical, C.LAST_CHANCE_FLOOR_MS);
+  }
+
   /** Hung-request threshold: k x p99, floored; conservative until enough samples exist. */
   hangThresholdMs(hangMinMs: number, hangP99Factor: number, probeTimeoutMs: number): number {
     const snap = this.latency.snapshot();

@@ -14,14 +14,15 @@ describe('config validation', () => {
     assert.equal(c.listen, '127.0.0.1:8080');
     assert.equal(c.admin, '127.0.0.1:9901');
     assert.equal(c.timeoutMs, 5_000);
-    assert.equal(c.queue.timeoutMs, 3_000);
+    assert.equal(c.queue.timeoutMs, null, 'no flat cap: a queued request waits while it can still be served');
+    assert.equal(c.queue.maxLength, 10_000);
     assert.equal(c.retry.maxAttempts, 3);
     assert.equal(c.healthCheck, null);
   });
 
-  test('queue.timeoutMs defaults below a short timeoutMs', () => {
-    const c = parseGatewayConfig({ ...ok, timeoutMs: 500 });
-    assert.equal(c.queue.timeoutMs, 300);
+  test('queue.timeoutMs: a flat cap when given, null (none) when given null', () => {
+    assert.equal(parseGatewayConfig({ ...ok, queue: { timeoutMs: 1_500 } }).queue.timeoutMs, 1_500);
+    assert.equal(parseGatewayConfig({ ...ok, queue: { timeoutMs: null } }).queue.timeoutMs, null);
   });
 
   // [input, key path named by the error]

@@ -267,6 +267,41 @@ describe('overload: shedding and the admission queue', () => {
     }
   });
 
+  test('without a flat cap, a queued request waits past 60% of its timeout while it can still be served', async () => {
+    const slow = await startUpstream(named('slow', 100));
+    // One slot, 22 requests: the last waits about 2.1 s of its 3 s; the reserve it must keep for
+    // being served is 3 x 100 ms. (The old default, 60% of the timeout = 1.8 s, shed the last few.)
+    const gw = await gateway({ upstreams: [slow.url], timeoutMs: 3_000, limit: { initial: 1, min: 1, max: 1 }, outlier: { retryHung: false } });
+    try {
+      const replies = await Promise.all(Array.from({ length: 22 }, (_, i) => get(`${gw.url}/w${i}`)));
+      for (const r of replies) assert.equal(r.status, 200, `${r.status} ${r.body}`);
+    } finally {
+      await gw.close();
+      await slow.close();
+    }
+  });
+
+  test('a queued request is not sent to an upstream slower than its remaining time: 503 at once, not a timeout', async () => {
+    const slow = await startUpstream(named('slow', 600));
+    // B waits behind A (600 ms). When A's slot frees, B has at most 400 ms of its 1 s left, less
+    // than the upstream's reserve (min(3 x 600, 50% of 1 s) = 500 ms): sending it would end in a
+    // 504 after spending the upstream's time; it gets 503 CIRRUS_GW_QUEUE_TIMEOUT instead.
+    const gw = await gateway({ upstreams: [slow.url], timeoutMs: 1_000, limit: { initial: 1, min: 1, max: 1 }, outlier: { retryHung: false } });
+    try {
+      const a = get(`${gw.url}/a`);
+      await waitFor(() => slow.hits === 1, 15_000, 'A at the upstream');
+      const b = await get(`${gw.url}/b`);
+      assert.equal(b.status, 503);
+      assert.equal(b.headers['x-cirrus-error'], 'CIRRUS_GW_QUEUE_TIMEOUT');
+      assert.equal(b.headers['retry-after'], '1');
+      assert.equal((await a).status, 200);
+      assert.equal(slow.hits, 1, 'B never reached the upstream');
+    } finally {
+      await gw.close();
+      await slow.close();
+    }
+  });
+
   test('a queued request whose wait passes queue.timeoutMs gets 503 CIRRUS_GW_QUEUE_TIMEOUT', async () => {
     const slow = await startUpstream(named('slow', 1_500));
     const gw = await gateway({ upstreams: [slow.url], limit: { initial: 1, min: 1, max: 1 }, queue: { maxLength: 10, timeoutMs: 100 }, outlier: { retryHung: false } });
