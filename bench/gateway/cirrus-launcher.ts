@@ -60,10 +60,17 @@ const shutdown = (): void => {
   if (closing) return;
   closing = true;
   if (traceTimer !== null) clearInterval(traceTimer);
-  gateway.close().then(
-    () => process.exit(0),
-    () => process.exit(1),
-  );
+  // The final counters (sheds, retries, cancellations by reason) next to the trace.
+  const saveMetrics = async (): Promise<void> => {
+    if (traceFile !== undefined && traceFile !== '') writeFileSync(`${traceFile}.metrics`, await gateway.metrics.registry.metrics());
+  };
+  saveMetrics()
+    .catch(() => undefined)
+    .then(() => gateway.close())
+    .then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
 };
 process.on('SIGTERM', shutdown);
 process.on('disconnect', shutdown);

@@ -36,6 +36,19 @@ export class AdmissionQueue<T> {
     return entry;
   }
 
+  /**
+   * Puts `item` first: a request coming back for a retry is older than everything queued, so it
+   * goes ahead of them (it also has the least time left). Never refused: it held an upstream
+   * slot a moment ago, so the queue's bound still bounds the total.
+   */
+  pushFront(item: T, deadline: number): QueueEntry<T> {
+    const entry: QueueEntry<T> = { item, deadline, removed: false };
+    if (this.head > 0) this.entries[--this.head] = entry;
+    else this.entries.unshift(entry);
+    this.live += 1;
+    return entry;
+  }
+
   remove(entry: QueueEntry<T>): void {
     if (entry.removed) return;
     entry.removed = true;

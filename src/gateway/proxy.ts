@@ -193,6 +193,15 @@ export class ProxyEngine {
     const now = this.clock();
     let deadline = ex.deadline - this.minReserveMs(ex);
     if (this.config.queue.timeoutMs !== null) deadline = Math.min(deadline, now + this.config.queue.timeoutMs);
+    if (ex.attemptsUsed > 0) {
+      // A retry (hung, refused, reset): the oldest request there is, so it goes first.
+      if (deadline > now) {
+        ex.queued = this.queue.pushFront(ex, deadline);
+        return;
+      }
+      this.shed(ex, 'queue-timeout');
+      return;
+    }
     const rate = this.sendRate.peakPerSecond;
     const hopeless = rate > 0 && ((this.queue.length + 1) / rate) * 1000 > C.ADMISSION_RECOVERY_FACTOR * (deadline - now);
     const entry = deadline > now && !hopeless ? this.queue.push(ex, deadline) : null;

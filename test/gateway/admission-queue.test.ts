@@ -20,6 +20,20 @@ describe('admission queue', () => {
   });
 });
 
+test('pushFront puts a retried request ahead of everything queued, even when the queue is full', () => {
+  const q = new AdmissionQueue<string>(2);
+  const a = q.push('a', 100)!;
+  q.push('b', 100);
+  assert.equal(q.push('c', 100), null, 'full for new arrivals');
+  q.pushFront('retry-1', 50);
+  assert.equal(q.length, 3);
+  assert.equal(q.peek()!.item, 'retry-1');
+  q.remove(a);
+  q.pushFront('retry-2', 40);
+  assert.equal(q.peek()!.item, 'retry-2');
+  assert.deepEqual(q.drain(), ['retry-2', 'retry-1', 'b']);
+});
+
 describe('peak send rate (arrival-time shedding)', () => {
   test('the busiest complete second of the window; the current second does not count', () => {
     let now = 0;
