@@ -49,6 +49,11 @@ class Sampler {
   private lastProgress = 0;
   private timer: NodeJS.Timeout | null = null;
 
+  /** Memory at the sample with the highest RSS: what the peak was made of. */
+  peakMemory: PeakMemory | null = null;
+  /** The store's cache bytes (memory tier + read-ahead), when a store is open. */
+  cacheBytes: () => number = () => 0;
+
   constructor(private readonly counters: () => Counters) {}
 
   start(): void {
@@ -76,9 +81,20 @@ class Sampler {
     this.lastWritten = c.bytesWritten;
     this.lastRead = c.bytesRead;
     this.lastT = t;
+    const mem = process.memoryUsage();
+    if (this.peakMemory === null || mem.rss / MiB > this.peakMemory.rssMiB) {
+      this.peakMemory = {
+        phase: this.phase,
+        rssMiB: round(mem.rss / MiB, 1),
+        heapUsedMiB: round(mem.heapUsed / MiB, 1),
+        heapTotalMiB: round(mem.heapTotal / MiB, 1),
+        arrayBuffersMiB: round(mem.arrayBuffers / MiB, 1),
+        storeCacheMiB: round(this.cacheBytes() / MiB, 1),
+      };
+    }
     if (t - this.lastProgress >= PROGRESS_INTERVAL_MS / 1000) {
       this.lastProgress = t;
-      const rss = process.memoryUsage().rss / MiB;
+      const rss = mem.rss / MiB;
       log(
         `${s.phase.padEnd(8)} t=${t.toFixed(0)}s written ${(c.bytesWritten / GiB).toFixed(2)} GiB ` +
           `(${s.writeMiBps.toFixed(0)} MiB/s) read ${(c.bytesRead / GiB).toFixed(2)} GiB ` +
@@ -86,6 +102,21 @@ class Sampler {
       );
     }
   }
+}
+
+/**
+ * process.memoryUsage() at the highest-RSS sample. arrayBuffers counts every Buffer's bytes: the
+ * store's cache, records handed to readers and not yet collected, and the benchmark's own
+ * payload pool (PAYLOAD_POOL_BYTES); RSS beyond heap + arrayBuffers is code, stacks and
+ * allocator slack.
+ */
+interface PeakMemory {
+  phase: string;
+  rssMiB: number;
+  heapUsedMiB: number;
+  heapTotalMiB: number;
+  arrayBuffersMiB: number;
+  storeCacheMiB: number;
 }
 
 interface StoreRun {
@@ -114,6 +145,7 @@ interface StoreRun {
   deviceReadBytes: number | null;
   cacheDrop: string;
   peakRssMiB: number;
+  peakMemory: PeakMemory | null;
   reopenSeconds: number;
   killReopen: KillReopen;
   stats: StoreStats;
@@ -189,6 +221,10 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const latency1 = newLatencyHistogram();
   const latency2 = newLatencyHistogram();
   const sampler = new Sampler(() => counters);
+  sampler.cacheBytes = () => {
+    const m = store.stats().cache.memory;
+    return m.bytes;
+  };
   const append = (t: number, q: number, data: Buffer): Promise<number> => store.append(layout.topicNames[t], q, data);
 
   sampler.start();
@@ -284,6 +320,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     deviceReadBytes: ioBefore !== null && ioAfter !== null ? ioAfter - ioBefore : null,
     cacheDrop: drop.detail,
     peakRssMiB,
+    peakMemory: sampler.peakMemory,
     reopenSeconds,
     killReopen,
     stats,
@@ -361,6 +398,7 @@ async function main(): Promise<number> {
       p999AppendMs: round(run.p999AppendMs, 3),
       maxAppendMs: round(run.maxAppendMs, 3),
       peakRssMiB: round(run.peakRssMiB, 1),
+      peakMemory: run.peakMemory,
       hotHitRatio: Number.isNaN(run.hotHitRatio) ? null : round(run.hotHitRatio, 4),
       hotProbes: run.hotProbes,
       hotLagP50Ms: round(run.hotLagP50Ms, 1),
@@ -432,6 +470,9 @@ async function main(): Promise<number> {
       ['device bytes read (phases 2-3)', result.deviceReadBytes === null ? 'n/a' : `${(result.deviceReadBytes / MiB).toFixed(0)} MiB`],
       ['page cache', result.cacheDrop],
       ['peak RSS', `${result.peakRssMiB} MiB`],
+      ...(result.peakMemory
+        ? [['  at the highest sample', `rss ${result.peakMemory.rssMiB} = heap ${result.peakMemory.heapTotalMiB} (used ${result.peakMemory.heapUsedMiB}) + buffers ${result.peakMemory.arrayBuffersMiB} (store cache ${result.peakMemory.storeCacheMiB}) + rest MiB, ${result.peakMemory.phase}`] as [string, string]]
+        : []),
       ['reopen after clean close', `${result.reopenSeconds} s`],
       ['reopen after kill -9', result.killReopenSeconds === null ? run.killReopen.note : `${result.killReopenSeconds} s (scanned ${((result.killReopenScannedBytes ?? 0) / MiB).toFixed(1)} MiB of log past the checkpoint)`],
       ['group commit', `${result.store.syncs} syncs, ${result.store.meanBatchMessages} msgs/sync, sync p99 ${result.store.syncLatencyP99Ms} ms`],
