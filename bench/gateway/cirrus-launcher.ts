@@ -4,7 +4,7 @@
  * closes the gateway gracefully on SIGTERM or when the parent goes away.
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { startGateway } from '../../src/gateway/index.js';
+import { startGateway, type GatewayConfigInput } from '../../src/gateway/index.js';
 
 /**
  * CIRRUS_BENCH_TRACE=FILE writes one JSON line per TRACE_INTERVAL_MS with the queue length and,
@@ -19,6 +19,11 @@ interface LauncherOptions {
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LauncherOptions;
+/**
+ * CIRRUS_BENCH_GATEWAY='{"queue":{"timeoutMs":3000}}' merges config keys over the defaults
+ * below: how a knob's trade-off is measured on the same scenarios (e.g. a flat queue cap).
+ */
+const overrides = JSON.parse(process.env.CIRRUS_BENCH_GATEWAY ?? '{}') as Partial<GatewayConfigInput>;
 const gateway = await startGateway({
   listen: '127.0.0.1:0',
   // The admin port (dashboard, /api/state, /metrics) lets one watch a run as it happens.
@@ -28,6 +33,7 @@ const gateway = await startGateway({
   // Active health checks on the providers' health endpoint, like HAProxy's httpchk (every 500 ms,
   // 500 ms timeout): the like-for-like setting.
   healthCheck: { path: '/health', intervalMs: 500, timeoutMs: 500 },
+  ...overrides,
 });
 process.send?.({ url: gateway.url, adminUrl: gateway.adminUrl });
 

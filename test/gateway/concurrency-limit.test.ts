@@ -137,7 +137,7 @@ describe('adaptive concurrency limit', () => {
     const h = harness(50);
     for (let i = 0; i < 10; i++) window(h, 10);
     // Service time permanently 5x: the limit dips, then recovers once the baseline moves up.
-    for (let i = 0; i < 120; i++) window(h, 50);
+    for (let i = 0; i < 220; i++) window(h, 50);
     assert.ok(h.limit.baselineMs >= 40, `baseline ${h.limit.baselineMs}`);
     const later = h.limit.steadyLimit;
     for (let i = 0; i < 10; i++) window(h, 50);
