@@ -105,6 +105,7 @@ export class AdmissionQueue<T> {
 export class PeakRate {
   private readonly counts = new Float64Array(ADMISSION_RATE_WINDOW_S);
   private second: number;
+  private peak = 0;
 
   constructor(private readonly clock: Clock) {
     this.second = Math.floor(clock() / 1000);
@@ -115,12 +116,10 @@ export class PeakRate {
     this.counts[this.second % ADMISSION_RATE_WINDOW_S]! += 1;
   }
 
+  /** Only complete seconds count, so the peak changes only when the second turns: cached. */
   get peakPerSecond(): number {
     this.rotate();
-    let peak = 0;
-    const current = this.second % ADMISSION_RATE_WINDOW_S;
-    for (let i = 0; i < ADMISSION_RATE_WINDOW_S; i++) if (i !== current && this.counts[i]! > peak) peak = this.counts[i]!;
-    return peak;
+    return this.peak;
   }
 
   private rotate(): void {
@@ -129,5 +128,8 @@ export class PeakRate {
     const steps = Math.min(now - this.second, ADMISSION_RATE_WINDOW_S);
     for (let i = 1; i <= steps; i++) this.counts[(this.second + i) % ADMISSION_RATE_WINDOW_S] = 0;
     this.second = now;
+    const current = now % ADMISSION_RATE_WINDOW_S;
+    this.peak = 0;
+    for (let i = 0; i < ADMISSION_RATE_WINDOW_S; i++) if (i !== current && this.counts[i]! > this.peak) this.peak = this.counts[i]!;
   }
 }

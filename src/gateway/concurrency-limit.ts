@@ -161,9 +161,16 @@ export class AdaptiveLimit {
     }
     this.lastMedian = median;
     this.lastMeanInflight = this.windowInflightSum / Math.max(1, this.windowCount);
-    if (now >= this.nextProbeAt) this.startProbe(now, median, this.lastMeanInflight);
+    if (now >= this.nextProbeAt) {
+      // Below a couple of milliseconds latency is the host's own scheduling, not a queue at the
+      // provider: a probe would only measure (and chase) the gateway's event loop.
+      if (median >= C.LIMIT_PROBE_MIN_LATENCY_MS) this.startProbe(now, median, this.lastMeanInflight);
+      else this.nextProbeAt = now + C.LIMIT_PROBE_INTERVAL_MS;
+    }
     const baseline = this.baselineMs;
-    const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * baseline) / median, C.LIMIT_GRADIENT_MIN, 1);
+    // Latency below the noise floor is the host's scheduling, not the provider's queue.
+    const reference = Math.max(baseline, C.LIMIT_PROBE_MIN_LATENCY_MS);
+    const gradient = median <= 0 ? 1 : clamp((this.options.latencyTolerance * reference) / median, C.LIMIT_GRADIENT_MIN, 1);
     // Compared with the integer limit in force: in-flight can never exceed it.
     const saturated = this.windowMaxInflight >= Math.max(1, Math.floor(this.steadyLimit * 0.8));
     // Little's law: the concurrency that carries this window's throughput at no-queue latency.

@@ -242,12 +242,14 @@ export class ProxyEngine {
   private pick(ex: Exchange): { upstream: Upstream; probe: boolean } | null {
     const now = this.clock();
     const remaining = ex.deadline - now;
+    // A reserve never exceeds this share of the timeout: a fresher request needs no check.
+    const checkReserve = remaining < C.DISPATCH_RESERVE_MAX_SHARE * ex.timeoutMs;
     const fresh: Upstream[] = [];
     const again: Upstream[] = [];
     for (const u of this.upstreams.values()) {
       const a = u.availability(now);
       // Too little time left to be served there: a likely client timeout, and wasted capacity.
-      if (a === null || this.reserveMs(ex, u) > remaining) continue;
+      if (a === null || (checkReserve && this.reserveMs(ex, u) > remaining)) continue;
       const tried = ex.tried.has(u);
       // A probe may land on a black hole: only a request that can be replayed elsewhere goes.
       if (a === 'probe' && ex.replayable && !tried) return { upstream: u, probe: true };

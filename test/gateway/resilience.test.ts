@@ -302,6 +302,29 @@ describe('overload: shedding and the admission queue', () => {
     }
   });
 
+  test('a burst that the queue could not drain in time even at twice the recent peak rate is refused at arrival', async () => {
+    const slow = await startUpstream(named('slow', 1_000));
+    // One slot, 1 s per request: the peak send rate is 1-2/s. A fresh request may wait at most
+    // 3 s - min(3 x 1 s, 50% of 3 s) = 1.5 s, so a queue position past 2 x 1.5 s x rate cannot
+    // be reached in time even if the drain rate doubled: CIRRUS_GW_OVERLOADED at once.
+    const gw = await gateway({ upstreams: [slow.url], timeoutMs: 3_000, limit: { initial: 1, min: 1, max: 1 }, outlier: { retryHung: false } });
+    try {
+      for (let i = 0; i < 2; i++) assert.equal((await get(`${gw.url}/warm${i}`)).status, 200);
+      const hitsBefore = slow.hits;
+      const replies = await Promise.all(Array.from({ length: 12 }, (_, i) => get(`${gw.url}/burst${i}`)));
+      const overloaded = replies.filter((r) => r.headers['x-cirrus-error'] === 'CIRRUS_GW_OVERLOADED');
+      assert.ok(overloaded.length >= 1, `codes: ${replies.map((r) => r.headers['x-cirrus-error'] ?? r.status).join(',')}`);
+      for (const r of overloaded) {
+        assert.equal(r.status, 503);
+        assert.equal(r.headers['retry-after'], '1');
+      }
+      assert.ok(slow.hits - hitsBefore <= 12 - overloaded.length, 'refused requests never reached the upstream');
+    } finally {
+      await gw.close();
+      await slow.close();
+    }
+  });
+
   test('a queued request whose wait passes queue.timeoutMs gets 503 CIRRUS_GW_QUEUE_TIMEOUT', async () => {
     const slow = await startUpstream(named('slow', 1_500));
     const gw = await gateway({ upstreams: [slow.url], limit: { initial: 1, min: 1, max: 1 }, queue: { maxLength: 10, timeoutMs: 100 }, outlier: { retryHung: false } });
