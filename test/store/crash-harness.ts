@@ -306,8 +306,9 @@ function usage(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // The last occurrence wins, so `npm run test:crash -- --iterations 60` overrides the script's default.
   const value = (name: string): string | undefined => {
-    const i = argv.indexOf(`--${name}`);
+    const i = argv.lastIndexOf(`--${name}`);
     return i >= 0 ? argv[i + 1] : undefined;
   };
   if (argv.includes('--help') || argv.includes('-h')) {
