@@ -65,8 +65,7 @@ export class AdaptiveLimit {
   /** The steady limit before a chain of queue-bound probes cut it, while the chain lasts. */
   private chainFrom: number | null = null;
   private probeInflightSum = 0;
-  /** Latency and in-flight of the last decision window, the reference for the next probe. */
-  private lastMedian = 0;
+  /** Mean in-flight (at send) of the last decision window, the reference for the next probe. */
   private lastMeanInflight = 0;
 
   constructor(
@@ -90,11 +89,6 @@ export class AdaptiveLimit {
   /** The limit outside baseline probes. */
   get steadyLimit(): number {
     return Math.max(this.options.min, Math.floor(this.value));
-  }
-
-  /** Whether a baseline probe is in progress. */
-  get probing(): boolean {
-    return this.probe !== null && this.clock() < this.probe.until;
   }
 
   /** Latency baseline in ms, or 0 before the first full window. */
@@ -159,7 +153,6 @@ export class AdaptiveLimit {
       this.startWindow(now);
       return;
     }
-    this.lastMedian = median;
     this.lastMeanInflight = this.windowInflightSum / Math.max(1, this.windowCount);
     if (now >= this.nextProbeAt) {
       // Below a couple of milliseconds latency is the host's own scheduling, not a queue at the
