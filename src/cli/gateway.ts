@@ -26,7 +26,7 @@ Flags override the file. A minimal gateway.yaml:
     - http://10.0.0.5:8080
     - { url: http://10.0.0.6:8080, weight: 2 }
   timeoutMs: 5000                # per request; routes: [{ prefix: /slow, timeoutMs: 20000 }]
-  queue: { maxLength: 2000, timeoutMs: 3000 }    # wait for a slot this long, then 503
+  queue: { maxLength: 10000, timeoutMs: null }   # null: wait while an upstream can still serve it in time; a number caps the wait
   retry: { budgetRatio: 0.2, minPerSecond: 10, maxAttempts: 3 }
   outlier: { consecutiveFailures: 5, baseEjectionMs: 500, maxEjectionMs: 2000 }
   healthCheck: { path: /healthz, intervalMs: 1000, timeoutMs: 500 }   # optional
@@ -45,7 +45,7 @@ export function registerGatewayCommands(program: Command): void {
     .option('-a, --admin <host:port|off>', 'admin listener for metrics and the dashboard (default 127.0.0.1:9901)')
     .option('-u, --upstream <url>', 'upstream origin, repeatable (replaces the file\'s list)', (v: string, acc: string[]) => [...acc, v], [])
     .option('-t, --timeout-ms <n>', 'per-request timeout in ms (default 5000)')
-    .option('--queue-timeout-ms <n>', 'how long a request may wait for a free upstream slot before 503 (default 3000)')
+    .option('--queue-timeout-ms <n>', 'cap on the wait for a free upstream slot, then 503 (default: none; a request waits while an upstream can still serve it in time: more successes under overload, p99 near the timeout)')
     .option('--check', 'validate the configuration, print it, and exit')
     .addHelpText('after', HELP_AFTER)
     .action(async (flags: GatewayFlags) => {
