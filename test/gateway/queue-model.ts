@@ -1,4 +1,5 @@
 import { AdaptiveLimit, type LimitOptions } from '../../src/gateway/index.js';
+import { createRng } from '../../src/sim/rng.js';
 
 /**
  * A discrete-event model of one provider (W workers, a FIFO queue, service times jittered
@@ -25,22 +26,10 @@ export interface ModelTrace {
   readonly queuePerSecond: number[];
 }
 
-/** Mulberry32: small, seeded, good enough for jitter. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function runModel(phases: readonly ModelPhase[], options: Partial<LimitOptions> = {}, seed = 1): ModelTrace & { limit: AdaptiveLimit } {
   let now = 0;
   const limit = new AdaptiveLimit({ initial: 10, min: 1, max: 1_000, latencyTolerance: 3, ...options }, () => now);
-  const rand = prng(seed);
+  const rand = createRng(seed);
   /** Requests at the provider: start time, in-flight at start, service end (Infinity while queued). */
   const waiting: Array<{ startedAt: number; inflightAtStart: number }> = [];
   let queueHead = 0;
