@@ -157,7 +157,7 @@ interface StoreRun {
 interface PhaseMark {
   syncs: number;
   syncMsSum: number;
-  batchMessagesSum: number;
+  messages: number;
   elu: EventLoopUtilization;
   cpu: NodeJS.CpuUsage;
   at: bigint;
@@ -180,7 +180,7 @@ function markPhase(store: MessageStoreApi): PhaseMark {
   return {
     syncs: s.syncs,
     syncMsSum: s.syncLatencyMeanMs * s.syncs,
-    batchMessagesSum: s.meanBatchMessages * s.syncs,
+    messages: s.messagesWritten,
     elu: performance.eventLoopUtilization(),
     cpu: process.cpuUsage(),
     at: process.hrtime.bigint(),
@@ -194,7 +194,7 @@ function phaseBetween(a: PhaseMark, b: PhaseMark, latency: Histogram): PhaseProf
   return {
     syncs,
     syncMeanMs: syncs > 0 ? round((b.syncMsSum - a.syncMsSum) / syncs, 3) : 0,
-    meanBatchMessages: syncs > 0 ? round((b.batchMessagesSum - a.batchMessagesSum) / syncs, 1) : 0,
+    meanBatchMessages: syncs > 0 ? round((b.messages - a.messages) / syncs, 1) : 0,
     eventLoopUtilization: round(performance.eventLoopUtilization(b.elu, a.elu).utilization, 3),
     cpuCores: wallUs > 0 ? round(cpu / wallUs, 2) : 0,
     p50AppendMs: round(latency.getValueAtPercentile(50) / 1000, 3),

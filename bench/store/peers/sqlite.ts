@@ -33,7 +33,6 @@ interface Row {
 export class SqlitePeer implements Peer {
   readonly name = 'sqlite';
   private db: Database | null = null;
-  private insert: Statement | null = null;
   private select: Statement | null = null;
   private readonly offsets = new OffsetCounter();
   private batcher: Batcher<Row, number> | null = null;
@@ -62,7 +61,6 @@ export class SqlitePeer implements Peer {
       for (const r of rows) insert.run(r.topic, r.queueId, r.offset, r.data);
     });
     this.db = db;
-    this.insert = insert;
     this.batcher = new Batcher<Row, number>((rows) => {
       writeAll(rows);
       return rows.map((r) => r.offset);
@@ -82,7 +80,6 @@ export class SqlitePeer implements Peer {
   async close(): Promise<void> {
     this.db?.close();
     this.db = null;
-    this.insert = null;
   }
 
   private load(): DatabaseConstructor {
