@@ -1,0 +1,123 @@
+/**
+ * What preallocating a log file is worth on this machine, before any engine is involved: rounds
+ * of one positional write of `--round-kib` (default 350 KiB, what 40 closed-loop producers put in
+ * one flush) and one fdatasync, back to back, into
+ *   extend      a new file, each round appending past its end (what the store does);
+ *   fallocate   a file preallocated with fallocate(1) (unwritten extents);
+ *   zero-filled a file written full of zeros and synced first, each round overwriting.
+ * It prints throughput and round latency per mode, the time the preallocation took, and the
+ * throughput once that time is counted too (the zero fill writes every byte a second time).
+ * docs/store.md ("Third pass") has the results and what they decided.
+ *
+ *   node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K]
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, fdatasyncSync, fsyncSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { randomPool } from './payload.js';
+
+const MiB = 1024 * 1024;
+/** Size of each probe file: large enough that no mode reaches its end within --seconds. */
+const PROBE_FILE_BYTES = 4 * 1024 * MiB;
+const ZERO_WRITE_BYTES = 4 * MiB;
+
+type Mode = 'extend' | 'fallocate' | 'zero-filled';
+
+interface ModeResult {
+  mode: Mode;
+  mibps: number;
+  p50Ms: number;
+  p99Ms: number;
+  prepareMs: number;
+  mibpsWithPrepare: number;
+}
+
+function prepare(fd: number, path: string, mode: Mode): void {
+  if (mode === 'fallocate') {
+    execFileSync('fallocate', ['-l', String(PROBE_FILE_BYTES), path]);
+    fsyncSync(fd);
+  } else if (mode === 'zero-filled') {
+    const zeros = Buffer.alloc(ZERO_WRITE_BYTES);
+    for (let at = 0; at < PROBE_FILE_BYTES; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
+    fsyncSync(fd);
+  }
+}
+
+function runMode(dir: string, mode: Mode, seconds: number, round: Buffer): ModeResult {
+  const path = join(dir, `probe-${mode}.dat`);
+  const fd = openSync(path, 'w+');
+  try {
+    const t0 = performance.now();
+    prepare(fd, path, mode);
+    const prepareMs = performance.now() - t0;
+    const latencies: number[] = [];
+    let position = 0;
+    const start = performance.now();
+    while (performance.now() - start < seconds * 1000 && position + round.length <= PROBE_FILE_BYTES) {
+      const a = performance.now();
+      writeSync(fd, round, 0, round.length, position);
+      fdatasyncSync(fd);
+      latencies.push(performance.now() - a);
+      position += round.length;
+    }
+    const secs = (performance.now() - start) / 1000;
+    latencies.sort((x, y) => x - y);
+    // The preparation's cost for the bytes this run used (it prepared PROBE_FILE_BYTES).
+    const prepareSecsUsed = (prepareMs / 1000) * (position / PROBE_FILE_BYTES);
+    return {
+      mode,
+      mibps: position / MiB / secs,
+      p50Ms: latencies[latencies.length >> 1] ?? 0,
+      p99Ms: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
+      prepareMs,
+      mibpsWithPrepare: position / MiB / (secs + prepareSecsUsed),
+    };
+  } finally {
+    closeSync(fd);
+    unlinkSync(path);
+  }
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      dir: { type: 'string' },
+      seconds: { type: 'string', default: '4' },
+      repeats: { type: 'string', default: '2' },
+      'round-kib': { type: 'string', default: '350' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log('usage: node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K]');
+    return;
+  }
+  const seconds = Number(values.seconds);
+  const repeats = Number(values.repeats);
+  const roundKiB = Number(values['round-kib']);
+  for (const [name, v] of [['--seconds', seconds], ['--repeats', repeats], ['--round-kib', roundKiB]] as const) {
+    if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
+  }
+  const dir = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-prealloc-'));
+  const round = randomPool(11, Math.round(roundKiB * 1024));
+  const results: ModeResult[] = [];
+  try {
+    for (let r = 0; r < repeats; r++) {
+      for (const mode of ['extend', 'fallocate', 'zero-filled'] as const) {
+        const res = runMode(dir, mode, seconds, round);
+        results.push(res);
+        console.log(
+          `${mode.padEnd(12)} ${res.mibps.toFixed(0).padStart(5)} MiB/s  round p50 ${res.p50Ms.toFixed(3)} p99 ${res.p99Ms.toFixed(3)} ms  ` +
+            `prepare ${res.prepareMs.toFixed(0)} ms for ${PROBE_FILE_BYTES / MiB} MiB  with prepare ${res.mibpsWithPrepare.toFixed(0)} MiB/s`,
+        );
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log(JSON.stringify({ bench: 'prealloc-probe', roundBytes: round.length, seconds, results }));
+}
+
+main();
