@@ -48,6 +48,8 @@ interface SystemResult {
   readonly skipped: number;
   readonly failures: Readonly<Record<string, number>>;
   readonly okPerSecond: readonly number[];
+  /** Failures by the second they ended in (a timeout ends 5 s after its request was sent). */
+  readonly failedPerSecond: readonly number[];
   readonly oraclePerSecond: readonly number[];
   /** The providers' own counters for the run (answered, hung, abandoned, queueMax, ...). */
   readonly providers: Record<string, unknown>;
@@ -148,6 +150,7 @@ async function runOne(scenario: string, system: SystemName, s: Settings): Promis
       skipped: result.skipped,
       failures: result.failures,
       okPerSecond: result.okPerSecond.slice(0, Math.ceil(s.measureMs / 1000)),
+      failedPerSecond: result.failedPerSecond,
       oraclePerSecond: oracle.perSecond.slice(0, Math.ceil(s.measureMs / 1000)).map((v) => round(v, 1)),
       providers,
     };

@@ -1,0 +1,108 @@
+/**
+ * Closed-loop producers on bare MessageStores, without the benchmark's readers, phases or
+ * verification: what the append path alone reaches. `--stores N` splits the queues over N
+ * independent stores (directories), pinned by queue, to measure what striping the log over N
+ * files would give before building it. docs/store.md ("Third pass") has this machine's results.
+ *
+ *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance as perf } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { MessageStore } from '../../src/store/index.js';
+import { randomPool } from './payload.js';
+
+const MiB = 1024 * 1024;
+const POOL_BYTES = 32 * MiB;
+const MIN_MESSAGE_BYTES = 100;
+const MAX_MESSAGE_BYTES = 17 * 1024;
+const TOPICS = 100;
+const QUEUES_PER_TOPIC = 50;
+const MEMORY_CACHE_BYTES = 256 * MiB;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      producers: { type: 'string', default: '40' },
+      stores: { type: 'string', default: '1' },
+      seconds: { type: 'string', default: '8' },
+      dir: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log('usage: node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR]');
+    return;
+  }
+  const producers = Number(values.producers);
+  const storeCount = Number(values.stores);
+  const seconds = Number(values.seconds);
+  for (const [name, v] of [['--producers', producers], ['--stores', storeCount], ['--seconds', seconds]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
+  }
+  const base = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-producers-'));
+  const stores = await Promise.all(
+    Array.from({ length: storeCount }, (_, i) =>
+      MessageStore.open({ dir: join(base, `store-${i}`), memoryCacheBytes: Math.floor(MEMORY_CACHE_BYTES / storeCount) }),
+    ),
+  );
+  const pool = randomPool(3, POOL_BYTES);
+  const latenciesMs: number[] = [];
+  let bytes = 0;
+  let messages = 0;
+  let stop = false;
+  const started = performance.now();
+  const elu0 = perf.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
+  const producer = async (id: number): Promise<void> => {
+    let r = (id * 7919) >>> 0;
+    while (!stop) {
+      r = (Math.imul(r, 1103515245) + 12345) >>> 0;
+      const size = MIN_MESSAGE_BYTES + (r % (MAX_MESSAGE_BYTES - MIN_MESSAGE_BYTES));
+      const at = (r >>> 3) % (POOL_BYTES - size);
+      const topic = r % TOPICS;
+      const queueId = (r >>> 8) % QUEUES_PER_TOPIC;
+      const store = stores[(topic * 31 + queueId) % storeCount] as MessageStore;
+      const t = performance.now();
+      await store.append(`topic-${topic}`, queueId, pool.subarray(at, at + size));
+      latenciesMs.push(performance.now() - t);
+      bytes += size;
+      messages++;
+    }
+  };
+  const timer = setTimeout(() => (stop = true), seconds * 1000);
+  try {
+    await Promise.all(Array.from({ length: producers }, (_, i) => producer(i + 1)));
+  } finally {
+    clearTimeout(timer);
+    const elu = perf.eventLoopUtilization(elu0).utilization;
+    const cpu = process.cpuUsage(cpu0);
+    const wallUs = (performance.now() - started) * 1000;
+    const syncs = stores.reduce((n, s) => n + s.stats().syncs, 0);
+    await Promise.all(stores.map((s) => s.close()));
+    rmSync(base, { recursive: true, force: true });
+    const secs = (performance.now() - started) / 1000;
+    latenciesMs.sort((a, b) => a - b);
+    const result = {
+      bench: 'producers-probe',
+      producers,
+      stores: storeCount,
+      mibps: Math.round((bytes / MiB / secs) * 10) / 10,
+      p50AppendMs: latenciesMs[latenciesMs.length >> 1] ?? 0,
+      p99AppendMs: latenciesMs[Math.floor(latenciesMs.length * 0.99)] ?? 0,
+      messagesPerSync: syncs === 0 ? 0 : messages / syncs,
+      mainThreadBusy: Math.round(elu * 1000) / 1000,
+      cpuCores: Math.round(((cpu.user + cpu.system) / wallUs) * 100) / 100,
+    };
+    console.log(
+      `${producers} producers, ${storeCount} store(s): ${result.mibps} MiB/s, append p50 ${result.p50AppendMs.toFixed(2)} ms, ` +
+        `p99 ${result.p99AppendMs.toFixed(2)} ms, ${result.messagesPerSync.toFixed(1)} messages per sync, ` +
+        `main thread ${Math.round(result.mainThreadBusy * 100)} % busy, ${result.cpuCores} cores`,
+    );
+    console.log(JSON.stringify(result));
+  }
+}
+
+await main();
