@@ -100,12 +100,19 @@ function main(): void {
   for (const [name, v] of [['--seconds', seconds], ['--repeats', repeats], ['--round-kib', roundKiB]] as const) {
     if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
   }
+  const modes: Mode[] = ['extend', 'fallocate', 'zero-filled'];
+  try {
+    execFileSync('fallocate', ['--help'], { stdio: 'ignore' });
+  } catch {
+    console.log('fallocate(1) not found (Debian package util-linux): that mode is skipped');
+    modes.splice(modes.indexOf('fallocate'), 1);
+  }
   const dir = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-prealloc-'));
   const round = randomPool(11, Math.round(roundKiB * 1024));
   const results: ModeResult[] = [];
   try {
     for (let r = 0; r < repeats; r++) {
-      for (const mode of ['extend', 'fallocate', 'zero-filled'] as const) {
+      for (const mode of modes) {
         const res = runMode(dir, mode, seconds, round);
         results.push(res);
         console.log(

@@ -174,3 +174,29 @@ test('tiered cache: records a reader has not reached yet survive the eviction of
     removeDir(dir);
   }
 });
+
+test('memory tier: a batch read from memory is the reader\'s own copy; evicting and reusing the chunks later does not change it', async () => {
+  const dir = tempDir();
+  // 4 MiB budget: 3 MiB of tail chunks, so 8 MiB of later appends evicts and recycles them all.
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20 });
+  try {
+    for (let i = 0; i < 60; i++) await s.append('t', 0, payload('t', 0, i, 700 + i));
+    const hitsBefore = s.stats().cache.memory.hits;
+    const batch = await s.getRange('t', 0, 0, 60);
+    assert.equal(s.stats().cache.memory.hits - hitsBefore, 60, 'all from the memory tier');
+    batch.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 700 + i), `offset ${i}`));
+    const filler = Buffer.alloc(64 * 1024, 0xab);
+    // In rounds, so evicted chunks go back to the pool and are handed out again for new appends.
+    for (let round = 0; round < 16; round++) await Promise.all(Array.from({ length: 8 }, (_, i) => s.append('other', i % 4, filler)));
+    batch.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 700 + i), `offset ${i} after its chunk was reused`));
+    // Records of one batch do not overlap: writing into one leaves its neighbours alone.
+    batch[10].fill(0);
+    assert.deepEqual(batch[9], payload('t', 0, 9, 709));
+    assert.deepEqual(batch[11], payload('t', 0, 11, 711));
+    // And the store still serves its own bytes.
+    assert.deepEqual((await s.getRange('t', 0, 10, 1))[0], payload('t', 0, 10, 710));
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
