@@ -4,7 +4,10 @@
  * one flush) and one fdatasync, back to back, into
  *   extend      a new file, each round appending past its end (what the store does);
  *   fallocate   a file preallocated with fallocate(1) (unwritten extents);
- *   zero-filled a file written full of zeros and synced first, each round overwriting.
+ *   zero-filled a file written full of zeros and synced first, each round overwriting;
+ *   extend-async as extend, through the callback API (libuv's thread pool) with one
+ *               setImmediate between rounds, as the store's group commit does: what Node's
+ *               asynchronous file calls cost on top of the device.
  * It prints throughput and round latency per mode, the time the preallocation took, and the
  * throughput once that time is counted too (the zero fill writes every byte a second time).
  * docs/store.md ("Third pass") has the results and what they decided.
@@ -12,7 +15,7 @@
  *   node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K]
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, fdatasyncSync, fsyncSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdtempSync, openSync, rmSync, unlinkSync, write, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,7 +26,7 @@ const MiB = 1024 * 1024;
 const PROBE_FILE_BYTES = 4 * 1024 * MiB;
 const ZERO_WRITE_BYTES = 4 * MiB;
 
-type Mode = 'extend' | 'fallocate' | 'zero-filled';
+type Mode = 'extend' | 'extend-async' | 'fallocate' | 'zero-filled';
 
 interface ModeResult {
   mode: Mode;
@@ -45,7 +48,32 @@ function prepare(fd: number, path: string, mode: Mode): void {
   }
 }
 
-function runMode(dir: string, mode: Mode, seconds: number, round: Buffer): ModeResult {
+/** The rounds of `extend`, each call through the thread pool, one setImmediate between rounds. */
+function asyncRounds(fd: number, seconds: number, round: Buffer, latencies: number[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let position = 0;
+    const start = performance.now();
+    const next = (): void => {
+      if (performance.now() - start >= seconds * 1000 || position + round.length > PROBE_FILE_BYTES) {
+        resolve(position);
+        return;
+      }
+      const a = performance.now();
+      write(fd, round, 0, round.length, position, (err) => {
+        if (err) return reject(err);
+        fdatasync(fd, (err2) => {
+          if (err2) return reject(err2);
+          latencies.push(performance.now() - a);
+          position += round.length;
+          setImmediate(next);
+        });
+      });
+    };
+    next();
+  });
+}
+
+async function runMode(dir: string, mode: Mode, seconds: number, round: Buffer): Promise<ModeResult> {
   const path = join(dir, `probe-${mode}.dat`);
   const fd = openSync(path, 'w+');
   try {
@@ -55,7 +83,8 @@ function runMode(dir: string, mode: Mode, seconds: number, round: Buffer): ModeR
     const latencies: number[] = [];
     let position = 0;
     const start = performance.now();
-    while (performance.now() - start < seconds * 1000 && position + round.length <= PROBE_FILE_BYTES) {
+    if (mode === 'extend-async') position = await asyncRounds(fd, seconds, round, latencies);
+    while (mode !== 'extend-async' && performance.now() - start < seconds * 1000 && position + round.length <= PROBE_FILE_BYTES) {
       const a = performance.now();
       writeSync(fd, round, 0, round.length, position);
       fdatasyncSync(fd);
@@ -80,7 +109,7 @@ function runMode(dir: string, mode: Mode, seconds: number, round: Buffer): ModeR
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       dir: { type: 'string' },
@@ -100,7 +129,7 @@ function main(): void {
   for (const [name, v] of [['--seconds', seconds], ['--repeats', repeats], ['--round-kib', roundKiB]] as const) {
     if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
   }
-  const modes: Mode[] = ['extend', 'fallocate', 'zero-filled'];
+  const modes: Mode[] = ['extend', 'extend-async', 'fallocate', 'zero-filled'];
   try {
     execFileSync('fallocate', ['--help'], { stdio: 'ignore' });
   } catch {
@@ -113,10 +142,10 @@ function main(): void {
   try {
     for (let r = 0; r < repeats; r++) {
       for (const mode of modes) {
-        const res = runMode(dir, mode, seconds, round);
+        const res = await runMode(dir, mode, seconds, round);
         results.push(res);
         console.log(
-          `${mode.padEnd(12)} ${res.mibps.toFixed(0).padStart(5)} MiB/s  round p50 ${res.p50Ms.toFixed(3)} p99 ${res.p99Ms.toFixed(3)} ms  ` +
+          `${mode.padEnd(13)} ${res.mibps.toFixed(0).padStart(5)} MiB/s  round p50 ${res.p50Ms.toFixed(3)} p99 ${res.p99Ms.toFixed(3)} ms  ` +
             `prepare ${res.prepareMs.toFixed(0)} ms for ${PROBE_FILE_BYTES / MiB} MiB  with prepare ${res.mibpsWithPrepare.toFixed(0)} MiB/s`,
         );
       }
@@ -127,4 +156,4 @@ function main(): void {
   console.log(JSON.stringify({ bench: 'prealloc-probe', roundBytes: round.length, seconds, results }));
 }
 
-main();
+await main();
