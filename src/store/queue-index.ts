@@ -105,7 +105,12 @@ export class QueueIndex {
     invariant(q.end === q.start || position >= this.positionOf(q, q.end - 1), 'queue positions grow with offsets');
     const rel = q.end - q.base;
     const blockIdx = rel >>> INDEX_BLOCK_SHIFT;
-    if (blockIdx === q.blocks.length) q.blocks.push(this.allocBlock());
+    if (blockIdx === q.blocks.length) {
+      // Most queues of a many-queue store hold one block: a one-element literal is sized exactly,
+      // where push() on an empty array reserves 17 slots (about 130 bytes more per queue).
+      if (blockIdx === 0) q.blocks = [this.allocBlock()];
+      else q.blocks.push(this.allocBlock());
+    }
     const block = q.blocks[blockIdx];
     const page = Math.floor(block / INDEX_PAGE_BLOCKS);
     const slot = (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK);

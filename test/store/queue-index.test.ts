@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { MessageStore } from '../../src/store/index.js';
 import { DAMAGED_LENGTH, QueueIndex } from '../../src/store/queue-index.js';
@@ -83,6 +85,26 @@ test('queue index: about 12.5 bytes per message in typed arrays, no per-message 
   assert.equal(blockNumbers, n / 8);
   assert.equal(index.positionOf(queues[7], 999), 999_007 * 100);
   assert.equal(index.lengthOf(queues[7], 999), 100);
+});
+
+test('queue index: a queue of a few messages costs under 250 bytes of heap (block lists sized exactly)', () => {
+  // 500,000 queues of 1-8 messages is the challenge's shape: per-queue overhead is what counts.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  const index = new QueueIndex();
+  const n = 100_000;
+  for (let q = 0; q < n; q++) {
+    const state = index.getOrCreate(q % 100, q);
+    for (let k = 0; k < 4; k++) index.push(state, q * 1000 + k * 100, 100);
+  }
+  gc();
+  const perQueue = (process.memoryUsage().heapUsed - before) / n;
+  assert.equal(index.queueCount, n);
+  // About 175 bytes measured (object, one-element block list, map entry); 300 with a block list
+  // grown by push() from empty.
+  assert.ok(perQueue < 250, `heap bytes per queue: ${perQueue.toFixed(0)}`);
 });
 
 test('scale: 100 topics x 5,000 queues (500,000 queues) in one log, bounded file descriptors', { timeout: 120_000 }, async () => {
