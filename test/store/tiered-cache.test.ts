@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { join } from 'node:path';
 import { MessageStore } from '../../src/store/index.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
@@ -143,6 +144,86 @@ test('read-ahead: records are released as the reader passes them; the budget hol
   ra.put(3, 0, [Buffer.alloc(500)]);
   assert.ok(ra.bytes <= 1000);
   assert.equal(ra.take(3, 0)?.length, 500);
+});
+
+test('read-ahead (property): take, put, extend and drop agree with a plain per-queue model; bytes always add up', () => {
+  type Op =
+    | { kind: 'put'; key: number; offset: number; sizes: number[] }
+    | { kind: 'take'; key: number; delta: number }
+    | { kind: 'extend'; key: number; delta: number; size: number }
+    | { kind: 'drop'; key: number };
+  const key = fc.integer({ min: 1, max: 3 });
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('put' as const), key, offset: fc.nat({ max: 50 }), sizes: fc.array(fc.integer({ min: 1, max: 60 }), { maxLength: 8 }) }),
+    fc.record({ kind: fc.constant('take' as const), key, delta: fc.integer({ min: -1, max: 4 }) }),
+    fc.record({ kind: fc.constant('extend' as const), key, delta: fc.integer({ min: -1, max: 1 }), size: fc.integer({ min: 1, max: 60 }) }),
+    fc.record({ kind: fc.constant('drop' as const), key }),
+  );
+  // Each body is filled with its offset, so a wrong body is visible.
+  const body = (offset: number, size: number): Buffer => Buffer.alloc(size, offset & 0xff);
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+      const BUDGET = 400;
+      const ra = new ReadAhead(BUDGET);
+      // Model: per key, the offset of the first buffered body and the bodies, oldest key first.
+      const model = new Map<number, { offset: number; bodies: Buffer[] }>();
+      const bytesOf = (e: { bodies: Buffer[] }): number => e.bodies.reduce((n, b) => n + b.length, 0);
+      const total = (): number => [...model.values()].reduce((n, e) => n + bytesOf(e), 0);
+      const evictFor = (bytes: number, keep: number | null): void => {
+        while (total() + bytes > BUDGET && model.size > 0) {
+          const oldest = model.keys().next().value as number;
+          if (oldest === keep) break;
+          model.delete(oldest);
+        }
+      };
+      for (const o of ops) {
+        const e = model.get(o.key);
+        if (o.kind === 'put') {
+          const bodies = o.sizes.map((n, i) => body(o.offset + i, n));
+          ra.put(o.key, o.offset, bodies.slice());
+          model.delete(o.key);
+          const bytes = bodies.reduce((n, b) => n + b.length, 0);
+          if (bodies.length > 0 && bytes <= BUDGET) {
+            evictFor(bytes, null);
+            model.set(o.key, { offset: o.offset, bodies });
+          }
+        } else if (o.kind === 'take') {
+          const offset = (e?.offset ?? 0) + o.delta;
+          const got = ra.take(o.key, offset);
+          let want: Buffer | undefined;
+          if (e) {
+            const i = offset - e.offset;
+            if (i < 0 || i >= e.bodies.length) model.delete(o.key);
+            else {
+              want = e.bodies[i];
+              e.bodies = e.bodies.slice(i + 1);
+              e.offset = offset + 1;
+              if (e.bodies.length === 0) model.delete(o.key);
+            }
+          }
+          assert.deepEqual(got, want);
+        } else if (o.kind === 'extend') {
+          const offset = e ? e.offset + e.bodies.length + o.delta : 5 + o.delta;
+          ra.extend(o.key, offset, 5, o.size, () => body(offset, o.size));
+          const continues = e ? e.offset + e.bodies.length === offset : offset === 5;
+          if (continues && o.size <= BUDGET / 4) {
+            evictFor(o.size, o.key);
+            if (total() + o.size <= BUDGET) {
+              const now = model.get(o.key);
+              if (now) now.bodies.push(body(offset, o.size));
+              else model.set(o.key, { offset, bodies: [body(offset, o.size)] });
+            }
+          }
+        } else {
+          ra.drop(o.key);
+          model.delete(o.key);
+        }
+        assert.equal(ra.bytes, total(), `bytes after ${JSON.stringify(o)}`);
+        assert.ok(ra.bytes <= BUDGET);
+      }
+    }),
+    { numRuns: 300, seed: 20261126 },
+  );
 });
 
 test('tiered cache: records a reader has not reached yet survive the eviction of their tail chunk; unread queues keep nothing', async () => {
