@@ -2,16 +2,18 @@
  * Closed-loop producers on bare MessageStores, without the benchmark's readers, phases or
  * verification: what the append path alone reaches. `--stores N` splits the queues over N
  * independent stores (directories), pinned by queue, to measure what striping the log over N
- * files would give before building it. docs/store.md ("Third pass") has this machine's results.
+ * files would give before building it. `--null-io` makes segment writes and syncs return at once
+ * (nothing reaches the file), leaving the append path's CPU cost per append. docs/store.md
+ * ("Third pass") has this machine's results.
  *
- *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR]
+ *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--null-io]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance as perf } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { MessageStore } from '../../src/store/index.js';
+import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
 import { randomPool } from './payload.js';
 
 const MiB = 1024 * 1024;
@@ -22,6 +24,23 @@ const TOPICS = 100;
 const QUEUES_PER_TOPIC = 50;
 const MEMORY_CACHE_BYTES = 256 * MiB;
 
+/** The real file system, except that log segment writes and syncs do nothing. */
+const nullSegmentIo: StoreIo = {
+  ...nodeIo,
+  async open(path, mode) {
+    const file = await nodeIo.open(path, mode);
+    if (!path.endsWith('.seg')) return file;
+    return {
+      writev: () => Promise.resolve(),
+      datasync: () => Promise.resolve(),
+      read: (buf, offset, length, position) => file.read(buf, offset, length, position),
+      truncate: (length) => file.truncate(length),
+      size: () => file.size(),
+      close: () => file.close(),
+    };
+  },
+};
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -29,11 +48,12 @@ async function main(): Promise<void> {
       stores: { type: 'string', default: '1' },
       seconds: { type: 'string', default: '8' },
       dir: { type: 'string' },
+      'null-io': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    console.log('usage: node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR]');
+    console.log('usage: node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--null-io]');
     return;
   }
   const producers = Number(values.producers);
@@ -45,7 +65,11 @@ async function main(): Promise<void> {
   const base = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-producers-'));
   const stores = await Promise.all(
     Array.from({ length: storeCount }, (_, i) =>
-      MessageStore.open({ dir: join(base, `store-${i}`), memoryCacheBytes: Math.floor(MEMORY_CACHE_BYTES / storeCount) }),
+      MessageStore.open({
+        dir: join(base, `store-${i}`),
+        memoryCacheBytes: Math.floor(MEMORY_CACHE_BYTES / storeCount),
+        ...(values['null-io'] ? { io: nullSegmentIo } : {}),
+      }),
     ),
   );
   const pool = randomPool(3, POOL_BYTES);
@@ -89,7 +113,9 @@ async function main(): Promise<void> {
       bench: 'producers-probe',
       producers,
       stores: storeCount,
+      nullIo: values['null-io'] === true,
       mibps: Math.round((bytes / MiB / secs) * 10) / 10,
+      usPerAppend: Math.round(((secs * 1e6) / Math.max(1, messages)) * 100) / 100,
       p50AppendMs: latenciesMs[latenciesMs.length >> 1] ?? 0,
       p99AppendMs: latenciesMs[Math.floor(latenciesMs.length * 0.99)] ?? 0,
       messagesPerSync: syncs === 0 ? 0 : messages / syncs,
@@ -97,7 +123,7 @@ async function main(): Promise<void> {
       cpuCores: Math.round(((cpu.user + cpu.system) / wallUs) * 100) / 100,
     };
     console.log(
-      `${producers} producers, ${storeCount} store(s): ${result.mibps} MiB/s, append p50 ${result.p50AppendMs.toFixed(2)} ms, ` +
+      `${producers} producers, ${storeCount} store(s)${result.nullIo ? ', null I/O' : ''}: ${result.mibps} MiB/s, ${result.usPerAppend} us per append, append p50 ${result.p50AppendMs.toFixed(2)} ms, ` +
         `p99 ${result.p99AppendMs.toFixed(2)} ms, ${result.messagesPerSync.toFixed(1)} messages per sync, ` +
         `main thread ${Math.round(result.mainThreadBusy * 100)} % busy, ${result.cpuCores} cores`,
     );
