@@ -110,6 +110,9 @@ export const MAX_READ_SPAN_BYTES = 4 * MiB;
 /** Records a cold reader is read ahead by, beyond what it asked for. */
 export const READ_AHEAD_RECORDS = 100;
 
+/** A queue's read-ahead buffer drops the slots its reader has passed once this many pile up. */
+export const READ_AHEAD_COMPACT_SLOTS = 64;
+
 /** Bytes read ahead per queue at most. */
 export const READ_AHEAD_MAX_BYTES = 2 * MiB;
 

@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
+import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
 import type { TierStats } from './types.js';
 
@@ -181,20 +181,25 @@ export class ReadAhead {
       this.drop(key);
       return undefined;
     }
-    let released = 0;
-    for (let k = e.head; k <= e.head + i; k++) {
-      released += (e.bodies[k] as Buffer).length;
-      if (k < e.head + i) e.bodies[k] = undefined;
-    }
     const at = e.head + i;
     const body = e.bodies[at] as Buffer;
-    // Let the collector have what the reader has passed.
-    e.bodies[at] = undefined;
+    let released = 0;
+    for (let k = e.head; k <= at; k++) {
+      released += (e.bodies[k] as Buffer).length;
+      // Let the collector have what the reader has passed.
+      e.bodies[k] = undefined;
+    }
     e.head = at + 1;
     e.offset = offset + 1;
     e.bytes -= released;
     this.bytes -= released;
     if (e.head === e.bodies.length) this.entries.delete(key);
+    else if (e.head >= READ_AHEAD_COMPACT_SLOTS && e.head * 2 >= e.bodies.length) {
+      // A queue whose buffer is refilled (extend) as fast as it is read would otherwise grow a
+      // run of empty slots at its front without end.
+      e.bodies = e.bodies.slice(e.head);
+      e.head = 0;
+    }
     return body;
   }
 

@@ -226,6 +226,19 @@ test('read-ahead (property): take, put, extend and drop agree with a plain per-q
   );
 });
 
+test('read-ahead: a buffer refilled as fast as it is read stays right across compactions', () => {
+  const ra = new ReadAhead(1 << 20);
+  // The reader stays two records behind the refills for thousands of records.
+  ra.extend(9, 0, 0, 10, () => Buffer.alloc(10, 0));
+  ra.extend(9, 1, 0, 10, () => Buffer.alloc(10, 1));
+  for (let o = 0; o < 5000; o++) {
+    ra.extend(9, o + 2, 0, 10, () => Buffer.alloc(10, (o + 2) & 0xff));
+    const got = ra.take(9, o);
+    assert.ok(got !== undefined && got.length === 10 && got[0] === (o & 0xff), `offset ${o}`);
+    assert.equal(ra.bytes, 20);
+  }
+});
+
 test('tiered cache: records a reader has not reached yet survive the eviction of their tail chunk; unread queues keep nothing', async () => {
   const dir = tempDir();
   const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
