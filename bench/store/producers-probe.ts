@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   let bytes = 0;
   let messages = 0;
   let stop = false;
-  const started = performance.now();
+  const started = perf.now();
   const elu0 = perf.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
   const producer = async (id: number): Promise<void> => {
@@ -89,9 +89,9 @@ async function main(): Promise<void> {
       const topic = r % TOPICS;
       const queueId = (r >>> 8) % QUEUES_PER_TOPIC;
       const store = stores[(topic * 31 + queueId) % storeCount] as MessageStore;
-      const t = performance.now();
+      const t = perf.now();
       await store.append(`topic-${topic}`, queueId, pool.subarray(at, at + size));
-      latenciesMs.push(performance.now() - t);
+      latenciesMs.push(perf.now() - t);
       bytes += size;
       messages++;
     }
@@ -103,11 +103,11 @@ async function main(): Promise<void> {
     clearTimeout(timer);
     const elu = perf.eventLoopUtilization(elu0).utilization;
     const cpu = process.cpuUsage(cpu0);
-    const wallUs = (performance.now() - started) * 1000;
+    const wallUs = (perf.now() - started) * 1000;
     const syncs = stores.reduce((n, s) => n + s.stats().syncs, 0);
     await Promise.all(stores.map((s) => s.close()));
     rmSync(base, { recursive: true, force: true });
-    const secs = (performance.now() - started) / 1000;
+    const secs = (perf.now() - started) / 1000;
     latenciesMs.sort((a, b) => a - b);
     const result = {
       bench: 'producers-probe',
