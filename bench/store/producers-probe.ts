@@ -2,11 +2,12 @@
  * Closed-loop producers on bare MessageStores, without the benchmark's readers, phases or
  * verification: what the append path alone reaches. `--stores N` splits the queues over N
  * independent stores (directories), pinned by queue, to measure what striping the log over N
- * files would give before building it. `--null-io` makes segment writes and syncs return at once
- * (nothing reaches the file), leaving the append path's CPU cost per append. docs/store.md
- * ("Third pass") has this machine's results.
+ * files would give before building it. `--io` takes segment file calls away to see what each
+ * costs: `null` (writes and syncs return at once: the append path's CPU alone), `no-sync`
+ * (writes only), `no-write` (syncs only), `real` (default). docs/store.md ("Third pass") has this
+ * machine's results.
  *
- *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--null-io]
+ *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,22 +25,28 @@ const TOPICS = 100;
 const QUEUES_PER_TOPIC = 50;
 const MEMORY_CACHE_BYTES = 256 * MiB;
 
-/** The real file system, except that log segment writes and syncs do nothing. */
-const nullSegmentIo: StoreIo = {
-  ...nodeIo,
-  async open(path, mode) {
-    const file = await nodeIo.open(path, mode);
-    if (!path.endsWith('.seg')) return file;
-    return {
-      writev: () => Promise.resolve(),
-      datasync: () => Promise.resolve(),
-      read: (buf, offset, length, position) => file.read(buf, offset, length, position),
-      truncate: (length) => file.truncate(length),
-      size: () => file.size(),
-      close: () => file.close(),
-    };
-  },
-};
+const IO_MODES = ['real', 'no-sync', 'no-write', 'null'] as const;
+type IoMode = (typeof IO_MODES)[number];
+
+/** The real file system, except that segment writes and/or syncs return at once, doing nothing. */
+function segmentIo(mode: IoMode): StoreIo {
+  if (mode === 'real') return nodeIo;
+  return {
+    ...nodeIo,
+    async open(path, openMode) {
+      const file = await nodeIo.open(path, openMode);
+      if (!path.endsWith('.seg')) return file;
+      return {
+        writev: mode === 'no-sync' ? (buffers, position) => file.writev(buffers, position) : () => Promise.resolve(),
+        datasync: mode === 'no-write' ? () => file.datasync() : () => Promise.resolve(),
+        read: (buf, offset, length, position) => file.read(buf, offset, length, position),
+        truncate: (length) => file.truncate(length),
+        size: () => file.size(),
+        close: () => file.close(),
+      };
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -48,12 +55,12 @@ async function main(): Promise<void> {
       stores: { type: 'string', default: '1' },
       seconds: { type: 'string', default: '8' },
       dir: { type: 'string' },
-      'null-io': { type: 'boolean', default: false },
+      io: { type: 'string', default: 'real' },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    console.log('usage: node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--null-io]');
+    console.log('usage: node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null]');
     return;
   }
   const producers = Number(values.producers);
@@ -62,13 +69,16 @@ async function main(): Promise<void> {
   for (const [name, v] of [['--producers', producers], ['--stores', storeCount], ['--seconds', seconds]] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
   }
+  const ioMode = values.io as IoMode;
+  if (!IO_MODES.includes(ioMode)) throw new RangeError(`--io must be one of ${IO_MODES.join(', ')}, got ${String(values.io)}`);
+  const io = segmentIo(ioMode);
   const base = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-producers-'));
   const stores = await Promise.all(
     Array.from({ length: storeCount }, (_, i) =>
       MessageStore.open({
         dir: join(base, `store-${i}`),
         memoryCacheBytes: Math.floor(MEMORY_CACHE_BYTES / storeCount),
-        ...(values['null-io'] ? { io: nullSegmentIo } : {}),
+        io,
       }),
     ),
   );
@@ -103,19 +113,21 @@ async function main(): Promise<void> {
     clearTimeout(timer);
     const elu = perf.eventLoopUtilization(elu0).utilization;
     const cpu = process.cpuUsage(cpu0);
+    // The producing time only: closing and deleting the data come after it.
     const wallUs = (perf.now() - started) * 1000;
+    const secs = wallUs / 1e6;
     const syncs = stores.reduce((n, s) => n + s.stats().syncs, 0);
     await Promise.all(stores.map((s) => s.close()));
     rmSync(base, { recursive: true, force: true });
-    const secs = (perf.now() - started) / 1000;
     latenciesMs.sort((a, b) => a - b);
     const result = {
       bench: 'producers-probe',
       producers,
       stores: storeCount,
-      nullIo: values['null-io'] === true,
+      io: ioMode,
       mibps: Math.round((bytes / MiB / secs) * 10) / 10,
       usPerAppend: Math.round(((secs * 1e6) / Math.max(1, messages)) * 100) / 100,
+      busyUsPerAppend: Math.round(((elu * secs * 1e6) / Math.max(1, messages)) * 100) / 100,
       p50AppendMs: latenciesMs[latenciesMs.length >> 1] ?? 0,
       p99AppendMs: latenciesMs[Math.floor(latenciesMs.length * 0.99)] ?? 0,
       messagesPerSync: syncs === 0 ? 0 : messages / syncs,
@@ -123,7 +135,8 @@ async function main(): Promise<void> {
       cpuCores: Math.round(((cpu.user + cpu.system) / wallUs) * 100) / 100,
     };
     console.log(
-      `${producers} producers, ${storeCount} store(s)${result.nullIo ? ', null I/O' : ''}: ${result.mibps} MiB/s, ${result.usPerAppend} us per append, append p50 ${result.p50AppendMs.toFixed(2)} ms, ` +
+      `${producers} producers, ${storeCount} store(s)${ioMode === 'real' ? '' : `, I/O ${ioMode}`}: ${result.mibps} MiB/s, ${result.usPerAppend} us per append ` +
+        `(${result.busyUsPerAppend} us of main thread), append p50 ${result.p50AppendMs.toFixed(2)} ms, ` +
         `p99 ${result.p99AppendMs.toFixed(2)} ms, ${result.messagesPerSync.toFixed(1)} messages per sync, ` +
         `main thread ${Math.round(result.mainThreadBusy * 100)} % busy, ${result.cpuCores} cores`,
     );
