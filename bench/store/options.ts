@@ -27,7 +27,7 @@ export interface BenchOptions {
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-function positiveInt(name: string, max = Number.MAX_SAFE_INTEGER) {
+export function positiveInt(name: string, max = Number.MAX_SAFE_INTEGER) {
   return (raw: string): number => {
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${name} must be an integer in 1..${max}`);
@@ -35,7 +35,7 @@ function positiveInt(name: string, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-function positiveNumber(name: string) {
+export function positiveNumber(name: string) {
   return (raw: string): number => {
     const n = Number(raw);
     if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number > 0`);

@@ -12,13 +12,14 @@
  * throughput once that time is counted too (the zero fill writes every byte a second time).
  * docs/store.md ("Third pass") has the results and what they decided.
  *
- *   node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K]
+ *   node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K] (--help)
  */
 import { execFileSync } from 'node:child_process';
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdtempSync, openSync, rmSync, unlinkSync, write, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { Command } from 'commander';
+import { positiveInt, positiveNumber } from './options.js';
 import { randomPool } from './payload.js';
 
 const MiB = 1024 * 1024;
@@ -73,6 +74,20 @@ function asyncRounds(fd: number, seconds: number, round: Buffer, latencies: numb
   });
 }
 
+/** The rounds of the synchronous modes: write + fdatasync back to back on this thread. */
+function syncRounds(fd: number, seconds: number, round: Buffer, latencies: number[]): number {
+  let position = 0;
+  const start = performance.now();
+  while (performance.now() - start < seconds * 1000 && position + round.length <= PROBE_FILE_BYTES) {
+    const a = performance.now();
+    writeSync(fd, round, 0, round.length, position);
+    fdatasyncSync(fd);
+    latencies.push(performance.now() - a);
+    position += round.length;
+  }
+  return position;
+}
+
 async function runMode(dir: string, mode: Mode, seconds: number, round: Buffer): Promise<ModeResult> {
   const path = join(dir, `probe-${mode}.dat`);
   const fd = openSync(path, 'w+');
@@ -81,16 +96,8 @@ async function runMode(dir: string, mode: Mode, seconds: number, round: Buffer):
     prepare(fd, path, mode);
     const prepareMs = performance.now() - t0;
     const latencies: number[] = [];
-    let position = 0;
     const start = performance.now();
-    if (mode === 'extend-async') position = await asyncRounds(fd, seconds, round, latencies);
-    while (mode !== 'extend-async' && performance.now() - start < seconds * 1000 && position + round.length <= PROBE_FILE_BYTES) {
-      const a = performance.now();
-      writeSync(fd, round, 0, round.length, position);
-      fdatasyncSync(fd);
-      latencies.push(performance.now() - a);
-      position += round.length;
-    }
+    const position = mode === 'extend-async' ? await asyncRounds(fd, seconds, round, latencies) : syncRounds(fd, seconds, round, latencies);
     const secs = (performance.now() - start) / 1000;
     latencies.sort((x, y) => x - y);
     // The preparation's cost for the bytes this run used (it prepared PROBE_FILE_BYTES).
@@ -110,25 +117,15 @@ async function runMode(dir: string, mode: Mode, seconds: number, round: Buffer):
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      dir: { type: 'string' },
-      seconds: { type: 'string', default: '4' },
-      repeats: { type: 'string', default: '2' },
-      'round-kib': { type: 'string', default: '350' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    console.log('usage: node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K]');
-    return;
-  }
-  const seconds = Number(values.seconds);
-  const repeats = Number(values.repeats);
-  const roundKiB = Number(values['round-kib']);
-  for (const [name, v] of [['--seconds', seconds], ['--repeats', repeats], ['--round-kib', roundKiB]] as const) {
-    if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} must be a positive number, got ${String(v)}`);
-  }
+  const o = new Command('prealloc-probe')
+    .description('write + fdatasync rounds into a growing, a fallocate(1)d and a zero-filled file (docs/store.md, "Third pass")')
+    .option('--dir <path>', 'where the two 4 GiB probe files go (default: a new temp dir); pick the device you want measured')
+    .option('--seconds <s>', 'seconds per mode', positiveNumber('--seconds'), 4)
+    .option('--repeats <n>', 'passes over all modes', positiveInt('--repeats'), 2)
+    .option('--round-kib <KiB>', 'bytes per round (350: what 40 closed-loop producers put in one flush)', positiveNumber('--round-kib'), 350)
+    .parse()
+    .opts<{ dir?: string; seconds: number; repeats: number; roundKib: number }>();
+  const { seconds, repeats } = o;
   const modes: Mode[] = ['extend', 'extend-async', 'fallocate', 'zero-filled'];
   try {
     execFileSync('fallocate', ['--help'], { stdio: 'ignore' });
@@ -136,8 +133,8 @@ async function main(): Promise<void> {
     console.log('fallocate(1) not found (Debian package util-linux): that mode is skipped');
     modes.splice(modes.indexOf('fallocate'), 1);
   }
-  const dir = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-prealloc-'));
-  const round = randomPool(11, Math.round(roundKiB * 1024));
+  const dir = mkdtempSync(join(o.dir ?? tmpdir(), 'cirrus-prealloc-'));
+  const round = randomPool(11, Math.round(o.roundKib * 1024));
   const results: ModeResult[] = [];
   try {
     for (let r = 0; r < repeats; r++) {

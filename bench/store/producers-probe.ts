@@ -7,20 +7,20 @@
  * (writes only), `no-write` (syncs only), `real` (default). docs/store.md ("Third pass") has this
  * machine's results.
  *
- *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null]
+ *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null] (--help)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance as perf } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
+import { Command, Option } from 'commander';
 import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
+import { MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES } from './constants.js';
+import { positiveInt, positiveNumber } from './options.js';
 import { randomPool } from './payload.js';
 
 const MiB = 1024 * 1024;
 const POOL_BYTES = 32 * MiB;
-const MIN_MESSAGE_BYTES = 100;
-const MAX_MESSAGE_BYTES = 17 * 1024;
 const TOPICS = 100;
 const QUEUES_PER_TOPIC = 50;
 const MEMORY_CACHE_BYTES = 256 * MiB;
@@ -49,30 +49,20 @@ function segmentIo(mode: IoMode): StoreIo {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      producers: { type: 'string', default: '40' },
-      stores: { type: 'string', default: '1' },
-      seconds: { type: 'string', default: '8' },
-      dir: { type: 'string' },
-      io: { type: 'string', default: 'real' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    console.log('usage: node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null]');
-    return;
-  }
-  const producers = Number(values.producers);
-  const storeCount = Number(values.stores);
-  const seconds = Number(values.seconds);
-  for (const [name, v] of [['--producers', producers], ['--stores', storeCount], ['--seconds', seconds]] as const) {
-    if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
-  }
-  const ioMode = values.io as IoMode;
-  if (!IO_MODES.includes(ioMode)) throw new RangeError(`--io must be one of ${IO_MODES.join(', ')}, got ${String(values.io)}`);
+  const o = new Command('producers-probe')
+    .description('closed-loop producers on bare stores: the append path alone (docs/store.md, "Third pass")')
+    .option('--producers <n>', 'concurrent producers, each with one append in flight', positiveInt('--producers'), 40)
+    .option('--stores <n>', 'independent stores the queues are pinned over (what striping would give)', positiveInt('--stores'), 1)
+    .option('--seconds <s>', 'how long the producers run', positiveNumber('--seconds'), 8)
+    .option('--dir <path>', 'where the stores go (default: a new temp dir)')
+    .addOption(new Option('--io <mode>', 'segment file calls: real, or taken away to see their cost').choices(IO_MODES).default('real'))
+    .parse()
+    .opts<{ producers: number; stores: number; seconds: number; dir?: string; io: IoMode }>();
+  const { producers, seconds } = o;
+  const storeCount = o.stores;
+  const ioMode = o.io;
   const io = segmentIo(ioMode);
-  const base = mkdtempSync(join(values.dir ?? tmpdir(), 'cirrus-producers-'));
+  const base = mkdtempSync(join(o.dir ?? tmpdir(), 'cirrus-producers-'));
   const stores = await Promise.all(
     Array.from({ length: storeCount }, (_, i) =>
       MessageStore.open({
