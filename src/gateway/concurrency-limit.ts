@@ -86,6 +86,11 @@ export class AdaptiveLimit {
     return steady;
   }
 
+  /** Where a new upstream starts (`limit.initial`). */
+  get initialLimit(): number {
+    return this.options.initial;
+  }
+
   /** The limit outside baseline probes. */
   get steadyLimit(): number {
     return Math.max(this.options.min, Math.floor(this.value));

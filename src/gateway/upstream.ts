@@ -52,6 +52,12 @@ export class Upstream {
   draining = false;
   weight: number;
   readonly counts = { ok: 0, failed: 0 };
+  /**
+   * The steady limit at the last success while healthy: what the provider was taking before an
+   * outage, where a recovery restarts (succeed()). Read before ejection, not at it: the timeouts of
+   * a black hole have halved the limit by the time it is ejected.
+   */
+  private lastGoodLimit: number;
 
   constructor(
     readonly origin: string,
@@ -71,6 +77,7 @@ export class Upstream {
       pipelining: 1,
     });
     this.limit = new AdaptiveLimit(limitOptions, clock);
+    this.lastGoodLimit = limitOptions.initial;
     this.outlier = new OutlierDetector(outlierOptions, clock);
     this.latency = new SlidingLatency(clock);
     this.outcomes = new OutcomeWindow(clock);
@@ -151,6 +158,7 @@ export class Upstream {
     if (outcome === null) return;
     this.outcomes.add(outcome);
     if (outcome === 'ok') {
+      if (this.outlier.state === 'healthy') this.lastGoodLimit = this.limit.steadyLimit;
       this.latency.record(latencyMs);
       this.ewma.update(latencyMs, now);
       this.lastCompletionAt = now;
@@ -179,10 +187,16 @@ export class Upstream {
     return this.outlier.onFailure(kind) ? this.outlier.lastReason : null;
   }
 
-  /** A success; when it was the probe that brought the upstream back, restart the limit low. */
+  /**
+   * A success; when it was the probe that brought the upstream back, restart the limit where it
+   * was before the outage, at most where a new upstream starts (`limit.initial`): a provider back
+   * from an outage often has its old capacity, and every step the limit must regrow from a low
+   * restart leaves its workers idle while requests wait (benchmark trace, `tight`: restarted at
+   * 1-2, a 4- or 5-worker provider took 0.5-0.75 s to be used in full after each outage).
+   */
   succeed(): boolean {
     const recovered = this.outlier.onSuccess();
-    if (recovered) this.limit.reset(Math.max(1, Math.min(this.limit.steadyLimit, 4)));
+    if (recovered) this.limit.reset(Math.min(this.lastGoodLimit, this.limit.initialLimit));
     return recovered;
   }
 }

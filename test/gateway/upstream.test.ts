@@ -53,3 +53,54 @@ describe('upstream cost', () => {
     }
   });
 });
+
+describe('upstream recovery', () => {
+  /** Succeeds once at `limit`, times out until the limit has decayed, is ejected, then probed back. */
+  function outageAndRecovery(u: Upstream, clock: { now: number }, limit: number): number {
+    u.limit.reset(limit);
+    const ok = attempt(u, clock.now);
+    u.begin(ok);
+    clock.now += 20;
+    u.end(ok, 'ok', 'ok');
+    // A black hole: its requests time out, and every timeout window halves the limit.
+    for (let i = 0; i < 6; i++) {
+      clock.now += 150;
+      const lost = attempt(u, clock.now);
+      u.begin(lost);
+      u.end(lost, 'timeout', 'timeout');
+    }
+    assert.ok(u.limit.steadyLimit < Math.min(limit, 4), `timeouts decayed the limit to ${u.limit.steadyLimit}`);
+    u.outlier.eject('stalled');
+    assert.equal(u.state, 'ejected');
+    clock.now += 10_000;
+    assert.equal(u.state, 'probing');
+    const probe = { ...attempt(u, clock.now), probe: true };
+    u.begin(probe);
+    clock.now += 20;
+    u.end(probe, 'ok', 'ok');
+    assert.equal(u.succeed(), true, 'the probe brought it back');
+    assert.equal(u.state, 'healthy');
+    return u.limit.steadyLimit;
+  }
+
+  test('a recovered upstream restarts at the limit of its last success, not at what the outage decayed it to', async () => {
+    const clock = { now: 1_000 };
+    const u = upstream(() => clock.now);
+    try {
+      assert.equal(outageAndRecovery(u, clock, 7), 7);
+    } finally {
+      await u.pool.close();
+    }
+  });
+
+  test('a recovered upstream restarts at most at limit.initial, where a new upstream starts', async () => {
+    const clock = { now: 1_000 };
+    const u = upstream(() => clock.now);
+    try {
+      assert.equal(outageAndRecovery(u, clock, 60), u.limit.initialLimit);
+      assert.equal(u.limit.initialLimit, 10);
+    } finally {
+      await u.pool.close();
+    }
+  });
+});
