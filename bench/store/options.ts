@@ -1,5 +1,6 @@
 import { totalmem } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { RECOMMENDED_NODE_FLAGS } from '../../src/store/index.js';
 import { CEILING_CELL_BYTES, CEILING_CELL_BYTES_QUICK, MAX_QUEUES_PER_TOPIC, MAX_TOPICS } from './constants.js';
 
 export const PEER_NAMES = ['sqlite', 'leveldb', 'redis'] as const;
@@ -22,6 +23,8 @@ export interface BenchOptions {
   keep: boolean;
   memoryCacheBytes: number | null;
   segmentBytes: number | null;
+  /** Node flags the benchmark re-runs itself with when the process was started without them. */
+  nodeFlags: string[];
 }
 
 const GiB = 1024 ** 3;
@@ -41,6 +44,15 @@ export function positiveNumber(name: string) {
     if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number > 0`);
     return n;
   };
+}
+
+function nodeFlagList(raw: string): string[] {
+  if (raw === 'none') return [];
+  const flags = raw.split(/\s+/).filter(Boolean);
+  for (const f of flags) {
+    if (!f.startsWith('--')) throw new InvalidArgumentError(`--node-flags: "${f}" is not a flag (expected --name[=value], or none)`);
+  }
+  return flags;
 }
 
 function peerList(raw: string): PeerName[] {
@@ -78,7 +90,13 @@ export function benchCommand(): Command {
     .option('--seed <n>', 'seed of layout, sizes, contents and queue picks: same seed, same workload', positiveInt('--seed', 0xffff_ffff), 1)
     .option('--dir <path>', 'where the store, peers and probe files go (default: a new temp dir); pick the device you want measured')
     .option('--out <path>', 'where results JSON + SVG go (default: bench/results/, for --quick a temp dir)')
-    .option('--keep', 'keep the data directory after the run (default: deleted)');
+    .option('--keep', 'keep the data directory after the run (default: deleted)')
+    .option(
+      '--node-flags <flags>',
+      `Node flags to run with, space-separated, or none: the benchmark re-runs itself with them when started without (default: the store's recommended "${RECOMMENDED_NODE_FLAGS.join(' ')}", docs/store.md "Runtime")`,
+      nodeFlagList,
+      [...RECOMMENDED_NODE_FLAGS],
+    );
 }
 
 interface RawOptions {
@@ -99,6 +117,7 @@ interface RawOptions {
   dir?: string;
   out?: string;
   keep?: boolean;
+  nodeFlags: string[];
 }
 
 export function parseBenchOptions(argv: string[]): BenchOptions {
@@ -124,6 +143,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     keep: raw.keep ?? false,
     memoryCacheBytes: raw.memoryCacheMib ? raw.memoryCacheMib * MiB : null,
     segmentBytes: raw.segmentMib ? raw.segmentMib * MiB : null,
+    nodeFlags: raw.nodeFlags,
   };
   if (mode === 'quick') {
     if (!given('phase1')) o.phase1Bytes = 128 * MiB;

@@ -3,8 +3,10 @@
  * the disk's own durable-write ceiling and against peers. See bench/store/README.md.
  */
 import type { Histogram } from 'hdr-histogram-js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, totalmem, cpus } from 'node:os';
+import { constants as osConstants, tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
@@ -339,8 +341,33 @@ function defaultResultsDir(): string {
   return fileURLToPath(new URL('../../../bench/results/', import.meta.url));
 }
 
+/** Set in the re-run child, so a flag Node does not echo back in execArgv cannot loop. */
+const RERUN_ENV = 'CIRRUS_BENCH_STORE_RERUN';
+
+/**
+ * Runs this script again with the Node flags the options ask for, when this process was started
+ * without them (V8 reads heap flags once, at start); resolves to the child's exit code, or null
+ * when nothing is missing and this process should run the benchmark itself.
+ */
+async function rerunWithFlags(flags: readonly string[]): Promise<number | null> {
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  const missing = flags.filter((f) => !given.includes(f));
+  if (missing.length === 0 || process.env[RERUN_ENV] !== undefined) return null;
+  log(`running with Node flags ${missing.join(' ')} (docs/store.md, "Runtime"; --node-flags none runs as started)`);
+  const child = spawn(process.execPath, [...process.execArgv, ...missing, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, [RERUN_ENV]: '1' },
+  });
+  const forward = (signal: NodeJS.Signals): void => void child.kill(signal);
+  process.on('SIGINT', forward).on('SIGTERM', forward);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  return code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1);
+}
+
 async function main(): Promise<number> {
   const o = parseBenchOptions(process.argv.slice(2));
+  const rerun = await rerunWithFlags(o.nodeFlags);
+  if (rerun !== null) return rerun;
   const base = o.dir ? (mkdirSync(o.dir, { recursive: true }), mkdtempSync(join(o.dir, 'cirrus-bench-'))) : mkdtempSync(join(tmpdir(), 'cirrus-bench-'));
   log(`mode ${o.mode}; data in ${base}`);
   let exitCode = 0;
@@ -378,7 +405,7 @@ async function main(): Promise<number> {
     const result = {
       mode: o.mode,
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, memoryGiB: round(totalmem() / GiB, 1), node: process.version },
+      machine: { cpus: cpus().length, memoryGiB: round(totalmem() / GiB, 1), node: process.version, nodeFlags: process.execArgv },
       workload: {
         producers: o.producers, readers: o.readers, topics: o.topics, maxQueuesPerTopic: o.maxQueues,
         phase1GiB: round(o.phase1Bytes / GiB, 3), phase2GiB: round(o.phase2Bytes / GiB, 3), seed: o.seed,
