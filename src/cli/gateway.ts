@@ -27,7 +27,7 @@ Flags override the file. A minimal gateway.yaml:
     - { url: http://10.0.0.6:8080, weight: 2 }
   timeoutMs: 5000                # per request; routes: [{ prefix: /slow, timeoutMs: 20000 }]
   queue: { maxLength: 10000, timeoutMs: null }   # null: wait while an upstream can still serve it in time; a number caps the wait
-  retry: { budgetRatio: 0.2, minPerSecond: 10, maxAttempts: 3 }
+  retry: { budgetRatio: 0.2, minPerSecond: 10, maxAttempts: 4 }
   outlier: { consecutiveFailures: 5, baseEjectionMs: 500, maxEjectionMs: 2000 }
   healthCheck: { path: /healthz, intervalMs: 1000, timeoutMs: 500 }   # optional
 

@@ -16,7 +16,7 @@ describe('config validation', () => {
     assert.equal(c.timeoutMs, 5_000);
     assert.equal(c.queue.timeoutMs, null, 'no flat cap: a queued request waits while it can still be served');
     assert.equal(c.queue.maxLength, 10_000);
-    assert.equal(c.retry.maxAttempts, 3);
+    assert.equal(c.retry.maxAttempts, 4);
     assert.equal(c.healthCheck, null);
   });
 

@@ -153,6 +153,27 @@ describe('timeouts, retries, ejection', () => {
     }
   });
 
+  test('a GET that hangs on three attempts in a row is answered by the fourth (default retry.maxAttempts)', async () => {
+    // Both providers hang the first three tries of /h between them, then answer: HAProxy's
+    // `retries 3` count. The last attempt is never cancelled as hung, so with 3 attempts this
+    // request would wait out the whole timeout.
+    let tries = 0;
+    const handler = (name: string) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void => {
+      if (req.url === '/h' && ++tries <= 3) return; // accept, never answer
+      res.end(name);
+    };
+    const ups = [await startUpstream(handler('a')), await startUpstream(handler('b'))];
+    const gw = await gateway({ upstreams: ups.map((u) => u.url), timeoutMs: 10_000, outlier: { hangMinMs: 200, probeTimeoutMs: 300 }, retry: { budgetRatio: 1 } });
+    try {
+      const r = await get(`${gw.url}/h`);
+      assert.equal(r.status, 200, `${r.status} ${r.body}`);
+      assert.equal(tries, 4, 'three hung attempts, then the one that answered');
+    } finally {
+      await gw.close();
+      for (const u of ups) await u.close();
+    }
+  });
+
   test('black hole with non-replayable requests: answered 504 CIRRUS_GW_UPSTREAM_STALLED, not at the timeout', async () => {
     const hole = await startBlackHole();
     const gw = await gateway({ upstreams: [hole.url], timeoutMs: 30_000, outlier: { hangMinMs: 200, probeTimeoutMs: 200 } });
