@@ -58,9 +58,7 @@ async function main(): Promise<void> {
     .addOption(new Option('--io <mode>', 'segment file calls: real, or taken away to see their cost').choices(IO_MODES).default('real'))
     .parse()
     .opts<{ producers: number; stores: number; seconds: number; dir?: string; io: IoMode }>();
-  const { producers, seconds } = o;
-  const storeCount = o.stores;
-  const ioMode = o.io;
+  const { producers, seconds, stores: storeCount, io: ioMode } = o;
   const io = segmentIo(ioMode);
   const base = mkdtempSync(join(o.dir ?? tmpdir(), 'cirrus-producers-'));
   const stores = await Promise.all(
@@ -105,7 +103,7 @@ async function main(): Promise<void> {
     const cpu = process.cpuUsage(cpu0);
     // The producing time only: closing and deleting the data come after it.
     const wallUs = (perf.now() - started) * 1000;
-    const secs = wallUs / 1e6;
+    const usPerMessage = wallUs / Math.max(1, messages);
     const syncs = stores.reduce((n, s) => n + s.stats().syncs, 0);
     await Promise.all(stores.map((s) => s.close()));
     rmSync(base, { recursive: true, force: true });
@@ -115,9 +113,9 @@ async function main(): Promise<void> {
       producers,
       stores: storeCount,
       io: ioMode,
-      mibps: Math.round((bytes / MiB / secs) * 10) / 10,
-      usPerAppend: Math.round(((secs * 1e6) / Math.max(1, messages)) * 100) / 100,
-      busyUsPerAppend: Math.round(((elu * secs * 1e6) / Math.max(1, messages)) * 100) / 100,
+      mibps: Math.round(((bytes / MiB) * 1e6 / wallUs) * 10) / 10,
+      usPerAppend: Math.round(usPerMessage * 100) / 100,
+      busyUsPerAppend: Math.round(elu * usPerMessage * 100) / 100,
       p50AppendMs: latenciesMs[latenciesMs.length >> 1] ?? 0,
       p99AppendMs: latenciesMs[Math.floor(latenciesMs.length * 0.99)] ?? 0,
       messagesPerSync: syncs === 0 ? 0 : messages / syncs,
