@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { BENCH_SCENARIOS, SCENARIOS, buildSchedule, computeOracle, startLoad, simConstants, type LoadResult } from '../../src/sim/index.js';
+import { BENCH_SCENARIOS, SCENARIOS, buildSchedule, computeOracle, startLoad, simConstants, waitFrontier, type LoadResult } from '../../src/sim/index.js';
 import { closedLoop } from './closed-loop.js';
 import { lineChartSvg, type Series } from './plot.js';
 import { forkReporting, type Child } from './processes.js';
@@ -57,10 +57,18 @@ interface SystemResult {
 
 type SystemOutcome = SystemResult | { readonly skipped: string } | { readonly error: string };
 
+/** Wait caps, as shares of the timeout, at which the results report what a p99 target costs. */
+const P99_CAP_SHARES = [0.2, 0.4, 0.6, 0.8] as const;
+
 interface ScenarioResult {
   readonly name: string;
   readonly oracle: number;
   readonly offered: number;
+  /**
+   * The most successes any scheduler can get while the p99 of its successes stays at or under
+   * each cap (nominal window; `cirrus sim oracle` explains): the price of a latency target.
+   */
+  readonly p99Bound: ReadonlyArray<{ readonly maxWaitMs: number; readonly successes: number }>;
   readonly results: Partial<Record<SystemName, SystemOutcome>>;
 }
 
@@ -184,7 +192,9 @@ async function runScenarios(scenarios: readonly string[], systems: readonly Syst
   let broken = 0;
   for (const scenario of scenarios) {
     const schedule = buildSchedule({ scenario, seed: s.seed, rps: s.rps, timeScale: s.timeScale });
-    const nominal = computeOracle(schedule, { rps: s.rps, durationMs: s.measureMs, fromMs: s.warmupMs, timeoutMs: s.timeoutMs });
+    const window = { rps: s.rps, durationMs: s.measureMs, fromMs: s.warmupMs, timeoutMs: s.timeoutMs };
+    const nominal = computeOracle(schedule, window);
+    const p99Bound = waitFrontier(schedule, window, P99_CAP_SHARES.map((f) => f * s.timeoutMs)).map((p) => ({ maxWaitMs: p.maxWaitMs, successes: Math.round(p.successesWithP99AtCap) }));
     const sc: { name: string; results: Partial<Record<SystemName, SystemOutcome>> } = { name: scenario, results: {} };
     log(`scenario ${scenario} (seed ${s.seed}, ${s.rps} req/s, oracle about ${Math.round(nominal.successes)} of ${nominal.offered} offered)`);
     for (const system of systems) {
@@ -208,7 +218,7 @@ async function runScenarios(scenarios: readonly string[], systems: readonly Syst
       }
     }
     const oracles = Object.values(sc.results).flatMap((r) => (r && 'oracle' in r ? [r.oracle] : []));
-    results.push({ name: scenario, oracle: oracles.length ? Math.max(...oracles) : Math.round(nominal.successes), offered: nominal.offered, results: sc.results });
+    results.push({ name: scenario, oracle: oracles.length ? Math.max(...oracles) : Math.round(nominal.successes), offered: nominal.offered, p99Bound, results: sc.results });
     const series: Series[] = [];
     let oracleSeries: readonly number[] | null = null;
     for (const [name, r] of Object.entries(sc.results)) {
@@ -225,6 +235,10 @@ async function runScenarios(scenarios: readonly string[], systems: readonly Syst
   }
   log(`results written to ${file}`);
   process.stdout.write(`${table(results)}\n`);
+  process.stdout.write('most successes any scheduler can get with the p99 of its successes at or under a cap (oracle with the cap, / 0.99):\n');
+  for (const sc of results) {
+    process.stdout.write(`  ${sc.name.padEnd(18)} ${sc.p99Bound.map((b) => `<= ${(b.maxWaitMs / 1000).toFixed(1)} s: ${b.successes}`).join('  ')}  (oracle ${sc.oracle})\n`);
+  }
   const compact = {
     bench: 'gateway',
     scenarios: results.map((sc) => ({

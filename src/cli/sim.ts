@@ -2,10 +2,23 @@
  * `cirrus sim ...`: the simulated cluster and the open-loop load generator from the command line.
  *   cirrus sim cluster --scenario challenge --seed 42 [--base-port 9001]
  *   cirrus sim load --rps 1000 --duration 60s --target http://127.0.0.1:8080 [--json]
+ *   cirrus sim oracle --scenario tight [--max-wait-ms 1000,3000,5000] [--json]
  *   cirrus sim scenarios
  */
 import type { Command } from 'commander';
-import { SCENARIOS, SimArgumentError, simConstants, startCluster, startLoad, summarizeSchedule, type LoadResult, type OverloadMode } from '../sim/index.js';
+import {
+  SCENARIOS,
+  SimArgumentError,
+  buildSchedule,
+  computeOracle,
+  simConstants,
+  startCluster,
+  startLoad,
+  summarizeSchedule,
+  waitFrontier,
+  type LoadResult,
+  type OverloadMode,
+} from '../sim/index.js';
 
 /** Parses "60s", "1m", "500ms" or a bare number of seconds into milliseconds. */
 export function parseDurationMs(name: string, text: string): number {
@@ -89,6 +102,39 @@ export function registerSimCommands(program: Command): void {
       }
       await waitForSignal();
       await cluster.close();
+    });
+
+  sim
+    .command('oracle')
+    .description(
+      'the most successes any scheduler could get from a scenario (no cluster is started), and what capping the wait costs: ' +
+        'for each cap, the most successes if no request waits longer, and if only the p99 of successes must stay under it',
+    )
+    .requiredOption('--scenario <name>', `one of: ${SCENARIOS.map((s) => s.name).join(', ')}`)
+    .option('--seed <n>', 'schedule seed', '42')
+    .option('--rps <n>', 'offered load, requests per second', String(simConstants.DEFAULT_RPS))
+    .option('--timeout-ms <n>', 'client timeout: the longest any request may wait', String(simConstants.CLIENT_TIMEOUT_MS))
+    .option('--max-wait-ms <list>', 'comma-separated wait caps, each at most the timeout', '0,1000,2000,3000,4000,5000')
+    .option('--json', 'print one JSON object instead of text')
+    .action((o: { scenario: string; seed: string; rps: string; timeoutMs: string; maxWaitMs: string; json?: boolean }) => {
+      const seed = parseNumber('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER, true);
+      const rps = parseNumber('--rps', o.rps, 1, 100_000);
+      const timeoutMs = parseNumber('--timeout-ms', o.timeoutMs, 1, 3_600_000);
+      const caps = o.maxWaitMs.split(',').map((t) => parseNumber('--max-wait-ms', t.trim(), 0, timeoutMs));
+      const schedule = buildSchedule({ scenario: o.scenario, seed, rps });
+      const window = { rps, durationMs: simConstants.MEASURE_MS, fromMs: simConstants.WARMUP_MS, timeoutMs };
+      const oracle = computeOracle(schedule, window);
+      const frontier = waitFrontier(schedule, window, caps);
+      if (o.json) {
+        out(JSON.stringify({ scenario: o.scenario, seed, ...window, offered: oracle.offered, oracle: Math.round(oracle.successes), frontier: frontier.map((p) => ({ maxWaitMs: p.maxWaitMs, successes: Math.round(p.successes), successesWithP99AtCap: Math.round(p.successesWithP99AtCap) })) }));
+        return;
+      }
+      out(`scenario ${o.scenario} (seed ${seed}), ${rps} req/s offered from ${window.fromMs / 1000} s to ${(window.fromMs + window.durationMs) / 1000} s, timeout ${timeoutMs} ms`);
+      out(`oracle: at most ${Math.round(oracle.successes)} of ${oracle.offered} requests can succeed`);
+      out('wait cap ms   most successes, no wait above the cap   most successes, p99 at or under the cap');
+      for (const p of frontier) {
+        out(`${String(p.maxWaitMs).padStart(11)}   ${String(Math.round(p.successes)).padStart(37)}   ${String(Math.round(p.successesWithP99AtCap)).padStart(39)}`);
+      }
     });
 
   sim

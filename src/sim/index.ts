@@ -1,7 +1,7 @@
 /** The door of the simulation subsystem: simulated clusters, the load generator, the oracle. */
 export { startCluster, type ClusterHandle, type ClusterOptions } from './cluster.js';
 export { startLoad, type LoadHandle, type LoadOptions, type LoadResult } from './load.js';
-export { computeOracle, instantBound, type OracleOptions, type OracleResult } from './oracle.js';
+export { computeOracle, instantBound, waitFrontier, type OracleOptions, type OracleResult, type WaitFrontierPoint } from './oracle.js';
 export { SCENARIOS, BENCH_SCENARIOS, buildSchedule, type ScenarioInfo, type BuildScheduleOptions } from './scenarios.js';
 export { SimProvider, type ProviderOptions, type ProviderStats } from './provider.js';
 export {

@@ -136,6 +136,41 @@ export function computeOracle(schedule: ClusterSchedule, options: OracleOptions)
   return { offered: (rps * durationMs) / 1000, served, successes, expired, perSecond };
 }
 
+/** Share of successes a p99 leaves above it. */
+const P99_TAIL_SHARE = 0.01;
+
+/** What capping the wait costs, at one cap. */
+export interface WaitFrontierPoint {
+  /** The cap: no request may wait longer than this before its provider takes it. */
+  readonly maxWaitMs: number;
+  /** The most successes when no request waits longer than `maxWaitMs` (the oracle with that timeout). */
+  readonly successes: number;
+  /**
+   * The most successes any scheduler can reach while the 99th percentile of its successes'
+   * latency stays at or under `maxWaitMs`: the 99 % under the cap are a schedule the capped
+   * oracle bounds, so all of them number at most `successes` / 0.99 (and never more than the
+   * uncapped oracle). Service time only adds to latency, so this stays an upper bound.
+   */
+  readonly successesWithP99AtCap: number;
+}
+
+/**
+ * The oracle under a cap on waiting, for each cap in `maxWaitsMs`: how many successes a latency
+ * target costs at best. A scheduler that keeps its p99 under a cap cannot beat
+ * `successesWithP99AtCap` at that cap, however good it is.
+ */
+export function waitFrontier(schedule: ClusterSchedule, options: OracleOptions, maxWaitsMs: readonly number[]): WaitFrontierPoint[] {
+  const { timeoutMs } = checkOptions(options);
+  for (const w of maxWaitsMs) {
+    if (!(w >= 0 && w <= timeoutMs)) throw new SimArgumentError('maxWaitMs', `every cap must be in [0, ${timeoutMs}] (the timeout), got ${w}`);
+  }
+  const uncapped = computeOracle(schedule, options).successes;
+  return maxWaitsMs.map((maxWaitMs) => {
+    const successes = computeOracle(schedule, { ...options, timeoutMs: maxWaitMs }).successes;
+    return { maxWaitMs, successes, successesWithP99AtCap: Math.min(uncapped, successes / (1 - P99_TAIL_SHARE)) };
+  });
+}
+
 /**
  * The instant form: every moment completes min(offered, capacity x (1 - hang share)) and
  * nothing waits. Not an upper

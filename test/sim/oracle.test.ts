@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { buildSchedule, computeOracle, instantBound } from '../../src/sim/index.js';
+import { buildSchedule, computeOracle, instantBound, waitFrontier } from '../../src/sim/index.js';
 import type { ClusterSchedule, Phase, ProviderMode } from '../../src/sim/index.js';
 
 const EPS = 1e-6;
@@ -147,6 +147,42 @@ test('the bench scenarios leave something to win: oracle below offered where cap
   const s = buildSchedule({ scenario: 'sudden-death', seed: 42, rps: 1000 });
   const o = computeOracle(s, { rps: 1000, durationMs: 60_000, fromMs: 10_000 });
   assert.ok(o.successes < o.offered * 0.95 && o.successes > o.offered * 0.8, `${o.successes}`);
+});
+
+test('the wait frontier: the capped oracle grows with the cap, reaches the oracle at the timeout, and the p99 bound sits between', () => {
+  fc.assert(
+    fc.property(scheduleArb, window, fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 1, maxLength: 6 }), (s, w, caps) => {
+      const sorted = [...caps].sort((a, b) => a - b);
+      const frontier = waitFrontier(s, w, [...sorted, 5_000]);
+      const uncapped = computeOracle(s, w).successes;
+      for (let i = 0; i < frontier.length; i++) {
+        const p = frontier[i];
+        assert.equal(p.maxWaitMs, i < sorted.length ? sorted[i] : 5_000);
+        assert.ok(Math.abs(p.successes - computeOracle(s, { ...w, timeoutMs: p.maxWaitMs }).successes) < EPS);
+        assert.ok(p.successesWithP99AtCap >= p.successes - EPS && p.successesWithP99AtCap <= uncapped + EPS);
+        if (i > 0) assert.ok(p.successes >= frontier[i - 1].successes - EPS, 'a longer cap never serves less');
+      }
+      assert.ok(Math.abs(frontier[frontier.length - 1].successes - uncapped) < EPS);
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('a cap on waiting loses what an outage leaves waiting longer than the cap', () => {
+  // Offline for 4 s, then far more capacity than the load: with the 5 s timeout all 400
+  // requests of the outage are served when it ends; with a 2 s cap only the last 2 s of them.
+  const s = toSchedule([
+    [
+      { lengthMs: 4_000, mode: 'refuse', workers: 20, serviceMs: 10, hangShare: 0 },
+      { lengthMs: 16_000, mode: 'up', workers: 20, serviceMs: 10, hangShare: 0 },
+    ],
+  ]);
+  const [capped, full] = waitFrontier(s, { rps: 100, durationMs: 4_000 }, [2_000, 5_000]);
+  assert.ok(Math.abs(full.successes - 400) < EPS, `${full.successes}`);
+  assert.ok(capped.successes >= 199 && capped.successes <= 202, `${capped.successes}`);
+  assert.ok(Math.abs(capped.successesWithP99AtCap - capped.successes / 0.99) < EPS);
+  assert.throws(() => waitFrontier(s, { rps: 100, durationMs: 4_000 }, [6_000]), { code: 'CIRRUS_SIM_BAD_ARGUMENT', argument: 'maxWaitMs' });
+  assert.throws(() => waitFrontier(s, { rps: 100, durationMs: 4_000 }, [Number.NaN]), { code: 'CIRRUS_SIM_BAD_ARGUMENT', argument: 'maxWaitMs' });
 });
 
 test('bad arguments are refused with a code naming the argument', () => {
