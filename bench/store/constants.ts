@@ -50,9 +50,11 @@ export const PROGRESS_INTERVAL_MS = 5_000;
  */
 export const HOT_POLL_MS = 5;
 /**
- * At most one hot getRange per this interval is measured alone (all other reads paused, store
- * stats read before and after) so the memory-tier hit ratio of hot reads can be attributed
- * exactly; rare enough not to slow the readers down, frequent enough for hundreds of samples.
+ * At most one hot getRange per this interval is a probe: store stats read just before the call
+ * and just after it returns its promise (the memory-tier lookups all happen in between), so the
+ * hit ratio of hot reads is attributed exactly while the other readers keep running; frequent
+ * enough for hundreds of samples. (Until stop 8 a probe paused every other read, which made the
+ * hot readers wait for queued cold reads.)
  */
 export const HOT_PROBE_INTERVAL_MS = 50;
 /** Records read back from each peer after its write phase, to prove its adapter stored them. */

@@ -23,6 +23,8 @@ export interface BenchOptions {
   keep: boolean;
   memoryCacheBytes: number | null;
   segmentBytes: number | null;
+  /** The store's `coldReadConcurrency`; null: the store's default. */
+  coldReadConcurrency: number | null;
   /** Node flags the benchmark re-runs itself with when the process was started without them. */
   nodeFlags: string[];
 }
@@ -87,6 +89,11 @@ export function benchCommand(): Command {
     .option('--ceiling-mib <MiB>', `MiB written per ceiling probe cell (default ${CEILING_CELL_BYTES / MiB}, quick ${CEILING_CELL_BYTES_QUICK / MiB})`, positiveInt('--ceiling-mib'))
     .option('--memory-cache-mib <MiB>', 'store memory read-cache budget (default: the store\'s default)', positiveInt('--memory-cache-mib'))
     .option('--segment-mib <MiB>', 'store segment size (default: the store\'s default)', positiveInt('--segment-mib'))
+    .option(
+      '--cold-read-concurrency <n>',
+      'the store\'s coldReadConcurrency: history reads in flight at most (default: the store\'s default, 3 with libuv\'s default pool; 1024 lifts the limit; docs/store.md "Knobs")',
+      positiveInt('--cold-read-concurrency', 1024),
+    )
     .option('--seed <n>', 'seed of layout, sizes, contents and queue picks: same seed, same workload', positiveInt('--seed', 0xffff_ffff), 1)
     .option('--dir <path>', 'where the store, peers and probe files go (default: a new temp dir); pick the device you want measured')
     .option('--out <path>', 'where results JSON + SVG go (default: bench/results/, for --quick a temp dir)')
@@ -113,6 +120,7 @@ interface RawOptions {
   ceilingMib?: number;
   memoryCacheMib?: number;
   segmentMib?: number;
+  coldReadConcurrency?: number;
   seed: number;
   dir?: string;
   out?: string;
@@ -143,6 +151,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     keep: raw.keep ?? false,
     memoryCacheBytes: raw.memoryCacheMib ? raw.memoryCacheMib * MiB : null,
     segmentBytes: raw.segmentMib ? raw.segmentMib * MiB : null,
+    coldReadConcurrency: raw.coldReadConcurrency ?? null,
     nodeFlags: raw.nodeFlags,
   };
   if (mode === 'quick') {

@@ -215,6 +215,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const storeOptions: StoreOptions = { dir: storeDir, sync: { mode: 'always' } };
   if (o.memoryCacheBytes) storeOptions.memoryCacheBytes = o.memoryCacheBytes;
   if (o.segmentBytes) storeOptions.segmentBytes = o.segmentBytes;
+  if (o.coldReadConcurrency) storeOptions.coldReadConcurrency = o.coldReadConcurrency;
   let store: MessageStoreApi = await MessageStore.open(storeOptions);
   const counters = new Counters();
   const next = new Uint32Array(layout.totalQueues);
@@ -405,11 +406,11 @@ async function main(): Promise<number> {
     const result = {
       mode: o.mode,
       date: new Date().toISOString(),
-      machine: { cpus: cpus().length, memoryGiB: round(totalmem() / GiB, 1), node: process.version, nodeFlags: process.execArgv },
+      machine: { cpus: cpus().length, memoryGiB: round(totalmem() / GiB, 1), node: process.version, nodeFlags: process.execArgv, uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? null },
       workload: {
         producers: o.producers, readers: o.readers, topics: o.topics, maxQueuesPerTopic: o.maxQueues,
         phase1GiB: round(o.phase1Bytes / GiB, 3), phase2GiB: round(o.phase2Bytes / GiB, 3), seed: o.seed,
-        memoryCacheBytes: o.memoryCacheBytes, segmentBytes: o.segmentBytes,
+        memoryCacheBytes: o.memoryCacheBytes, segmentBytes: o.segmentBytes, coldReadConcurrency: o.coldReadConcurrency,
       },
       ceilingMiBps: round(ceilingMiBps),
       ceilingCell: `${ceiling.best.files}x${ceiling.best.blockBytes / 1024}KiB`,

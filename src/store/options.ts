@@ -4,6 +4,9 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MEMORY_CACHE_BYTES,
   DEFAULT_SEGMENT_BYTES,
+  DEFAULT_COLD_READ_CONCURRENCY,
+  LIBUV_DEFAULT_THREADPOOL_SIZE,
+  MAX_COLD_READ_CONCURRENCY,
   MAX_MESSAGE_BYTES_LIMIT,
   MIN_SEGMENT_BYTES,
 } from './constants.js';
@@ -21,6 +24,7 @@ export interface ResolvedOptions {
   retention: RetentionOptions | null;
   sync: SyncPolicy;
   maxMessageBytes: number;
+  coldReadConcurrency: number;
 }
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
@@ -49,5 +53,23 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     if (r.maxTotalBytes !== undefined) checkIntOption('retention.maxTotalBytes', r.maxTotalBytes, 1, MAX_BUDGET_BYTES);
     if (r.maxAgeMs !== undefined || r.maxTotalBytes !== undefined) retention = { ...r };
   }
-  return { dir: options.dir, memoryCacheBytes, fastTierDir, fastTierBytes, segmentBytes, retention, sync, maxMessageBytes };
+  const coldReadConcurrency =
+    options.coldReadConcurrency === undefined
+      ? defaultColdReadConcurrency(process.env.UV_THREADPOOL_SIZE)
+      : checkIntOption('coldReadConcurrency', options.coldReadConcurrency, 1, MAX_COLD_READ_CONCURRENCY);
+  return { dir: options.dir, memoryCacheBytes, fastTierDir, fastTierBytes, segmentBytes, retention, sync, maxMessageBytes, coldReadConcurrency };
+}
+
+/** libuv's thread pool size for a UV_THREADPOOL_SIZE value, read as libuv reads it (atoi, 0 -> 1, clamped to 1024, unsigned). */
+export function libuvThreadpoolSize(uvThreadpoolSize: string | undefined): number {
+  if (uvThreadpoolSize === undefined) return LIBUV_DEFAULT_THREADPOOL_SIZE;
+  const n = Number.parseInt(uvThreadpoolSize, 10);
+  if (Number.isNaN(n) || n === 0) return 1;
+  // libuv keeps the count unsigned: a negative value wraps to a huge one, then the clamp.
+  return n < 0 ? MAX_COLD_READ_CONCURRENCY : Math.min(n, MAX_COLD_READ_CONCURRENCY);
+}
+
+/** DEFAULT_COLD_READ_CONCURRENCY, but never more than libuv's pool less one thread (at least 1). */
+export function defaultColdReadConcurrency(uvThreadpoolSize: string | undefined): number {
+  return Math.max(1, Math.min(DEFAULT_COLD_READ_CONCURRENCY, libuvThreadpoolSize(uvThreadpoolSize) - 1));
 }

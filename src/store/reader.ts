@@ -51,6 +51,8 @@ export class RecordReader {
     private readonly readAhead: ReadAhead,
     private readonly fast: FastTier | null,
     private readonly counters: ReadCounters,
+    /** Reads this close to the log's end skip `coldReadConcurrency` (RECENT_READ_MEMORY_MULTIPLE). */
+    private readonly recentReadBytes: number,
   ) {}
 
   /** Bodies of offsets [from, to) of q; the caller has clipped `to` to what readers may see. */
@@ -140,9 +142,10 @@ export class RecordReader {
         spanEnd = all[j].position + all[j].length;
         j++;
       }
-      const buf = Buffer.allocUnsafe(spanEnd - spanStart);
-      const got = await this.segments.readAt(seg, buf, 0, buf.length, spanStart - seg.start);
-      const span = got === buf.length ? buf : buf.subarray(0, got);
+      // Recently written data is likely still in the OS page cache and costs the device nothing;
+      // its readers (tail readers that fell out of the memory tier) must not queue behind history.
+      const history = spanStart < visibleEnd - this.recentReadBytes;
+      const span = await this.segments.readAt(seg, spanEnd - spanStart, spanStart - seg.start, history);
       for (let k = i; k < j; k++) {
         const m = all[k];
         const at = m.position - spanStart;

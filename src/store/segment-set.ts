@@ -7,6 +7,7 @@
  * when its last user is done.
  */
 import { join } from 'node:path';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
 import { MAX_OPEN_READ_FILES } from './constants.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
@@ -31,11 +32,16 @@ export class SegmentSet {
   readonly list: Segment[] = [];
   /** Open handles; Map order is the LRU order (oldest first). */
   private readonly handles = new Map<Segment, OpenFile>();
+  /** Bounds history reads in flight (`coldReadConcurrency`). */
+  private readonly readSlots: LimitFunction;
 
   constructor(
     private readonly io: StoreIo,
     readonly dir: string,
-  ) {}
+    coldReadConcurrency: number,
+  ) {
+    this.readSlots = pLimit(coldReadConcurrency);
+  }
 
   /** Lists segment files on disk (read-only; does not open them). */
   static async discover(io: StoreIo, dir: string): Promise<Segment[]> {
@@ -144,10 +150,22 @@ export class SegmentSet {
     }
   }
 
-  async readAt(seg: Segment, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  /**
+   * Up to `length` bytes of `seg` from `position` (shorter only at the file's end). `history`: a
+   * read of old data, which waits for one of the `coldReadConcurrency` slots; its buffer is only
+   * allocated once it has one, so waiting reads hold no memory.
+   */
+  readAt(seg: Segment, length: number, position: number, history = true): Promise<Buffer> {
+    if (history) return this.readSlots(() => this.readNow(seg, length, position));
+    return this.readNow(seg, length, position);
+  }
+
+  private async readNow(seg: Segment, length: number, position: number): Promise<Buffer> {
     const h = await this.acquire(seg, false);
     try {
-      return await h.file.read(buf, offset, length, position);
+      const buf = Buffer.allocUnsafe(length);
+      const got = await h.file.read(buf, 0, length, position);
+      return got === length ? buf : buf.subarray(0, got);
     } finally {
       this.release(h);
     }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
 import { appendDeltaFile, checkpointEncoder, deltaEncoder, encodeNow, encodeSliced, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
-import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
+import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RECENT_READ_MEMORY_MULTIPLE, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
 import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
 import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
 import { GroupCommit } from './group-commit.js';
@@ -76,7 +76,7 @@ export class MessageStore implements MessageStoreApi {
         this.retentionDue = this.o.retention !== null;
       },
     }, () => io.now());
-    this.reader = new RecordReader(index, segments, mem, this.readAhead, fast, this.counters);
+    this.reader = new RecordReader(index, segments, mem, this.readAhead, fast, this.counters, o.memoryCacheBytes * RECENT_READ_MEMORY_MULTIPLE);
     this.lastCheckpointPos = recovery.checkpoint.logPosition ?? 0;
     if (o.retention) {
       this.retentionTimer = setInterval(() => void this.applyRetention(), RETENTION_CHECK_INTERVAL_MS);

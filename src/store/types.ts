@@ -36,6 +36,15 @@ export interface StoreOptions {
   sync?: SyncPolicy;
   /** Largest accepted message in bytes. Default: 4 MiB. */
   maxMessageBytes?: number;
+  /**
+   * Reads of history in the log (cold reads that miss the memory and fast tiers) in flight at
+   * most, 1-1024; the rest wait their turn in the store. Reads of recent data (within 4 x
+   * memoryCacheBytes of the log's end) are not counted. Default: 3, or one less than libuv's
+   * thread pool (UV_THREADPOOL_SIZE) when that is smaller: cold readers then cannot crowd the
+   * appends' writes and fdatasyncs, at the price of catching up more slowly. Raise it for a
+   * device with more parallelism (docs/store.md, "Knobs").
+   */
+  coldReadConcurrency?: number;
 }
 
 export interface TierStats {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { join } from 'node:path';
-import { MessageStore } from '../../src/store/index.js';
+import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
+import { defaultColdReadConcurrency, libuvThreadpoolSize } from '../../src/store/options.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
 import { payload, removeDir, tempDir } from './helpers.js';
 
@@ -104,6 +105,131 @@ test('tiered cache: a cold reader is read ahead, so its next reads hit memory', 
   } finally {
     await s.close();
     removeDir(dir);
+  }
+});
+
+test('memory tier: getRange counts its lookups before it returns its promise (the benchmark\'s hot probes rely on it)', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 64 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  try {
+    await fill(s);
+    const before = s.stats().cache.memory;
+    const pending = s.getRange('t', 5, 200, 100);
+    const after = s.stats().cache.memory;
+    assert.equal(after.hits + after.misses - before.hits - before.misses, 100, 'all 100 lookups counted synchronously');
+    assert.equal(after.hits - before.hits, 100, 'the tail is in memory');
+    const got = await pending;
+    got.forEach((b, k) => assert.deepEqual(b, payload('t', 5, 200 + k, BODY)));
+    const later = s.stats().cache.memory;
+    assert.equal(later.hits + later.misses, after.hits + after.misses, 'nothing counted after the promise was returned');
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+/** The real file system, counting reads of segment files in flight (each held 5 ms so they overlap). */
+function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => number } {
+  let inFlight = 0;
+  let max = 0;
+  let reads = 0;
+  const io: StoreIo = {
+    ...nodeIo,
+    async open(path, mode) {
+      const file = await nodeIo.open(path, mode);
+      if (!path.endsWith('.seg')) return file;
+      return {
+        writev: (buffers, position) => file.writev(buffers, position),
+        datasync: () => file.datasync(),
+        truncate: (length) => file.truncate(length),
+        size: () => file.size(),
+        close: () => file.close(),
+        async read(buf, offset, length, position) {
+          inFlight++;
+          reads++;
+          max = Math.max(max, inFlight);
+          try {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            return await file.read(buf, offset, length, position);
+          } finally {
+            inFlight--;
+          }
+        },
+      };
+    },
+  };
+  return { io, maxInFlight: () => max, reads: () => reads };
+}
+
+test('cold reads: coldReadConcurrency bounds history reads in flight, not reads of recent data; every byte still comes back right', async () => {
+  const dir = tempDir();
+  const first = await MessageStore.open({ dir, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  await fill(first);
+  await first.close();
+  const readAll = async (s: MessageStore): Promise<void> => {
+    // 24 cold reads at once: 8 queues x 3 ranges, none in memory (the store was just reopened).
+    const jobs: Promise<void>[] = [];
+    for (let q = 0; q < QUEUES; q++) {
+      for (let o = 0; o < PER_QUEUE; o += 100) {
+        jobs.push(
+          s.getRange('t', q, o, 100).then((got) => {
+            assert.equal(got.length, 100);
+            got.forEach((b, k) => assert.deepEqual(b, payload('t', q, o + k, BODY), `t/${q}@${o + k}`));
+          }),
+        );
+      }
+    }
+    await Promise.all(jobs);
+  };
+  try {
+    // The 7.2 MB log is all "recent" (within 4 x memoryCacheBytes of its end) with a 4 MiB memory
+    // budget, and all history with none.
+    const defaultLimit = defaultColdReadConcurrency(process.env.UV_THREADPOOL_SIZE);
+    for (const [limit, memoryCacheBytes, check] of [
+      [2, 0, (max: number) => max === 2],
+      [undefined, 0, (max: number) => max === defaultLimit],
+      [1024, 0, (max: number) => max > defaultLimit],
+      [2, 4 << 20, (max: number) => max > 2],
+    ] as const) {
+      const c = countingIo();
+      const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: limit });
+      try {
+        await readAll(s);
+        assert.ok(c.reads() >= 24, `every range went to the log (${c.reads()} reads)`);
+        assert.ok(check(c.maxInFlight()), `coldReadConcurrency ${limit}, memory ${memoryCacheBytes}: ${c.maxInFlight()} reads were in flight at most`);
+      } finally {
+        await s.close();
+      }
+    }
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('cold reads: the default leaves one of libuv\'s threads to the group commit, and is 3 at most', () => {
+  assert.equal(defaultColdReadConcurrency(undefined), 3, 'libuv default pool of 4');
+  assert.equal(defaultColdReadConcurrency('16'), 3);
+  assert.equal(defaultColdReadConcurrency('3'), 2);
+  assert.equal(defaultColdReadConcurrency('2'), 1);
+  assert.equal(defaultColdReadConcurrency('1'), 1, 'never 0');
+  // As libuv reads the variable: atoi, 0 -> 1 thread, negative wraps (unsigned) to the 1024 clamp.
+  assert.equal(libuvThreadpoolSize('8 threads'), 8);
+  assert.equal(libuvThreadpoolSize('many'), 1);
+  assert.equal(libuvThreadpoolSize('0'), 1);
+  assert.equal(libuvThreadpoolSize('5000'), 1024);
+  assert.equal(libuvThreadpoolSize('-3'), 1024);
+});
+
+test('cold reads: a bad coldReadConcurrency is refused, naming the option, before anything is created', async () => {
+  for (const bad of [0, -1, 1.5, 1025, Number.NaN, '4' as unknown as number]) {
+    const dir = join(tempDir(), 'store');
+    await assert.rejects(MessageStore.open({ dir, coldReadConcurrency: bad }), (e: Error & { code?: string; argument?: string }) => {
+      assert.equal(e.code, 'CIRRUS_STORE_INVALID_ARGUMENT');
+      assert.match(e.message, /coldReadConcurrency/);
+      return true;
+    });
+    assert.throws(() => readdirSync(dir), { code: 'ENOENT' }, 'no directory was created');
+    removeDir(join(dir, '..'));
   }
 });
 
