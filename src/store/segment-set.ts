@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
 import { MAX_OPEN_READ_FILES } from './constants.js';
+import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
 import type { StoreFile, StoreIo } from './io.js';
 
@@ -34,6 +35,8 @@ export class SegmentSet {
   private readonly handles = new Map<Segment, OpenFile>();
   /** Bounds history reads in flight (`coldReadConcurrency`). */
   private readonly readSlots: LimitFunction;
+  /** Set by closeAll: a read that was still waiting for its slot must not reopen a file. */
+  private closed = false;
 
   constructor(
     private readonly io: StoreIo,
@@ -107,9 +110,14 @@ export class SegmentSet {
   }
 
   private async acquire(seg: Segment, writable: boolean): Promise<OpenFile> {
+    if (this.closed) throw new StoreClosedError();
     const have = this.handles.get(seg);
     if (have && (have.writable || !writable)) return this.use(seg, have);
     const file = await this.io.open(this.pathOf(seg.start), writable ? 'readwrite' : 'read');
+    if (this.closed) {
+      await file.close();
+      throw new StoreClosedError();
+    }
     const again = this.handles.get(seg);
     if (again && (again.writable || !writable)) {
       await file.close();
@@ -212,11 +220,13 @@ export class SegmentSet {
     await this.io.syncDir(this.dir);
   }
 
+  /** Closes every file now, except those a read is still using: their last user closes them. */
   async closeAll(): Promise<void> {
+    this.closed = true;
     for (const [seg, h] of [...this.handles]) {
       this.handles.delete(seg);
       h.retired = true;
-      await h.file.close().catch(() => undefined);
+      if (h.users === 0) await h.file.close().catch(() => undefined);
     }
   }
 }

@@ -129,21 +129,26 @@ test('memory tier: getRange counts its lookups before it returns its promise (th
 });
 
 /** The real file system, counting reads of segment files in flight (each held 5 ms so they overlap). */
-function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => number } {
+function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => number; openSegments: () => number } {
   let inFlight = 0;
   let max = 0;
   let reads = 0;
+  let openSegments = 0;
   const io: StoreIo = {
     ...nodeIo,
     async open(path, mode) {
       const file = await nodeIo.open(path, mode);
       if (!path.endsWith('.seg')) return file;
+      openSegments++;
       return {
         writev: (buffers, position) => file.writev(buffers, position),
         datasync: () => file.datasync(),
         truncate: (length) => file.truncate(length),
         size: () => file.size(),
-        close: () => file.close(),
+        close() {
+          openSegments--;
+          return file.close();
+        },
         async read(buf, offset, length, position) {
           inFlight++;
           reads++;
@@ -158,7 +163,7 @@ function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => nu
       };
     },
   };
-  return { io, maxInFlight: () => max, reads: () => reads };
+  return { io, maxInFlight: () => max, reads: () => reads, openSegments: () => openSegments };
 }
 
 test('cold reads: coldReadConcurrency bounds history reads in flight, not reads of recent data; every byte still comes back right', async () => {
@@ -201,6 +206,34 @@ test('cold reads: coldReadConcurrency bounds history reads in flight, not reads 
         await s.close();
       }
     }
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('cold reads: reads under way or waiting for a slot when the store closes end with CIRRUS_STORE_CLOSED or their data, and open no file', async () => {
+  const dir = tempDir();
+  const first = await MessageStore.open({ dir, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  await fill(first);
+  await first.close();
+  const c = countingIo();
+  const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: 1 });
+  try {
+    const outcomes = Array.from({ length: QUEUES }, (_, q) =>
+      s.getRange('t', q, 0, 100).then(
+        (got) => {
+          got.forEach((b, k) => assert.deepEqual(b, payload('t', q, k, BODY)));
+          return 'data';
+        },
+        (e: Error & { code?: string }) => e.code ?? e.message,
+      ),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 2)); // the first read is under way, the rest wait
+    await s.close();
+    const ended = await Promise.all(outcomes);
+    assert.ok(ended.every((o) => o === 'data' || o === 'CIRRUS_STORE_CLOSED'), ended.join(', '));
+    assert.ok(ended.filter((o) => o === 'CIRRUS_STORE_CLOSED').length >= QUEUES - 2, `the waiting reads end closed: ${ended.join(', ')}`);
+    assert.equal(c.openSegments(), 0, 'no segment file left open');
   } finally {
     removeDir(dir);
   }
