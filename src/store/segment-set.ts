@@ -163,7 +163,7 @@ export class SegmentSet {
    * read of old data, which waits for one of the `coldReadConcurrency` slots; its buffer is only
    * allocated once it has one, so waiting reads hold no memory.
    */
-  readAt(seg: Segment, length: number, position: number, history = true): Promise<Buffer> {
+  readAt(seg: Segment, length: number, position: number, history: boolean): Promise<Buffer> {
     if (history) return this.readSlots(() => this.readNow(seg, length, position));
     return this.readNow(seg, length, position);
   }

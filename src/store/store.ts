@@ -151,8 +151,6 @@ export class MessageStore implements MessageStoreApi {
       return records;
     } catch (err) {
       if (err instanceof StoreError) throw err;
-      // close() closed the file under the read: the caller learns why, not a bad descriptor.
-      if (this.closed) throw new StoreClosedError();
       // Retention may have removed the segment while the read waited for the disk.
       if (offset < q.start) throw new StoreOffsetTruncatedError(topic, queueId, offset, q.start);
       throw new StoreIoError(`reading ${topic}/${queueId} at offset ${offset} failed: ${err instanceof Error ? err.message : String(err)}`, err);

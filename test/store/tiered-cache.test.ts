@@ -128,6 +128,15 @@ test('memory tier: getRange counts its lookups before it returns its promise (th
   }
 });
 
+/** A closed store directory holding fill()'s records, for tests that reopen it cold. */
+async function filledDir(): Promise<string> {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  await fill(s);
+  await s.close();
+  return dir;
+}
+
 /** The real file system, counting reads of segment files in flight (each held 5 ms so they overlap). */
 function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => number; openSegments: () => number } {
   let inFlight = 0;
@@ -167,10 +176,7 @@ function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => nu
 }
 
 test('cold reads: coldReadConcurrency bounds history reads in flight, not reads of recent data; every byte still comes back right', async () => {
-  const dir = tempDir();
-  const first = await MessageStore.open({ dir, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
-  await fill(first);
-  await first.close();
+  const dir = await filledDir();
   const readAll = async (s: MessageStore): Promise<void> => {
     // 24 cold reads at once: 8 queues x 3 ranges, none in memory (the store was just reopened).
     const jobs: Promise<void>[] = [];
@@ -212,10 +218,7 @@ test('cold reads: coldReadConcurrency bounds history reads in flight, not reads 
 });
 
 test('cold reads: reads under way or waiting for a slot when the store closes end with CIRRUS_STORE_CLOSED or their data, and open no file', async () => {
-  const dir = tempDir();
-  const first = await MessageStore.open({ dir, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
-  await fill(first);
-  await first.close();
+  const dir = await filledDir();
   const c = countingIo();
   const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: 1 });
   try {
