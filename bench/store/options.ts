@@ -1,6 +1,6 @@
 import { totalmem } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { RECOMMENDED_NODE_FLAGS } from '../../src/store/index.js';
+import { RECOMMENDED_NODE_FLAGS, RECOMMENDED_UV_THREADPOOL_SIZE } from '../../src/store/index.js';
 import { CEILING_CELL_BYTES, CEILING_CELL_BYTES_QUICK, MAX_QUEUES_PER_TOPIC, MAX_TOPICS } from './constants.js';
 
 export const PEER_NAMES = ['sqlite', 'leveldb', 'redis'] as const;
@@ -27,6 +27,8 @@ export interface BenchOptions {
   coldReadConcurrency: number | null;
   /** Node flags the benchmark re-runs itself with when the process was started without them. */
   nodeFlags: string[];
+  /** UV_THREADPOOL_SIZE the benchmark re-runs itself with when none is set; null: as started. */
+  uvThreadpoolSize: number | null;
 }
 
 const GiB = 1024 ** 3;
@@ -103,7 +105,20 @@ export function benchCommand(): Command {
       `Node flags to run with, space-separated, or none: the benchmark re-runs itself with them when started without (default: the store's recommended "${RECOMMENDED_NODE_FLAGS.join(' ')}", docs/store.md "Runtime")`,
       nodeFlagList,
       [...RECOMMENDED_NODE_FLAGS],
+    )
+    .option(
+      '--uv-threadpool-size <n>',
+      `libuv threads to run with (UV_THREADPOOL_SIZE), 1-1024, or none: the benchmark re-runs itself with it unless UV_THREADPOOL_SIZE is already set; the default is the store's recommended size, docs/store.md "Runtime"`,
+      threadpoolSize,
+      String(RECOMMENDED_UV_THREADPOOL_SIZE),
     );
+}
+
+function threadpoolSize(value: string): string {
+  if (value === 'none') return value;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError(`--uv-threadpool-size must be an integer 1-1024 or none, got "${value}"`);
+  return String(n);
 }
 
 interface RawOptions {
@@ -126,6 +141,7 @@ interface RawOptions {
   out?: string;
   keep?: boolean;
   nodeFlags: string[];
+  uvThreadpoolSize: string;
 }
 
 export function parseBenchOptions(argv: string[]): BenchOptions {
@@ -153,6 +169,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     segmentBytes: raw.segmentMib ? raw.segmentMib * MiB : null,
     coldReadConcurrency: raw.coldReadConcurrency ?? null,
     nodeFlags: raw.nodeFlags,
+    uvThreadpoolSize: raw.uvThreadpoolSize === 'none' ? null : Number(raw.uvThreadpoolSize),
   };
   if (mode === 'quick') {
     if (!given('phase1')) o.phase1Bytes = 128 * MiB;

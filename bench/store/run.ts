@@ -346,18 +346,22 @@ function defaultResultsDir(): string {
 const RERUN_ENV = 'CIRRUS_BENCH_STORE_RERUN';
 
 /**
- * Runs this script again with the Node flags the options ask for, when this process was started
- * without them (V8 reads heap flags once, at start); resolves to the child's exit code, or null
- * when nothing is missing and this process should run the benchmark itself.
+ * Runs this script again with the Node flags and libuv pool size the options ask for, when this
+ * process was started without them (V8 reads heap flags once, at start; libuv sizes its pool on
+ * first use); resolves to the child's exit code, or null when nothing is missing and this process
+ * should run the benchmark itself. An UV_THREADPOOL_SIZE already set is the caller's choice.
  */
-async function rerunWithFlags(flags: readonly string[]): Promise<number | null> {
+async function rerunWithRuntime(flags: readonly string[], uvThreadpoolSize: number | null): Promise<number | null> {
+  if (process.env[RERUN_ENV] !== undefined) return null;
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
   const missing = flags.filter((f) => !given.includes(f));
-  if (missing.length === 0 || process.env[RERUN_ENV] !== undefined) return null;
-  log(`running with Node flags ${missing.join(' ')} (docs/store.md, "Runtime"; --node-flags none runs as started)`);
+  const pool = uvThreadpoolSize !== null && process.env.UV_THREADPOOL_SIZE === undefined ? String(uvThreadpoolSize) : null;
+  if (missing.length === 0 && pool === null) return null;
+  if (missing.length > 0) log(`running with Node flags ${missing.join(' ')} (docs/store.md, "Runtime"; --node-flags none runs as started)`);
+  if (pool !== null) log(`running with UV_THREADPOOL_SIZE=${pool} (docs/store.md, "Runtime"; --uv-threadpool-size none runs as started)`);
   const child = spawn(process.execPath, [...process.execArgv, ...missing, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: 'inherit',
-    env: { ...process.env, [RERUN_ENV]: '1' },
+    env: { ...process.env, ...(pool === null ? {} : { UV_THREADPOOL_SIZE: pool }), [RERUN_ENV]: '1' },
   });
   const forward = (signal: NodeJS.Signals): void => void child.kill(signal);
   process.on('SIGINT', forward).on('SIGTERM', forward);
@@ -367,7 +371,7 @@ async function rerunWithFlags(flags: readonly string[]): Promise<number | null> 
 
 async function main(): Promise<number> {
   const o = parseBenchOptions(process.argv.slice(2));
-  const rerun = await rerunWithFlags(o.nodeFlags);
+  const rerun = await rerunWithRuntime(o.nodeFlags, o.uvThreadpoolSize);
   if (rerun !== null) return rerun;
   const base = o.dir ? (mkdirSync(o.dir, { recursive: true }), mkdtempSync(join(o.dir, 'cirrus-bench-'))) : mkdtempSync(join(tmpdir(), 'cirrus-bench-'));
   log(`mode ${o.mode}; data in ${base}`);

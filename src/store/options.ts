@@ -25,6 +25,8 @@ export interface ResolvedOptions {
   sync: SyncPolicy;
   maxMessageBytes: number;
   coldReadConcurrency: number;
+  /** History reads in flight at most while appends are quiet (APPEND_QUIET_MS). */
+  idleColdReadConcurrency: number;
 }
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
@@ -57,7 +59,21 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     options.coldReadConcurrency === undefined
       ? defaultColdReadConcurrency(process.env.UV_THREADPOOL_SIZE)
       : checkIntOption('coldReadConcurrency', options.coldReadConcurrency, 1, MAX_COLD_READ_CONCURRENCY);
-  return { dir: options.dir, memoryCacheBytes, fastTierDir, fastTierBytes, segmentBytes, retention, sync, maxMessageBytes, coldReadConcurrency };
+  // With no flush to protect, readers may have the whole pool (but no more: reads queued inside
+  // libuv would hold their buffers and sit in front of the next flush's writev).
+  const idleColdReadConcurrency = Math.max(coldReadConcurrency, libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE));
+  return {
+    dir: options.dir,
+    memoryCacheBytes,
+    fastTierDir,
+    fastTierBytes,
+    segmentBytes,
+    retention,
+    sync,
+    maxMessageBytes,
+    coldReadConcurrency,
+    idleColdReadConcurrency,
+  };
 }
 
 /** libuv's thread pool size for a UV_THREADPOOL_SIZE value, read as libuv reads it (atoi, 0 -> 1, clamped to 1024, unsigned). */

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
-import { MAX_OPEN_READ_FILES } from './constants.js';
+import { APPEND_QUIET_MS, MAX_OPEN_READ_FILES } from './constants.js';
 import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
 import type { StoreFile, StoreIo } from './io.js';
@@ -33,17 +33,30 @@ export class SegmentSet {
   readonly list: Segment[] = [];
   /** Open handles; Map order is the LRU order (oldest first). */
   private readonly handles = new Map<Segment, OpenFile>();
-  /** Bounds history reads in flight (`coldReadConcurrency`). */
+  /**
+   * Bounds history reads in flight: `coldReadConcurrency` while appends are under way, the larger
+   * `idleColdReadConcurrency` once they have been quiet for APPEND_QUIET_MS.
+   */
   private readonly readSlots: LimitFunction;
+  /** Log writes and syncs in flight, and when the last one ended: whether appends are quiet. */
+  private writesInFlight = 0;
+  private lastWriteEndMs = Number.NEGATIVE_INFINITY;
   /** Set by closeAll: a read that was still waiting for its slot must not reopen a file. */
   private closed = false;
 
   constructor(
     private readonly io: StoreIo,
     readonly dir: string,
-    coldReadConcurrency: number,
+    private readonly coldReadConcurrency: number,
+    private readonly idleColdReadConcurrency: number,
   ) {
+    invariant(idleColdReadConcurrency >= coldReadConcurrency, 'idle history reads are at least as many as busy ones');
     this.readSlots = pLimit(coldReadConcurrency);
+  }
+
+  /** History reads in flight at most right now (tests and stats). */
+  get historyReadLimit(): number {
+    return this.readSlots.concurrency;
   }
 
   /** Lists segment files on disk (read-only; does not open them). */
@@ -160,12 +173,31 @@ export class SegmentSet {
 
   /**
    * Up to `length` bytes of `seg` from `position` (shorter only at the file's end). `history`: a
-   * read of old data, which waits for one of the `coldReadConcurrency` slots; its buffer is only
-   * allocated once it has one, so waiting reads hold no memory.
+   * read of old data, which waits for a slot (`coldReadConcurrency` of them while appends are
+   * under way, the whole pool once they are quiet); its buffer is only allocated once it has one,
+   * so waiting reads hold no memory.
    */
   readAt(seg: Segment, length: number, position: number, history: boolean): Promise<Buffer> {
-    if (history) return this.readSlots(() => this.readNow(seg, length, position));
-    return this.readNow(seg, length, position);
+    if (!history) return this.readNow(seg, length, position);
+    const quiet = this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
+    this.setHistoryReadLimit(quiet ? this.idleColdReadConcurrency : this.coldReadConcurrency);
+    return this.readSlots(() => this.readNow(seg, length, position));
+  }
+
+  private setHistoryReadLimit(n: number): void {
+    // p-limit starts queued reads on every assignment (in a microtask): assign only on change.
+    if (this.readSlots.concurrency !== n) this.readSlots.concurrency = n;
+  }
+
+  /** A log write or sync starts: history reads go back to `coldReadConcurrency` at once. */
+  private beginWrite(): void {
+    this.writesInFlight++;
+    this.setHistoryReadLimit(this.coldReadConcurrency);
+  }
+
+  private endWrite(): void {
+    this.writesInFlight--;
+    this.lastWriteEndMs = performance.now();
   }
 
   private async readNow(seg: Segment, length: number, position: number): Promise<Buffer> {
@@ -180,32 +212,41 @@ export class SegmentSet {
   }
 
   async writeAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {
-    const h = await this.acquire(seg, true);
+    this.beginWrite();
+    let h: OpenFile | undefined;
     try {
+      h = await this.acquire(seg, true);
       await h.file.writev(buffers, position);
     } finally {
-      this.release(h);
+      if (h) this.release(h);
+      this.endWrite();
     }
   }
 
   async sync(seg: Segment): Promise<void> {
-    const h = await this.acquire(seg, true);
+    this.beginWrite();
+    let h: OpenFile | undefined;
     try {
+      h = await this.acquire(seg, true);
       await h.file.datasync();
     } finally {
-      this.release(h);
+      if (h) this.release(h);
+      this.endWrite();
     }
   }
 
   /** Cuts `seg` to `length` bytes and syncs (rollback of a failed flush). */
   async truncate(seg: Segment, length: number): Promise<void> {
-    const h = await this.acquire(seg, true);
+    this.beginWrite();
+    let h: OpenFile | undefined;
     try {
+      h = await this.acquire(seg, true);
       await h.file.truncate(length);
       await h.file.datasync();
       seg.size = length;
     } finally {
-      this.release(h);
+      if (h) this.release(h);
+      this.endWrite();
     }
   }
 

@@ -42,7 +42,9 @@ export interface StoreOptions {
    * memoryCacheBytes of the log's end) are not counted. Default: 3, or one less than libuv's
    * thread pool (UV_THREADPOOL_SIZE) when that is smaller: cold readers then cannot crowd the
    * appends' writes and fdatasyncs, at the price of catching up more slowly. Raise it for a
-   * device with more parallelism (docs/store.md, "Knobs").
+   * device with more parallelism (docs/store.md, "Knobs"). The limit holds only while appends are
+   * under way: once no log write or sync has run for APPEND_QUIET_MS (100 ms), history reads may
+   * use every thread of libuv's pool, as there is no flush left to protect.
    */
   coldReadConcurrency?: number;
 }

@@ -4,6 +4,7 @@ import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
+import { APPEND_QUIET_MS } from '../../src/store/constants.js';
 import { defaultColdReadConcurrency, libuvThreadpoolSize } from '../../src/store/options.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
 import { payload, removeDir, tempDir } from './helpers.js';
@@ -138,7 +139,7 @@ async function filledDir(): Promise<string> {
 }
 
 /** The real file system, counting reads of segment files in flight (each held 5 ms so they overlap). */
-function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => number; openSegments: () => number } {
+function countingIo(): { io: StoreIo; maxInFlight: () => number; resetMax: () => void; reads: () => number; openSegments: () => number } {
   let inFlight = 0;
   let max = 0;
   let reads = 0;
@@ -172,29 +173,50 @@ function countingIo(): { io: StoreIo; maxInFlight: () => number; reads: () => nu
       };
     },
   };
-  return { io, maxInFlight: () => max, reads: () => reads, openSegments: () => openSegments };
+  return { io, maxInFlight: () => max, resetMax: () => (max = inFlight), reads: () => reads, openSegments: () => openSegments };
 }
 
-test('cold reads: coldReadConcurrency bounds history reads in flight, not reads of recent data; every byte still comes back right', async () => {
-  const dir = await filledDir();
-  const readAll = async (s: MessageStore): Promise<void> => {
-    // 24 cold reads at once: 8 queues x 3 ranges, none in memory (the store was just reopened).
-    const jobs: Promise<void>[] = [];
-    for (let q = 0; q < QUEUES; q++) {
-      for (let o = 0; o < PER_QUEUE; o += 100) {
-        jobs.push(
-          s.getRange('t', q, o, 100).then((got) => {
-            assert.equal(got.length, 100);
-            got.forEach((b, k) => assert.deepEqual(b, payload('t', q, o + k, BODY), `t/${q}@${o + k}`));
-          }),
-        );
-      }
+/** 24 cold reads at once: 8 queues x 3 ranges, each checked byte for byte. */
+async function readAllRanges(s: MessageStore): Promise<void> {
+  const jobs: Promise<void>[] = [];
+  for (let q = 0; q < QUEUES; q++) {
+    for (let o = 0; o < PER_QUEUE; o += 100) {
+      jobs.push(
+        s.getRange('t', q, o, 100).then((got) => {
+          assert.equal(got.length, 100);
+          got.forEach((b, k) => assert.deepEqual(b, payload('t', q, o + k, BODY), `t/${q}@${o + k}`));
+        }),
+      );
     }
-    await Promise.all(jobs);
+  }
+  await Promise.all(jobs);
+}
+
+/** Appends to a queue of its own until stopped; resolves `started` once the first is durable. */
+function appendLoop(s: MessageStore): { started: Promise<void>; stop: () => Promise<void> } {
+  let stopping = false;
+  let markStarted: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
+  const done = (async () => {
+    for (let o = 0; !stopping; o++) {
+      await s.append('t', QUEUES, payload('t', QUEUES, o, BODY));
+      markStarted();
+    }
+  })();
+  return {
+    started,
+    stop: async () => {
+      stopping = true;
+      await done;
+    },
   };
+}
+
+test('cold reads: while appends are under way, coldReadConcurrency bounds history reads in flight, not reads of recent data; every byte still comes back right', async () => {
+  const dir = await filledDir();
   try {
     // The 7.2 MB log is all "recent" (within 4 x memoryCacheBytes of its end) with a 4 MiB memory
-    // budget, and all history with none.
+    // budget, and all history with none (none also turns read-ahead off, so every range is read).
     const defaultLimit = defaultColdReadConcurrency(process.env.UV_THREADPOOL_SIZE);
     for (const [limit, memoryCacheBytes, check] of [
       [2, 0, (max: number) => max === 2],
@@ -204,15 +226,46 @@ test('cold reads: coldReadConcurrency bounds history reads in flight, not reads 
     ] as const) {
       const c = countingIo();
       const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: limit });
+      const appends = appendLoop(s);
       try {
-        await readAll(s);
-        assert.ok(c.reads() >= 24, `every range went to the log (${c.reads()} reads)`);
+        await appends.started;
+        const readsBefore = c.reads();
+        await readAllRanges(s);
+        assert.ok(c.reads() - readsBefore >= 24, `every range went to the log (${c.reads() - readsBefore} reads)`);
         assert.ok(check(c.maxInFlight()), `coldReadConcurrency ${limit}, memory ${memoryCacheBytes}: ${c.maxInFlight()} reads were in flight at most`);
       } finally {
+        await appends.stop();
         await s.close();
       }
     }
   } finally {
+    removeDir(dir);
+  }
+});
+
+test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use all of libuv\'s pool; the first append brings the limit back', async () => {
+  const dir = await filledDir();
+  const c = countingIo();
+  const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: 1 });
+  const pool = libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE);
+  try {
+    // Nothing appended since open: quiet.
+    await readAllRanges(s);
+    assert.equal(c.maxInFlight(), Math.max(1, pool), 'quiet: as many history reads as libuv has threads');
+    // Appends under way: back to coldReadConcurrency.
+    const appends = appendLoop(s);
+    await appends.started;
+    c.resetMax();
+    await readAllRanges(s);
+    assert.equal(c.maxInFlight(), 1, 'appends under way: coldReadConcurrency');
+    // Appends stop; once quiet for longer than APPEND_QUIET_MS, the pool again.
+    await appends.stop();
+    await new Promise((resolve) => setTimeout(resolve, APPEND_QUIET_MS + 20));
+    c.resetMax();
+    await readAllRanges(s);
+    assert.equal(c.maxInFlight(), Math.max(1, pool), 'quiet again: the pool');
+  } finally {
+    await s.close();
     removeDir(dir);
   }
 });
