@@ -179,8 +179,7 @@ export class SegmentSet {
    */
   readAt(seg: Segment, length: number, position: number, history: boolean): Promise<Buffer> {
     if (!history) return this.readNow(seg, length, position);
-    const quiet = this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
-    this.setHistoryReadLimit(quiet ? this.idleColdReadConcurrency : this.coldReadConcurrency);
+    this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
     return this.readSlots(() => this.readNow(seg, length, position));
   }
 
@@ -198,6 +197,10 @@ export class SegmentSet {
   private endWrite(): void {
     this.writesInFlight--;
     this.lastWriteEndMs = performance.now();
+  }
+
+  private appendsQuiet(): boolean {
+    return this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
   }
 
   private async readNow(seg: Segment, length: number, position: number): Promise<Buffer> {
