@@ -54,8 +54,8 @@ export const RECOMMENDED_NODE_FLAGS: readonly string[] = ['--initial-old-space-s
  * "Runtime"): `UV_THREADPOOL_SIZE=8`. While appends are under way history reads keep to
  * `coldReadConcurrency` (3) whatever the pool; once appends are quiet they may use the whole pool,
  * and 8 threads read history faster than 4 on an SSD. Measured (docs/store.md, "Sixth pass"): the
- * benchmark's read-only last phase 14.6-14.8 s with 4 threads, 10.9-11.2 with 8, 9.2-10.0 with
- * 16 (which costs 27 MiB more peak RSS); append p99 unchanged. Like the Node flags, only the host
+ * benchmark's read-only last phase 14.5-14.8 s with 4 threads, 10.3-11.2 with 8, 9.2-10.4 with
+ * 16 (which holds 27 MiB more peak RSS in record Buffers). Like the Node flags, only the host
  * can set it, before its first use of the pool.
  */
 export const RECOMMENDED_UV_THREADPOOL_SIZE = 8;

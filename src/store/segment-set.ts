@@ -54,11 +54,6 @@ export class SegmentSet {
     this.readSlots = pLimit(coldReadConcurrency);
   }
 
-  /** History reads in flight at most right now (tests and stats). */
-  get historyReadLimit(): number {
-    return this.readSlots.concurrency;
-  }
-
   /** Lists segment files on disk (read-only; does not open them). */
   static async discover(io: StoreIo, dir: string): Promise<Segment[]> {
     const found: Segment[] = [];
