@@ -1,5 +1,26 @@
-import type { Command } from 'commander';
-import { inspectStore, verifyStore, type StoreScan, type VerifyReport } from '../store/index.js';
+import { Option, type Command } from 'commander';
+import { inspectStore, verifyStore, type ScanProgress, type StoreScan, type VerifyReport } from '../store/index.js';
+
+type ProgressWhen = 'auto' | 'always' | 'never';
+
+/** `--progress`: a line on stderr per segment scanned; `auto` only when stderr is a terminal. */
+function progressOption(): Option {
+  return new Option('--progress <when>', 'a line on stderr per segment scanned (a scan reads the whole log): auto (when stderr is a terminal), always or never')
+    .choices(['auto', 'always', 'never'])
+    .default('auto');
+}
+
+function progressPrinter(verb: string, when: ProgressWhen): ((p: ScanProgress) => void) | undefined {
+  if (when === 'never' || (when === 'auto' && !process.stderr.isTTY)) return undefined;
+  const started = performance.now();
+  return (p) => {
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0 ? p.bytes / 1024 / 1024 / seconds : 0;
+    process.stderr.write(
+      `${verb}: segment ${p.segments}/${p.segmentsTotal}, ${mib(p.bytes)} of ${mib(p.bytesTotal)} (${((100 * p.bytes) / Math.max(1, p.bytesTotal)).toFixed(0)} %), ${rate.toFixed(0)} MiB/s\n`,
+    );
+  };
+}
 
 function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
@@ -45,9 +66,10 @@ export function registerStoreCommands(program: Command): void {
     .command('inspect')
     .argument('<dir>', 'store directory')
     .option('--json', 'print one JSON object')
+    .addOption(progressOption())
     .description('topics, queues, sizes and segments of a store')
-    .action(async (dir: string, opts: { json?: boolean }) => {
-      const scan = await inspectStore(dir);
+    .action(async (dir: string, opts: { json?: boolean; progress: ProgressWhen }) => {
+      const scan = await inspectStore(dir, { onProgress: progressPrinter('inspect', opts.progress) });
       if (opts.json) process.stdout.write(`${JSON.stringify(scan)}\n`);
       else printInspect(scan);
     });
@@ -56,9 +78,10 @@ export function registerStoreCommands(program: Command): void {
     .argument('<dir>', 'store directory')
     .option('--json', 'print one JSON object')
     .option('--strict', 'count a torn tail (cut by the next open) as damage too')
+    .addOption(progressOption())
     .description("check every record's CRC and every queue's offset sequence; exit code 2 on damage")
-    .action(async (dir: string, opts: { json?: boolean; strict?: boolean }) => {
-      const report = await verifyStore(dir, { strict: opts.strict === true });
+    .action(async (dir: string, opts: { json?: boolean; strict?: boolean; progress: ProgressWhen }) => {
+      const report = await verifyStore(dir, { strict: opts.strict === true, onProgress: progressPrinter('verify', opts.progress) });
       if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
       else printVerify(report);
       if (!report.ok) process.exitCode = 2;

@@ -16,4 +16,4 @@ export { nodeIo, type StoreIo, type StoreFile } from './io.js';
 export type { DamageReport, RecordVerdict } from './recovery.js';
 export * from './types.js';
 export * from './constants.js';
-export { verifyStore, inspectStore, scanStore, type VerifyReport, type StoreScan, type QueueSummary, type SegmentSummary, type OffsetProblem } from './verify.js';
+export { verifyStore, inspectStore, scanStore, type VerifyReport, type StoreScan, type ScanOptions, type ScanProgress, type QueueSummary, type SegmentSummary, type OffsetProblem } from './verify.js';

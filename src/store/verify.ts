@@ -60,18 +60,37 @@ export interface StoreScan {
   lockHolderPid: number | null;
 }
 
+/** Where a scan has got to, reported after each segment (`onProgress`). */
+export interface ScanProgress {
+  /** Segments scanned so far, of `segmentsTotal`. */
+  segments: number;
+  segmentsTotal: number;
+  /** Log bytes scanned so far, of `bytesTotal`. */
+  bytes: number;
+  bytesTotal: number;
+}
+
+export interface ScanOptions {
+  io?: StoreIo;
+  /** The `maxMessageBytes` the store runs with; it sizes the unflushed window (recovery.ts). */
+  maxMessageBytes?: number;
+  /** Called after each segment: a scan reads every byte of the log, minutes for a large store. */
+  onProgress?: (progress: ScanProgress) => void;
+}
+
 export interface VerifyReport extends StoreScan {
   /** No damage in the middle, no offset problems, no unknown topics (and, with strict, no torn tail). */
   ok: boolean;
 }
 
-/**
- * `maxMessageBytes`: the value the store runs with; it sizes the unflushed window in which
- * damage is a torn tail rather than bit rot (recovery.ts).
- */
-export async function scanStore(dir: string, io: StoreIo = nodeIo, maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): Promise<StoreScan> {
+/** Reads every segment from its first byte; see ScanOptions. */
+export async function scanStore(dir: string, options: ScanOptions = {}): Promise<StoreScan> {
+  const io = options.io ?? nodeIo;
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const { names, cutBytes } = await TopicDict.read(io, dir);
   const found = await SegmentSet.discover(io, dir);
+  const bytesTotal = found.reduce((n, seg) => n + seg.size, 0);
+  let bytesScanned = 0;
   const queues = new Map<number, QueueSummary>();
   const segments: SegmentSummary[] = [];
   const damage: DamageReport[] = [];
@@ -120,6 +139,8 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo, maxMessageByt
     } finally {
       await file.close();
     }
+    bytesScanned += seg.size;
+    options.onProgress?.({ segments: k + 1, segmentsTotal: found.length, bytes: bytesScanned, bytesTotal });
     // Past a torn tail the log has ended: later segments hold only unacknowledged data.
     if (tail !== null) {
       for (const later of found.slice(k + 1)) segments.push({ name: segmentFileName(later.start), start: later.start, bytes: later.size, records: 0 });
@@ -148,8 +169,8 @@ export async function scanStore(dir: string, io: StoreIo = nodeIo, maxMessageByt
 }
 
 /** Checks every record's CRC and every queue's offset sequence. */
-export async function verifyStore(dir: string, options: { strict?: boolean; io?: StoreIo; maxMessageBytes?: number } = {}): Promise<VerifyReport> {
-  const scan = await scanStore(dir, options.io, options.maxMessageBytes);
+export async function verifyStore(dir: string, options: ScanOptions & { strict?: boolean } = {}): Promise<VerifyReport> {
+  const scan = await scanStore(dir, options);
   const ok =
     scan.damage.length === 0 &&
     scan.offsetProblemCount === 0 &&
@@ -159,6 +180,6 @@ export async function verifyStore(dir: string, options: { strict?: boolean; io?:
 }
 
 /** What is in the store: topics, queues, sizes, segments. */
-export async function inspectStore(dir: string, io: StoreIo = nodeIo): Promise<StoreScan> {
-  return scanStore(dir, io);
+export async function inspectStore(dir: string, options: ScanOptions = {}): Promise<StoreScan> {
+  return scanStore(dir, options);
 }

@@ -10,7 +10,7 @@ import { payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 const cliUrl = new URL('../../src/cli/store.js', import.meta.url).href;
 
 /** Runs `cirrus store <args>` through registerStoreCommands in a real child process. */
-function cli(args: string[]): { status: number | null; stdout: string } {
+function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const code = `
     import { Command } from 'commander';
     import { registerStoreCommands } from ${JSON.stringify(cliUrl)};
@@ -23,7 +23,7 @@ function cli(args: string[]): { status: number | null; stdout: string } {
     cwd: dirname(fileURLToPath(import.meta.url)),
     encoding: 'utf8',
   });
-  return { status: r.status, stdout: r.stdout };
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 async function build(dir: string): Promise<void> {
@@ -60,6 +60,40 @@ test('verify and inspect: a good store is OK and described', async () => {
   assert.match(i.stdout, /orders: \d+ queue\(s\), 150 message\(s\)/);
   assert.equal(JSON.parse(cli(['store', 'inspect', '--json', dir]).stdout).records, 300);
   removeDir(dir);
+});
+
+test('verify and inspect: progress after every segment, on stderr only, never past the total', async () => {
+  const dir = tempDir();
+  try {
+    await build(dir);
+    const segments = segmentFiles(dir);
+    const total = segments.reduce((n, f) => n + statSync(f).size, 0);
+    const seen: Array<{ segments: number; segmentsTotal: number; bytes: number; bytesTotal: number }> = [];
+    const report = await verifyStore(dir, { onProgress: (p) => seen.push({ ...p }) });
+    assert.equal(report.ok, true);
+    assert.equal(seen.length, segments.length, 'one report per segment');
+    seen.forEach((p, k) => {
+      assert.equal(p.segments, k + 1);
+      assert.equal(p.segmentsTotal, segments.length);
+      assert.equal(p.bytesTotal, total);
+      assert.ok(p.bytes <= total && (k === 0 || p.bytes > seen[k - 1].bytes), `bytes grow up to the total: ${p.bytes}`);
+    });
+    assert.equal(seen[seen.length - 1].bytes, total);
+
+    const j = cli(['store', 'verify', '--json', '--progress', 'always', dir]);
+    assert.equal(j.status, 0);
+    assert.equal(JSON.parse(j.stdout).ok, true, 'stdout stays one JSON object');
+    const lines = j.stderr.trim().split('\n');
+    assert.equal(lines.length, segments.length, j.stderr);
+    assert.match(lines[lines.length - 1], new RegExp(`^verify: segment ${segments.length}/${segments.length}, .* \\(100 %\\)`));
+    assert.equal(cli(['store', 'inspect', '--progress', 'never', dir]).stderr, '', 'never: silent');
+    assert.equal(cli(['store', 'inspect', dir]).stderr, '', 'auto, stderr not a terminal: silent');
+    const bad = cli(['store', 'verify', '--progress', 'sometimes', dir]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /--progress.*sometimes|sometimes.*--progress|Allowed choices/);
+  } finally {
+    removeDir(dir);
+  }
 });
 
 test('verify: a flipped byte in an old record is damage, with a non-zero exit', async () => {
