@@ -13,6 +13,7 @@ import { APPEND_QUIET_MS, MAX_OPEN_READ_FILES } from './constants.js';
 import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
 import type { StoreFile, StoreIo } from './io.js';
+import type { HistoryReadStats } from './types.js';
 
 export interface Segment {
   readonly start: number;
@@ -164,6 +165,11 @@ export class SegmentSet {
       if (seg === this.active || h.users > 0) continue;
       this.retire(seg, h);
     }
+  }
+
+  /** History reads allowed in flight now, in flight, and waiting for a slot. */
+  historyReads(): HistoryReadStats {
+    return { limit: this.readSlots.concurrency, inFlight: this.readSlots.activeCount, waiting: this.readSlots.pendingCount };
   }
 
   /**

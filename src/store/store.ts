@@ -203,6 +203,7 @@ export class MessageStore implements MessageStoreApi {
         memory: this.mem.counter.snapshot(this.mem.bytes + this.readAhead.bytes, this.o.memoryCacheBytes),
         fastTier: this.fast ? this.fast.counter.snapshot(this.fast.bytes, this.fast.budgetBytes) : null,
       },
+      historyReads: this.segments.historyReads(),
     };
   }
 

@@ -58,6 +58,15 @@ export interface TierStats {
   budgetBytes: number;
 }
 
+/** History reads (cold reads that go to the log) right now: see `coldReadConcurrency`. */
+export interface HistoryReadStats {
+  /** Reads allowed in flight now: `coldReadConcurrency` while appends run, libuv's pool once they are quiet. */
+  limit: number;
+  inFlight: number;
+  /** Reads waiting for a slot (they hold no buffer yet). */
+  waiting: number;
+}
+
 export interface StoreStats {
   bytesWritten: number;
   messagesWritten: number;
@@ -73,6 +82,7 @@ export interface StoreStats {
   /** Mean number of appends covered by one sync. */
   meanBatchMessages: number;
   cache: { memory: TierStats; fastTier: TierStats | null };
+  historyReads: HistoryReadStats;
 }
 
 export interface QueueInfo {

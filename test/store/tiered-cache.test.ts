@@ -251,14 +251,21 @@ test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use 
   const idle = Math.min(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE), QUEUES * 3);
   try {
     // Nothing appended since open: quiet.
-    await readAllRanges(s);
+    const quietReads = readAllRanges(s);
+    await new Promise((resolve) => setTimeout(resolve, 2)); // reads under way (each is held 5 ms)
+    const during = s.stats().historyReads;
+    assert.equal(during.limit, libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE), 'stats: the limit is the pool');
+    assert.ok(during.inFlight >= 1 && during.inFlight <= during.limit, `stats: ${during.inFlight} in flight`);
+    await quietReads;
     assert.equal(c.maxInFlight(), idle, 'quiet: as many history reads as libuv has threads');
+    assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0 }, 'stats: nothing left in flight or waiting');
     // Appends under way: back to coldReadConcurrency.
     const appends = appendLoop(s);
     await appends.started;
     c.resetMax();
     await readAllRanges(s);
     assert.equal(c.maxInFlight(), 1, 'appends under way: coldReadConcurrency');
+    assert.equal(s.stats().historyReads.limit, 1, 'stats: coldReadConcurrency while appending');
     // Appends stop; once quiet for longer than APPEND_QUIET_MS, the pool again.
     await appends.stop();
     await new Promise((resolve) => setTimeout(resolve, APPEND_QUIET_MS + 20));
