@@ -1,6 +1,6 @@
 import { totalmem } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { RECOMMENDED_NODE_FLAGS, RECOMMENDED_UV_THREADPOOL_SIZE } from '../../src/store/index.js';
+import { MAX_COLD_READ_CONCURRENCY, RECOMMENDED_NODE_FLAGS, RECOMMENDED_UV_THREADPOOL_SIZE } from '../../src/store/index.js';
 import { CEILING_CELL_BYTES, CEILING_CELL_BYTES_QUICK, MAX_QUEUES_PER_TOPIC, MAX_TOPICS } from './constants.js';
 
 export const PEER_NAMES = ['sqlite', 'leveldb', 'redis'] as const;
@@ -109,16 +109,10 @@ export function benchCommand(): Command {
     .option(
       '--uv-threadpool-size <n>',
       `libuv threads to run with (UV_THREADPOOL_SIZE), 1-1024, or none: the benchmark re-runs itself with it unless UV_THREADPOOL_SIZE is already set; the default is the store's recommended size, docs/store.md "Runtime"`,
-      threadpoolSize,
-      String(RECOMMENDED_UV_THREADPOOL_SIZE),
+      // 'none' stays a string: commander turns a parser's null into ''.
+      (value: string): number | 'none' => (value === 'none' ? value : positiveInt('--uv-threadpool-size', MAX_COLD_READ_CONCURRENCY)(value)),
+      RECOMMENDED_UV_THREADPOOL_SIZE,
     );
-}
-
-function threadpoolSize(value: string): string {
-  if (value === 'none') return value;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidArgumentError(`--uv-threadpool-size must be an integer 1-1024 or none, got "${value}"`);
-  return String(n);
 }
 
 interface RawOptions {
@@ -141,7 +135,7 @@ interface RawOptions {
   out?: string;
   keep?: boolean;
   nodeFlags: string[];
-  uvThreadpoolSize: string;
+  uvThreadpoolSize: number | 'none';
 }
 
 export function parseBenchOptions(argv: string[]): BenchOptions {
@@ -169,7 +163,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     segmentBytes: raw.segmentMib ? raw.segmentMib * MiB : null,
     coldReadConcurrency: raw.coldReadConcurrency ?? null,
     nodeFlags: raw.nodeFlags,
-    uvThreadpoolSize: raw.uvThreadpoolSize === 'none' ? null : Number(raw.uvThreadpoolSize),
+    uvThreadpoolSize: raw.uvThreadpoolSize === 'none' ? null : raw.uvThreadpoolSize,
   };
   if (mode === 'quick') {
     if (!given('phase1')) o.phase1Bytes = 128 * MiB;

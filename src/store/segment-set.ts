@@ -204,52 +204,47 @@ export class SegmentSet {
     return this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
   }
 
-  private async readNow(seg: Segment, length: number, position: number): Promise<Buffer> {
-    const h = await this.acquire(seg, false);
-    try {
+  private readNow(seg: Segment, length: number, position: number): Promise<Buffer> {
+    return this.withFile(seg, false, async (file) => {
       const buf = Buffer.allocUnsafe(length);
-      const got = await h.file.read(buf, 0, length, position);
+      const got = await file.read(buf, 0, length, position);
       return got === length ? buf : buf.subarray(0, got);
+    });
+  }
+
+  writeAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {
+    return this.write(seg, (file) => file.writev(buffers, position));
+  }
+
+  sync(seg: Segment): Promise<void> {
+    return this.write(seg, (file) => file.datasync());
+  }
+
+  /** Cuts `seg` to `length` bytes and syncs (rollback of a failed flush). */
+  truncate(seg: Segment, length: number): Promise<void> {
+    return this.write(seg, async (file) => {
+      await file.truncate(length);
+      await file.datasync();
+      seg.size = length;
+    });
+  }
+
+  /** Runs `fn` on `seg`'s file, held open (see acquire) for the duration of the call. */
+  private async withFile<T>(seg: Segment, writable: boolean, fn: (file: StoreFile) => Promise<T>): Promise<T> {
+    const h = await this.acquire(seg, writable);
+    try {
+      return await fn(h.file);
     } finally {
       this.release(h);
     }
   }
 
-  async writeAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {
+  /** A log write or sync: counted from before the file is acquired, so appends never look quiet meanwhile. */
+  private async write<T>(seg: Segment, fn: (file: StoreFile) => Promise<T>): Promise<T> {
     this.beginWrite();
-    let h: OpenFile | undefined;
     try {
-      h = await this.acquire(seg, true);
-      await h.file.writev(buffers, position);
+      return await this.withFile(seg, true, fn);
     } finally {
-      if (h) this.release(h);
-      this.endWrite();
-    }
-  }
-
-  async sync(seg: Segment): Promise<void> {
-    this.beginWrite();
-    let h: OpenFile | undefined;
-    try {
-      h = await this.acquire(seg, true);
-      await h.file.datasync();
-    } finally {
-      if (h) this.release(h);
-      this.endWrite();
-    }
-  }
-
-  /** Cuts `seg` to `length` bytes and syncs (rollback of a failed flush). */
-  async truncate(seg: Segment, length: number): Promise<void> {
-    this.beginWrite();
-    let h: OpenFile | undefined;
-    try {
-      h = await this.acquire(seg, true);
-      await h.file.truncate(length);
-      await h.file.datasync();
-      seg.size = length;
-    } finally {
-      if (h) this.release(h);
       this.endWrite();
     }
   }

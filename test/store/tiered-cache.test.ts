@@ -12,6 +12,8 @@ import { payload, removeDir, tempDir } from './helpers.js';
 const QUEUES = 8;
 const PER_QUEUE = 300;
 const BODY = 3000;
+/** Record and segment limits of every store in this file: small segments, so reads cross files. */
+const SHAPE = { maxMessageBytes: 8192, segmentBytes: 1 << 20 } as const;
 
 async function fill(s: MessageStore): Promise<void> {
   for (let i = 0; i < PER_QUEUE; i += 50) {
@@ -38,7 +40,7 @@ async function checkAll(s: MessageStore): Promise<void> {
 test('tiered cache: with a small memory budget, history comes from the fast tier, and all bytes are right', async () => {
   const dir = tempDir();
   const fastTierDir = tempDir('cirrus-fast-');
-  const opts = { dir, fastTierDir, memoryCacheBytes: 2 << 20, fastTierBytes: 64 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 };
+  const opts = { dir, fastTierDir, memoryCacheBytes: 2 << 20, fastTierBytes: 64 << 20, ...SHAPE };
   const s = await MessageStore.open(opts);
   try {
     await fill(s); // about 7 MiB, well past the 2 MiB memory budget
@@ -71,7 +73,7 @@ test('tiered cache: with a small memory budget, history comes from the fast tier
 test('tiered cache: garbage in fast-tier files is caught by the CRC and read from the log instead', async () => {
   const dir = tempDir();
   const fastTierDir = tempDir('cirrus-fast-');
-  const s = await MessageStore.open({ dir, fastTierDir, memoryCacheBytes: 1 << 20, fastTierBytes: 64 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  const s = await MessageStore.open({ dir, fastTierDir, memoryCacheBytes: 1 << 20, fastTierBytes: 64 << 20, ...SHAPE });
   try {
     await fill(s);
     for (let i = 0; i < 500 && (s.stats().cache.fastTier?.bytes ?? 0) === 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -88,10 +90,8 @@ test('tiered cache: garbage in fast-tier files is caught by the CRC and read fro
 });
 
 test('tiered cache: a cold reader is read ahead, so its next reads hit memory', async () => {
-  const dir = tempDir();
-  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  const { dir, s } = await filledStore(4 << 20);
   try {
-    await fill(s);
     const before = s.stats().cache.memory;
     // Read queue 3 from offset 0 in small steps.
     for (let o = 0; o < 100; o += 10) {
@@ -110,10 +110,8 @@ test('tiered cache: a cold reader is read ahead, so its next reads hit memory', 
 });
 
 test('memory tier: getRange counts its lookups before it returns its promise (the benchmark\'s hot probes rely on it)', async () => {
-  const dir = tempDir();
-  const s = await MessageStore.open({ dir, memoryCacheBytes: 64 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  const { dir, s } = await filledStore(64 << 20);
   try {
-    await fill(s);
     const before = s.stats().cache.memory;
     const pending = s.getRange('t', 5, 200, 100);
     const after = s.stats().cache.memory;
@@ -129,11 +127,17 @@ test('memory tier: getRange counts its lookups before it returns its promise (th
   }
 });
 
+/** A new store holding fill()'s records, open, with `memoryCacheBytes` (the default when omitted). */
+async function filledStore(memoryCacheBytes?: number): Promise<{ dir: string; s: MessageStore }> {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes, ...SHAPE });
+  await fill(s);
+  return { dir, s };
+}
+
 /** A closed store directory holding fill()'s records, for tests that reopen it cold. */
 async function filledDir(): Promise<string> {
-  const dir = tempDir();
-  const s = await MessageStore.open({ dir, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
-  await fill(s);
+  const { dir, s } = await filledStore();
   await s.close();
   return dir;
 }
@@ -225,7 +229,7 @@ test('cold reads: while appends are under way, coldReadConcurrency bounds histor
       [2, 4 << 20, (max: number) => max > 2],
     ] as const) {
       const c = countingIo();
-      const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: limit });
+      const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes, ...SHAPE, coldReadConcurrency: limit });
       const appends = appendLoop(s);
       try {
         await appends.started;
@@ -246,7 +250,7 @@ test('cold reads: while appends are under way, coldReadConcurrency bounds histor
 test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use all of libuv\'s pool; the first append brings the limit back', async () => {
   const dir = await filledDir();
   const c = countingIo();
-  const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: 1 });
+  const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, ...SHAPE, coldReadConcurrency: 1 });
   // readAllRanges starts 24 reads at once: a pool larger than that cannot be filled.
   const idle = Math.min(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE), QUEUES * 3);
   try {
@@ -281,7 +285,7 @@ test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use 
 test('cold reads: reads under way or waiting for a slot when the store closes end with CIRRUS_STORE_CLOSED or their data, and open no file', async () => {
   const dir = await filledDir();
   const c = countingIo();
-  const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, maxMessageBytes: 8192, segmentBytes: 1 << 20, coldReadConcurrency: 1 });
+  const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, ...SHAPE, coldReadConcurrency: 1 });
   try {
     const outcomes = Array.from({ length: QUEUES }, (_, q) =>
       s.getRange('t', q, 0, 100).then(
@@ -464,7 +468,7 @@ test('read-ahead: a buffer refilled as fast as it is read stays right across com
 
 test('tiered cache: records a reader has not reached yet survive the eviction of their tail chunk; unread queues keep nothing', async () => {
   const dir = tempDir();
-  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, maxMessageBytes: 8192, segmentBytes: 1 << 20 });
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, ...SHAPE });
   try {
     // The hot reader of queue 'hot'/0 is at its end.
     for (let i = 0; i < 5; i++) await s.append('hot', 0, payload('hot', 0, i, 1000));
