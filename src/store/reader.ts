@@ -9,6 +9,7 @@
 import {
   MAX_READ_SPAN_BYTES,
   READ_AHEAD_MAX_BYTES,
+  READ_AHEAD_MAX_SPAN_RATIO,
   READ_AHEAD_RECORDS,
   READ_COALESCE_GAP_BYTES,
 } from './constants.js';
@@ -28,6 +29,17 @@ function recordProblem(buf: Buffer, at: number, length: number, q: QueueState, o
   if (buf.readUInt32LE(at + REC.topicId) !== q.topicId || buf.readUInt32LE(at + REC.queueId) !== q.queueId) return 'record of another queue';
   if (readU64(buf, at + REC.queueOffset) !== offset) return 'record of another offset';
   return null;
+}
+
+/** Copies `bodies` into one new buffer and replaces each with its view there (releases their spans). */
+function compactInPlace(bodies: Buffer[], total: number): void {
+  const into = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (let k = 0; k < bodies.length; k++) {
+    const n = bodies[k].copy(into, at);
+    bodies[k] = into.subarray(at, at + n);
+    at += n;
+  }
 }
 
 interface Pending {
@@ -123,6 +135,8 @@ export class RecordReader {
     }
     const aheadBodies: Buffer[] = [];
     let aheadOk = true;
+    /** Bytes of the spans that read-ahead bodies were cut from (what those views keep alive). */
+    let aheadSpanBytes = 0;
     const all = fromLog.concat(ahead);
     let i = 0;
     while (i < all.length) {
@@ -146,6 +160,7 @@ export class RecordReader {
       // its readers (tail readers that fell out of the memory tier) must not queue behind history.
       const history = spanStart < visibleEnd - this.recentReadBytes;
       const span = await this.segments.readAt(seg, spanEnd - spanStart, spanStart - seg.start, history);
+      const keptBefore = aheadBodies.length;
       for (let k = i; k < j; k++) {
         const m = all[k];
         const at = m.position - spanStart;
@@ -158,8 +173,17 @@ export class RecordReader {
           else aheadBodies.push(span.subarray(at + RECORD_HEADER_BYTES, at + m.length));
         }
       }
+      if (aheadBodies.length > keptBefore) aheadSpanBytes += span.length;
       i = j;
     }
-    if (aheadBodies.length > 0) this.readAhead.put(key, to, aheadBodies);
+    if (aheadBodies.length === 0) return;
+    let keptBytes = 0;
+    for (const b of aheadBodies) keptBytes += b.length;
+    if (aheadSpanBytes > keptBytes * READ_AHEAD_MAX_SPAN_RATIO) {
+      compactInPlace(aheadBodies, keptBytes);
+      this.readAhead.put(key, to, aheadBodies, keptBytes);
+    } else {
+      this.readAhead.put(key, to, aheadBodies, aheadSpanBytes);
+    }
   }
 }

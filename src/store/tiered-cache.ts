@@ -161,13 +161,21 @@ export class MemoryTier {
  * Per-queue records a reader will ask for next: read ahead for cold readers, and rescued from
  * evicted tail chunks for readers that had not got there yet. A queue's records are released as
  * soon as its reader moves past them.
+ *
+ * `bytes` counts the memory held, not just the bodies: the bodies of one `put` are views of
+ * shared buffers (the reader's spans, or one buffer it copied them into when the spans were much
+ * larger, READ_AHEAD_MAX_SPAN_RATIO), which stay alive until the last of those views is passed, so
+ * a put counts its `heldBytes` until then. Rescued records (`extend`) are copies of their own and
+ * count, and are released, one by one.
  */
 export class ReadAhead {
   /**
    * Per queue, buffered bodies of offsets `offset` .. from `bodies[head]` on. A reader takes them
    * one by one: moving `head` keeps that O(1) per record (slicing the array was O(n) per take).
+   * The first `shared` of them (from `head`) are the put's views, counted together as
+   * `sharedBytes`; any after them were added by `extend`.
    */
-  private readonly entries = new Map<number, { offset: number; bodies: Array<Buffer | undefined>; head: number; bytes: number }>();
+  private readonly entries = new Map<number, ReadAheadEntry>();
   bytes = 0;
 
   constructor(readonly budgetBytes: number) {}
@@ -185,7 +193,12 @@ export class ReadAhead {
     const body = e.bodies[at] as Buffer;
     let released = 0;
     for (let k = e.head; k <= at; k++) {
-      released += (e.bodies[k] as Buffer).length;
+      if (e.shared > 0) {
+        e.shared--;
+        if (e.shared === 0) released += e.sharedBytes;
+      } else {
+        released += (e.bodies[k] as Buffer).length;
+      }
       // Let the collector have what the reader has passed.
       e.bodies[k] = undefined;
     }
@@ -203,16 +216,20 @@ export class ReadAhead {
     return body;
   }
 
-  put(key: number, offset: number, bodies: Buffer[]): void {
+  /**
+   * Buffers `bodies` for offsets `offset`.. of `key`, replacing what it had. `heldBytes` is the
+   * memory they keep alive together (at least their own bytes, the default).
+   */
+  put(key: number, offset: number, bodies: Buffer[], heldBytes = bodies.reduce((n, b) => n + b.length, 0)): void {
     this.drop(key);
     if (bodies.length === 0) return;
-    const bytes = bodies.reduce((n, b) => n + b.length, 0);
-    if (bytes > this.budgetBytes) return;
-    while (this.bytes + bytes > this.budgetBytes && this.entries.size > 0) {
+    invariant(heldBytes >= bodies.reduce((n, b) => n + b.length, 0), 'read-ahead holds at least its bodies');
+    if (heldBytes > this.budgetBytes) return;
+    while (this.bytes + heldBytes > this.budgetBytes && this.entries.size > 0) {
       this.drop(this.entries.keys().next().value as number);
     }
-    this.entries.set(key, { offset, bodies, head: 0, bytes });
-    this.bytes += bytes;
+    this.entries.set(key, { offset, bodies, head: 0, bytes: heldBytes, shared: bodies.length, sharedBytes: heldBytes });
+    this.bytes += heldBytes;
   }
 
   /**
@@ -235,7 +252,7 @@ export class ReadAhead {
       e.bodies.push(body);
       e.bytes += bytes;
     } else {
-      this.entries.set(key, { offset, bodies: [body], head: 0, bytes });
+      this.entries.set(key, { offset, bodies: [body], head: 0, bytes, shared: 0, sharedBytes: 0 });
     }
     this.bytes += bytes;
   }
@@ -251,6 +268,15 @@ export class ReadAhead {
     this.entries.clear();
     this.bytes = 0;
   }
+}
+
+interface ReadAheadEntry {
+  offset: number;
+  bodies: Array<Buffer | undefined>;
+  head: number;
+  bytes: number;
+  shared: number;
+  sharedBytes: number;
 }
 
 const FAST_TIER_SUFFIX = '.ftc';

@@ -109,6 +109,49 @@ test('tiered cache: a cold reader is read ahead, so its next reads hit memory', 
   }
 });
 
+test('read-ahead holds its records, not the spans they were read with', async () => {
+  // fill() interleaves 8 queues, so a cold read of queue 3 coalesces about 8 x the bytes it keeps:
+  // kept as views, read-ahead's bodies would pin all of it while its budget counts an eighth.
+  const { dir, s } = await filledStore(4 << 20);
+  try {
+    const first = await s.getRange('t', 3, 0, 10);
+    const cold = new Set(first.map((b) => b.buffer));
+    const spanBytes = [...cold].reduce((n, ab) => n + ab.byteLength, 0);
+    assert.ok(spanBytes >= 8 * 10 * BODY * 0.8, `the cold read coalesced the other queues' records too (${spanBytes} bytes)`);
+    const before = s.stats().cache.memory;
+    const ahead = await s.getRange('t', 3, 10, 90);
+    assert.equal(s.stats().cache.memory.hits - before.hits, 90, 'all 90 from read-ahead');
+    ahead.forEach((b, k) => assert.deepEqual(b, payload('t', 3, 10 + k, BODY)));
+    const held = new Set(ahead.map((b) => b.buffer));
+    for (const ab of held) assert.ok(!cold.has(ab), 'read-ahead bodies are not views of the spans the reader was given');
+    const heldBytes = [...held].reduce((n, ab) => n + ab.byteLength, 0);
+    assert.ok(heldBytes <= 100 * BODY * 1.25, `read-ahead keeps about its 100 bodies alive (${heldBytes} bytes for ${100 * BODY})`);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('read-ahead keeps views of dense spans: a queue written alone is not copied again', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, ...SHAPE });
+  try {
+    // 200 records of one queue back to back, then enough other traffic to push them out of memory.
+    for (let o = 0; o < 200; o += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => s.append('dense', 0, payload('dense', 0, o + k, BODY))));
+    for (let round = 0; round < 8; round++) await Promise.all(Array.from({ length: 64 }, (_, k) => s.append('bulk', k, payload('bulk', k, round, 8000))));
+    const before = s.stats().cache.memory;
+    const first = await s.getRange('dense', 0, 0, 10);
+    assert.equal(s.stats().cache.memory.misses - before.misses, 10, 'the first read went to disk');
+    const spans = new Set(first.map((b) => b.buffer));
+    const ahead = await s.getRange('dense', 0, 10, 90);
+    ahead.forEach((b, k) => assert.deepEqual(b, payload('dense', 0, 10 + k, BODY)));
+    assert.ok(ahead.some((b) => spans.has(b.buffer)), 'read-ahead bodies are views of the span the reader was given (no copy)');
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
 test('memory tier: getRange counts its lookups before it returns its promise (the benchmark\'s hot probes rely on it)', async () => {
   const { dir, s } = await filledStore(64 << 20);
   try {
@@ -365,8 +408,23 @@ test('read-ahead: records are released as the reader passes them; the budget hol
   ra.put(1, 10, [Buffer.alloc(100), Buffer.alloc(100), Buffer.alloc(100)]);
   assert.equal(ra.bytes, 300);
   assert.equal(ra.take(1, 11)?.length, 100);
-  assert.equal(ra.bytes, 100, 'offsets 10 and 11 released');
-  assert.equal(ra.take(1, 10), undefined);
+  assert.equal(ra.bytes, 300, 'a put counts as one until its last body is passed');
+  ra.extend(1, 13, 0, 50, () => Buffer.alloc(50));
+  assert.equal(ra.bytes, 350);
+  assert.equal(ra.take(1, 12)?.length, 100);
+  assert.equal(ra.bytes, 50, 'offsets 10-12 released together; the rescued copy counts alone');
+  assert.equal(ra.take(1, 13)?.length, 50);
+  assert.equal(ra.bytes, 0);
+  ra.put(1, 10, [Buffer.alloc(100), Buffer.alloc(100)], 700);
+  assert.equal(ra.bytes, 700, 'a put counts the memory its views hold, not only their bytes');
+  assert.equal(ra.take(1, 9), undefined);
+  assert.equal(ra.bytes, 0, 'a reader going back drops the queue');
+  ra.put(1, 10, [Buffer.alloc(100)], 1001);
+  assert.equal(ra.bytes, 0, 'a put holding more than the whole budget is not kept');
+  assert.throws(() => ra.put(1, 10, [Buffer.alloc(100)], 99), /holds at least its bodies/);
+  ra.put(1, 10, [Buffer.alloc(100), Buffer.alloc(100), Buffer.alloc(100)]);
+  assert.equal(ra.take(1, 10)?.length, 100);
+  assert.equal(ra.take(1, 9), undefined);
   ra.put(2, 0, [Buffer.alloc(800)]);
   ra.put(3, 0, [Buffer.alloc(500)]);
   assert.ok(ra.bytes <= 1000);
@@ -375,13 +433,13 @@ test('read-ahead: records are released as the reader passes them; the budget hol
 
 test('read-ahead (property): take, put, extend and drop agree with a plain per-queue model; bytes always add up', () => {
   type Op =
-    | { kind: 'put'; key: number; offset: number; sizes: number[] }
+    | { kind: 'put'; key: number; offset: number; sizes: number[]; extra: number }
     | { kind: 'take'; key: number; delta: number }
     | { kind: 'extend'; key: number; delta: number; size: number }
     | { kind: 'drop'; key: number };
   const key = fc.integer({ min: 1, max: 3 });
   const op: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({ kind: fc.constant('put' as const), key, offset: fc.nat({ max: 50 }), sizes: fc.array(fc.integer({ min: 1, max: 60 }), { maxLength: 8 }) }),
+    fc.record({ kind: fc.constant('put' as const), key, offset: fc.nat({ max: 50 }), sizes: fc.array(fc.integer({ min: 1, max: 60 }), { maxLength: 8 }), extra: fc.nat({ max: 120 }) }),
     fc.record({ kind: fc.constant('take' as const), key, delta: fc.integer({ min: -1, max: 4 }) }),
     fc.record({ kind: fc.constant('extend' as const), key, delta: fc.integer({ min: -1, max: 1 }), size: fc.integer({ min: 1, max: 60 }) }),
     fc.record({ kind: fc.constant('drop' as const), key }),
@@ -392,9 +450,11 @@ test('read-ahead (property): take, put, extend and drop agree with a plain per-q
     fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
       const BUDGET = 400;
       const ra = new ReadAhead(BUDGET);
-      // Model: per key, the offset of the first buffered body and the bodies, oldest key first.
-      const model = new Map<number, { offset: number; bodies: Buffer[] }>();
-      const bytesOf = (e: { bodies: Buffer[] }): number => e.bodies.reduce((n, b) => n + b.length, 0);
+      // Model: per key, the offset of the first buffered body and the bodies, oldest key first;
+      // the first `shared` bodies are a put's, held together as `sharedBytes` until all are passed.
+      type Entry = { offset: number; bodies: Buffer[]; shared: number; sharedBytes: number };
+      const model = new Map<number, Entry>();
+      const bytesOf = (e: Entry): number => (e.shared > 0 ? e.sharedBytes : 0) + e.bodies.slice(e.shared).reduce((n, b) => n + b.length, 0);
       const total = (): number => [...model.values()].reduce((n, e) => n + bytesOf(e), 0);
       const evictFor = (bytes: number, keep: number | null): void => {
         while (total() + bytes > BUDGET && model.size > 0) {
@@ -407,12 +467,12 @@ test('read-ahead (property): take, put, extend and drop agree with a plain per-q
         const e = model.get(o.key);
         if (o.kind === 'put') {
           const bodies = o.sizes.map((n, i) => body(o.offset + i, n));
-          ra.put(o.key, o.offset, bodies.slice());
+          const bytes = bodies.reduce((n, b) => n + b.length, 0) + o.extra;
+          ra.put(o.key, o.offset, bodies.slice(), bytes);
           model.delete(o.key);
-          const bytes = bodies.reduce((n, b) => n + b.length, 0);
           if (bodies.length > 0 && bytes <= BUDGET) {
             evictFor(bytes, null);
-            model.set(o.key, { offset: o.offset, bodies });
+            model.set(o.key, { offset: o.offset, bodies, shared: bodies.length, sharedBytes: bytes });
           }
         } else if (o.kind === 'take') {
           const offset = (e?.offset ?? 0) + o.delta;
@@ -424,6 +484,7 @@ test('read-ahead (property): take, put, extend and drop agree with a plain per-q
             else {
               want = e.bodies[i];
               e.bodies = e.bodies.slice(i + 1);
+              e.shared = Math.max(0, e.shared - (i + 1));
               e.offset = offset + 1;
               if (e.bodies.length === 0) model.delete(o.key);
             }
@@ -438,7 +499,7 @@ test('read-ahead (property): take, put, extend and drop agree with a plain per-q
             if (total() + o.size <= BUDGET) {
               const now = model.get(o.key);
               if (now) now.bodies.push(body(offset, o.size));
-              else model.set(o.key, { offset, bodies: [body(offset, o.size)] });
+              else model.set(o.key, { offset, bodies: [body(offset, o.size)], shared: 0, sharedBytes: 0 });
             }
           }
         } else {
