@@ -31,7 +31,13 @@ function printInspect(s: StoreScan): void {
   out.push(`store ${s.dir}`);
   out.push(`  records ${s.records}, ${mib(s.bytes)} in ${s.segments.length} segment(s); clean shutdown: ${s.cleanShutdown ? 'yes' : 'no'}`);
   out.push(`  checkpoint: ${s.checkpoint.present ? (s.checkpoint.valid ? `valid, covers log up to ${s.checkpoint.logPosition}` : 'present but invalid') : 'none'}`);
-  if (s.lockHolderPid !== null) out.push(`  lock held by pid ${s.lockHolderPid} (may be stale)`);
+  if (s.lockHolderPid !== null) {
+    out.push(
+      s.lockHolderAlive
+        ? `  locked by live process ${s.lockHolderPid}`
+        : `  stale lock of process ${s.lockHolderPid} (no longer running; the next open takes it over)`,
+    );
+  }
   out.push('  segments:');
   for (const seg of s.segments) out.push(`    ${seg.name}  ${mib(seg.bytes)}  ${seg.records} records`);
   out.push(`  topics: ${s.topics.length}, queues: ${s.queues.length}`);

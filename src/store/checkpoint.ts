@@ -167,6 +167,7 @@ export function loadCheckpoint(buf: Buffer, index: QueueIndex): void {
     index.resetEmpty(q, readU64(buf, at + 8));
     const n = buf.readUInt32LE(at + 16);
     at += QUEUE_HEADER_BYTES;
+    index.reserve(q, n);
     for (let e = 0; e < n; e++) {
       index.push(q, readU64(buf, at), buf.readUInt32LE(at + 8));
       at += ENTRY_BYTES;
@@ -275,6 +276,7 @@ export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number
       if (q.end !== from) index.resetEmpty(q, from);
       const n = rec.readUInt32LE(p + 16);
       p += DELTA_QUEUE_HEADER_BYTES;
+      index.reserve(q, n);
       for (let e = 0; e < n; e++) {
         index.push(q, readU64(rec, p), rec.readUInt32LE(p + 8));
         p += ENTRY_BYTES;

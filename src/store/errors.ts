@@ -34,8 +34,14 @@ export class StoreOffsetTruncatedError extends StoreError {
 /** Another live process (or another MessageStore in this one) holds the directory. */
 export class StoreLockedError extends StoreError {
   readonly holderPid: number;
+  /** `holderPid` -1: the lock kept changing hands while this open tried to take it. */
   constructor(dir: string, holderPid: number) {
-    super('CIRRUS_STORE_LOCKED', `store directory ${dir} is locked by live process ${holderPid}`);
+    super(
+      'CIRRUS_STORE_LOCKED',
+      holderPid > 0
+        ? `store directory ${dir} is locked by live process ${holderPid}`
+        : `store directory ${dir} is locked: its LOCK file kept changing while this process tried to take it over`,
+    );
     this.holderPid = holderPid;
   }
 }

@@ -103,6 +103,19 @@ export class QueueIndex {
     return b;
   }
 
+  /**
+   * Makes room for the next `entries` entries of q in one step: a checkpoint load knows each
+   * queue's count, and growing its block list one block at a time (a copy per block, see push)
+   * made reopening 4.3 M entries 0.2 s slower.
+   */
+  reserve(q: QueueState, entries: number): void {
+    const needed = (q.end + entries - q.base + BLOCK_MASK) >>> INDEX_BLOCK_SHIFT;
+    if (needed <= q.blocks.length) return;
+    const more: number[] = [];
+    for (let k = q.blocks.length; k < needed; k++) more.push(this.allocBlock());
+    q.blocks = q.blocks.length === 0 ? more.slice() : q.blocks.concat(more);
+  }
+
   /** Appends the entry for offset q.end; positions only grow within a queue. */
   push(q: QueueState, position: number, length: number): void {
     invariant(q.end === q.start || position >= this.positionOf(q, q.end - 1), 'queue positions grow with offsets');

@@ -220,10 +220,13 @@ export class ReadAhead {
    * Buffers `bodies` for offsets `offset`.. of `key`, replacing what it had. `heldBytes` is the
    * memory they keep alive together (at least their own bytes, the default).
    */
-  put(key: number, offset: number, bodies: Buffer[], heldBytes = bodies.reduce((n, b) => n + b.length, 0)): void {
+  put(key: number, offset: number, bodies: Buffer[], heldBytes?: number): void {
     this.drop(key);
     if (bodies.length === 0) return;
-    invariant(heldBytes >= bodies.reduce((n, b) => n + b.length, 0), 'read-ahead holds at least its bodies');
+    let bodyBytes = 0;
+    for (const b of bodies) bodyBytes += b.length;
+    heldBytes ??= bodyBytes;
+    invariant(heldBytes >= bodyBytes, 'read-ahead holds at least its bodies');
     if (heldBytes > this.budgetBytes) return;
     while (this.bytes + heldBytes > this.budgetBytes && this.entries.size > 0) {
       this.drop(this.entries.keys().next().value as number);

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { CHECKPOINT_FILE, CLEAN_FILE, LOCK_FILE, segmentFileName } from './format.js';
+import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
 import { checkCheckpoint } from './checkpoint.js';
 import { nodeIo, type StoreIo } from './io.js';
@@ -57,7 +58,10 @@ export interface StoreScan {
   dictionaryTailBytes: number;
   checkpoint: { present: boolean; valid: boolean; logPosition: number | null };
   cleanShutdown: boolean;
+  /** The pid LOCK names, null without a (readable) LOCK. */
   lockHolderPid: number | null;
+  /** Whether that process still runs (false: a stale lock, which the next open takes over). */
+  lockHolderAlive: boolean | null;
 }
 
 /** Where a scan has got to, reported after each segment (`onProgress`). */
@@ -148,7 +152,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     }
   }
   const lockText = await io.readFile(join(dir, LOCK_FILE));
-  const lockPid = lockText ? Number.parseInt(lockText.toString('utf8').trim(), 10) : NaN;
+  const holder = lockText ? parseLock(lockText.toString('utf8')) : null;
+  const lockPid = holder?.pid ?? NaN;
   return {
     dir,
     segments,
@@ -165,6 +170,7 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     checkpoint: { present: ckpt !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
     cleanShutdown: (await io.stat(join(dir, CLEAN_FILE))) !== null,
     lockHolderPid: Number.isInteger(lockPid) ? lockPid : null,
+    lockHolderAlive: holder !== null && Number.isInteger(lockPid) ? holderAlive(holder) : null,
   };
 }
 

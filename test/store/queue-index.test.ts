@@ -5,13 +5,18 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { MessageStore } from '../../src/store/index.js';
+import { INDEX_BLOCK_ENTRIES } from '../../src/store/constants.js';
 import { DAMAGED_LENGTH, QueueIndex } from '../../src/store/queue-index.js';
 import { removeDir, tempDir } from './helpers.js';
 
-test('queue index (property): push, pop, trim and advance agree with a plain array model', () => {
-  type Op = { kind: 'push'; q: number; len: number } | { kind: 'pop'; q: number } | { kind: 'advance'; q: number; by: number } | { kind: 'trim'; below: number };
+test('queue index (property): push, reserve, pop, trim and advance agree with a plain array model', () => {
+  type Op =
+    | { kind: 'push'; q: number; len: number }
+    | { kind: 'reserve'; q: number; count: number; len: number }
+    | { kind: 'pop'; q: number } | { kind: 'advance'; q: number; by: number } | { kind: 'trim'; below: number };
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 6, arbitrary: fc.record({ kind: fc.constant('push' as const), q: fc.nat({ max: 4 }), len: fc.integer({ min: 36, max: 2000 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('reserve' as const), q: fc.nat({ max: 4 }), count: fc.nat({ max: 30 }), len: fc.integer({ min: 36, max: 2000 }) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('pop' as const), q: fc.nat({ max: 4 }) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), q: fc.nat({ max: 4 }), by: fc.nat({ max: 20 }) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('trim' as const), below: fc.nat({ max: 400_000 }) }) },
@@ -29,6 +34,17 @@ test('queue index (property): push, pop, trim and advance agree with a plain arr
           index.push(q, pos, o.len);
           m.entries.push([pos, o.len]);
           pos += o.len;
+        } else if (o.kind === 'reserve') {
+          // What a checkpoint load does: room for `count` entries, then exactly that many pushes.
+          const q = index.getOrCreate(1, o.q);
+          const m = model.get(o.q) ?? { start: 0, entries: [] };
+          model.set(o.q, m);
+          index.reserve(q, o.count);
+          for (let k = 0; k < o.count; k++) {
+            index.push(q, pos, o.len);
+            m.entries.push([pos, o.len]);
+            pos += o.len;
+          }
         } else if (o.kind === 'pop') {
           const q = index.get(1, o.q);
           const m = model.get(o.q);
@@ -60,6 +76,7 @@ test('queue index (property): push, pop, trim and advance agree with a plain arr
         assert.equal(q.start, m.start);
         assert.equal(q.end, m.start + m.entries.length);
         assert.equal(q.bytes, m.entries.reduce((n, e) => n + e[1], 0));
+        assert.equal(q.blocks.length, Math.ceil((q.end - q.base) / INDEX_BLOCK_ENTRIES), 'blocks held = blocks used');
         m.entries.forEach(([p, l], k) => {
           assert.equal(index.positionOf(q, m.start + k), p);
           assert.equal(index.lengthOf(q, m.start + k), l);
@@ -92,14 +109,22 @@ test('queue index: a queue of a few messages costs under 250 bytes of heap (bloc
   // per queue): per-queue overhead is what counts.
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
-  for (const messages of [4, 20]) {
+  for (const [messages, load] of [[4, 'appends'], [20, 'appends'], [20, 'checkpoint']] as const) {
     gc();
     const before = process.memoryUsage().heapUsed;
     const index = new QueueIndex();
     const n = 100_000;
     const states = Array.from({ length: n }, (_, q) => index.getOrCreate(q % 100, q));
-    // Round-robin, as a log interleaves its queues: every queue's block list grows step by step.
-    for (let k = 0; k < messages; k++) for (let q = 0; q < n; q++) index.push(states[q], (k * n + q) * 100, 100);
+    if (load === 'appends') {
+      // Round-robin, as a log interleaves its queues: every queue's block list grows step by step.
+      for (let k = 0; k < messages; k++) for (let q = 0; q < n; q++) index.push(states[q], (k * n + q) * 100, 100);
+    } else {
+      // Queue by queue, each count known first, as a checkpoint loads.
+      for (let q = 0; q < n; q++) {
+        index.reserve(states[q], messages);
+        for (let k = 0; k < messages; k++) index.push(states[q], (k * n + q) * 100, 100);
+      }
+    }
     states.length = 0;
     gc();
     const perQueue = (process.memoryUsage().heapUsed - before) / n;
@@ -107,7 +132,7 @@ test('queue index: a queue of a few messages costs under 250 bytes of heap (bloc
     assert.equal(index.entryCount, n * messages);
     // Measured: about 197 bytes with 4 messages (object, one-element block list, map entry) and
     // 213 with 20 (three blocks); 342 with 20 when push() grows the block list (17 slots).
-    assert.ok(perQueue < 250, `${messages} messages per queue: heap bytes per queue ${perQueue.toFixed(0)}`);
+    assert.ok(perQueue < 250, `${messages} messages per queue (${load}): heap bytes per queue ${perQueue.toFixed(0)}`);
     const last = index.get(7, 99_907);
     assert.ok(last);
     assert.equal(index.positionOf(last, messages - 1), ((messages - 1) * n + 99_907) * 100);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageStore, inspectStore, verifyStore } from '../../src/store/index.js';
@@ -131,5 +131,28 @@ test('verify: a torn tail is a warning (the next open cuts it), damage with --st
   assert.equal(v.status, 0);
   assert.match(v.stdout, /torn tail: torn-body/);
   assert.equal(cli(['store', 'verify', '--strict', dir]).status, 2);
+  removeDir(dir);
+});
+
+test('inspect: says who holds the lock and whether that process still runs', async () => {
+  const dir = tempDir();
+  await build(dir);
+  assert.equal((await inspectStore(dir)).lockHolderPid, null, 'a closed store is not locked');
+  const s = await MessageStore.open({ dir });
+  try {
+    const scan = await inspectStore(dir);
+    assert.equal(scan.lockHolderPid, process.pid);
+    assert.equal(scan.lockHolderAlive, true);
+    // The CLI runs in another process: it sees this one alive.
+    assert.match(cli(['store', 'inspect', dir]).stdout, new RegExp(`locked by live process ${process.pid}\\b`));
+  } finally {
+    await s.close();
+  }
+  // What a process killed with SIGKILL leaves behind (a pid above the kernel's pid_max).
+  writeFileSync(join(dir, 'LOCK'), '99999999 - - 0123abcd\n');
+  const stale = await inspectStore(dir);
+  assert.equal(stale.lockHolderPid, 99999999);
+  assert.equal(stale.lockHolderAlive, false);
+  assert.match(cli(['store', 'inspect', dir]).stdout, /stale lock of process 99999999 \(no longer running; the next open takes it over\)/);
   removeDir(dir);
 });
