@@ -251,9 +251,19 @@ export class MessageStore implements MessageStoreApi {
 
   private startCheckpoint(): void {
     if (this.checkpointing) return;
-    this.checkpointing = this.writeCheckpoint(false, true)
-      .catch(() => undefined)
-      .finally(() => (this.checkpointing = null));
+    this.track(this.writeCheckpoint(false, true));
+  }
+
+  /** Makes `run` the checkpoint in progress (one at a time: they share the files and the counts). */
+  private track(run: Promise<boolean>): void {
+    const settled: Promise<void> = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.checkpointing = settled;
+    void settled.finally(() => {
+      if (this.checkpointing === settled) this.checkpointing = null;
+    });
   }
 
   /**
@@ -261,7 +271,7 @@ export class MessageStore implements MessageStoreApi {
    * no full checkpoint yet, when asked, or when the deltas add up to the full one's size (so the
    * total written for checkpoints stays proportional to the messages appended).
    */
-  private async writeCheckpoint(full = false, sliced = false): Promise<void> {
+  private async writeCheckpoint(full = false, sliced = false): Promise<boolean> {
     const position = this.gc.flushed;
     const trims = this.index.trims;
     // Sliced (background) encoding lets appends run between slices; a trim meanwhile voids it
@@ -269,20 +279,21 @@ export class MessageStore implements MessageStoreApi {
     const encode = (steps: Generator<void, Buffer, void>): Promise<Buffer | null> | Buffer =>
       sliced ? encodeSliced(steps, () => this.index.trims !== trims) : encodeNow(steps);
     if (!full && this.fullCheckpointBytes > 0 && this.deltaBytes < this.fullCheckpointBytes) {
-      if (position === this.lastCheckpointPos) return;
+      if (position === this.lastCheckpointPos) return true;
       const data = await encode(deltaEncoder(this.index, this.lastCheckpointPos, position));
-      if (data === null) return;
+      if (data === null) return false;
       await appendDeltaFile(this.io, this.o.dir, this.deltaBytes, data);
       this.deltaBytes += data.length;
     } else {
       const data = await encode(checkpointEncoder(this.index, position, this.dict.size, this.io.now()));
-      if (data === null) return;
+      if (data === null) return false;
       await writeCheckpointFile(this.io, this.o.dir, data);
       await truncateDeltaFile(this.io, this.o.dir, 0);
       this.fullCheckpointBytes = data.length;
       this.deltaBytes = 0;
     }
     this.lastCheckpointPos = position;
+    return true;
   }
 
   /**
@@ -291,8 +302,15 @@ export class MessageStore implements MessageStoreApi {
    */
   async checkpoint(options: { full?: boolean } = {}): Promise<void> {
     if (this.closed) throw new StoreClosedError();
-    if (this.checkpointing) await this.checkpointing;
-    await this.writeCheckpoint(options.full === true);
+    // Encoded in slices like the background ones, so appends go on meanwhile; a retention trim
+    // between slices voids the encoding, and it starts over.
+    for (;;) {
+      while (this.checkpointing) await this.checkpointing;
+      if (this.closed) throw new StoreClosedError();
+      const run = this.writeCheckpoint(options.full === true, true);
+      this.track(run);
+      if (await run) return;
+    }
   }
 
   /** Applies retention now (normally on every segment roll and every RETENTION_CHECK_INTERVAL_MS). */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, rmSync, writeSync, closeSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { MessageStore } from '../../src/store/index.js';
+import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
 import { crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
 
 async function contents(s: MessageStore): Promise<string[]> {
@@ -175,4 +175,54 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
     return index.trims !== trims;
   });
   assert.equal(voided, null);
+});
+
+test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowledged while it encodes', { timeout: 120_000 }, async () => {
+  const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
+  const { CHECKPOINT_TMP_FILE } = await import('../../src/store/format.js');
+  const dir = tempDir();
+  const events: string[] = [];
+  const io: StoreIo = {
+    ...nodeIo,
+    open: (path, mode) => {
+      if (path.endsWith(CHECKPOINT_TMP_FILE)) events.push('checkpoint file');
+      return nodeIo.open(path, mode);
+    },
+  };
+  const s = await MessageStore.open({ dir, io });
+  const entries = CHECKPOINT_ENCODE_SLICE_ENTRIES * 16;
+  const BATCH = 8192;
+  for (let i = 0; i < entries; i += BATCH) {
+    await Promise.all(Array.from({ length: BATCH }, (_, k) => s.append(`t${(i + k) % 7}`, (i + k) % 1000, Buffer.from([k & 0xff]))));
+  }
+  let stop = false;
+  let acked = 0;
+  const producer = (async () => {
+    while (!stop) {
+      await s.append('live', 0, Buffer.from(`m${acked}`));
+      acked++;
+      events.push('ack');
+    }
+  })();
+  while (acked === 0) await new Promise((r) => setImmediate(r));
+  events.push('checkpoint()');
+  await s.checkpoint({ full: true });
+  stop = true;
+  await producer;
+  const from = events.indexOf('checkpoint()');
+  const to = events.indexOf('checkpoint file', from);
+  assert.ok(to > from, 'the full checkpoint was written');
+  const during = events.slice(from, to).filter((e) => e === 'ack').length;
+  // Encoded at once (before), the call ran the whole encoding before any append could complete.
+  assert.ok(during > 0, `appends acknowledged while ${entries} entries were encoded: ${during}`);
+  const before = await contents(s);
+  await s.close();
+  const reopened = await MessageStore.open({ dir });
+  try {
+    assert.equal(reopened.endOffset('live', 0), acked);
+    assert.deepEqual(await contents(reopened), before);
+  } finally {
+    await reopened.close();
+    removeDir(dir);
+  }
 });
