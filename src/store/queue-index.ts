@@ -2,8 +2,8 @@
  * Per queue: offset -> (log position, record bytes). Entries live in blocks of
  * INDEX_BLOCK_ENTRIES inside shared pages of typed arrays; a queue holds only the list of its
  * block numbers. So there is no typed array, and no JS object, per message: 12 bytes per message
- * plus about one byte of block list, and about 200 bytes of heap per queue (its state object, its
- * block list, its map entry).
+ * plus about one byte of block list, and about 170 bytes of heap per queue (its state object, its
+ * block list, its slot in its topic's array).
  *
  *   page p: positions Float64Array[INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES]
  *           lengths   Uint32Array [INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES]
@@ -37,6 +37,22 @@ const BLOCK_MASK = INDEX_BLOCK_ENTRIES - 1;
 /** Block lists up to this long are kept at their exact length (push() would over-allocate). */
 const EXACT_BLOCK_LIST_MAX = 16;
 
+/**
+ * One topic's queues. Queue ids are small and dense in practice (a broker numbers a topic's
+ * queues 0..n-1), so they index an array: 8 bytes a queue, where a Map entry costs about 27 more
+ * (measured: 300,000 queues of 20 messages, 172 against 199 bytes of heap each). An id that would
+ * leave the array mostly holes (at or past twice the topic's queues plus DENSE_SLACK_SLOTS) goes
+ * to a Map instead, so walking all queues costs at most about twice their number.
+ */
+interface TopicQueues {
+  dense: Array<QueueState | undefined>;
+  sparse: Map<number, QueueState> | null;
+  count: number;
+}
+
+/** Holes a topic's dense array may have beyond twice its queue count. */
+const DENSE_SLACK_SLOTS = 64;
+
 export function queueKey(topicId: number, queueId: number): number {
   return topicId * (MAX_QUEUE_ID + 1) + queueId;
 }
@@ -46,12 +62,8 @@ export class QueueIndex {
   private readonly lengths: Uint32Array[] = [];
   private freeBlocks: number[] = [];
   private nextBlock = 0;
-  /**
-   * Queues by topic id, then queue id. Two small-integer keys stay V8 small integers; the flat
-   * key topicId * 2^32 + queueId would be a heap number, boxed and hashed on every lookup of the
-   * hot paths (each append, getRange and endOffset).
-   */
-  private readonly byTopic: Array<Map<number, QueueState> | undefined> = [];
+  /** Queues by topic id, then queue id (TopicQueues). */
+  private readonly byTopic: Array<TopicQueues | undefined> = [];
   private count = 0;
   private entries = 0;
   /**
@@ -69,27 +81,39 @@ export class QueueIndex {
   }
 
   get(topicId: number, queueId: number): QueueState | undefined {
-    return this.byTopic[topicId]?.get(queueId);
+    const t = this.byTopic[topicId];
+    if (t === undefined) return undefined;
+    return (queueId < t.dense.length ? t.dense[queueId] : undefined) ?? t.sparse?.get(queueId);
   }
 
   getOrCreate(topicId: number, queueId: number): QueueState {
-    let queues = this.byTopic[topicId];
-    if (queues === undefined) {
+    let t = this.byTopic[topicId];
+    if (t === undefined) {
       while (this.byTopic.length < topicId) this.byTopic.push(undefined);
-      queues = new Map();
-      this.byTopic[topicId] = queues;
+      t = { dense: [], sparse: null, count: 0 };
+      this.byTopic[topicId] = t;
     }
-    let q = queues.get(queueId);
+    let q = this.get(topicId, queueId);
     if (q === undefined) {
       q = { topicId, queueId, start: 0, base: 0, end: 0, bytes: 0, blocks: [], readTo: -1 };
-      queues.set(queueId, q);
+      if (queueId < t.dense.length || queueId < 2 * t.count + DENSE_SLACK_SLOTS) {
+        t.dense[queueId] = q;
+      } else {
+        t.sparse ??= new Map();
+        t.sparse.set(queueId, q);
+      }
+      t.count++;
       this.count++;
     }
     return q;
   }
 
   *all(): IterableIterator<QueueState> {
-    for (const queues of this.byTopic) if (queues !== undefined) yield* queues.values();
+    for (const t of this.byTopic) {
+      if (t === undefined) continue;
+      for (const q of t.dense) if (q !== undefined) yield q;
+      if (t.sparse !== null) yield* t.sparse.values();
+    }
   }
 
   private allocBlock(): number {
