@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import fc from 'fast-check';
+import { InvariantError } from '../../src/common/index.js';
 import { MessageStore } from '../../src/store/index.js';
 import { INDEX_BLOCK_ENTRIES } from '../../src/store/constants.js';
 import { DAMAGED_LENGTH, QueueIndex } from '../../src/store/queue-index.js';
@@ -242,4 +243,18 @@ test('scale: 100 topics x 5,000 queues (500,000 queues) in one log, bounded file
     await again.close();
     removeDir(dir);
   }
+});
+
+test('queue index: a position below the queue\'s last one stops loudly and changes nothing', () => {
+  const index = new QueueIndex();
+  const q = index.getOrCreate(0, 0);
+  // Inside a block (entries 0..4) and at a block's first slot (entry 8).
+  for (const count of [5, INDEX_BLOCK_ENTRIES]) {
+    for (let i = q.end; i < count; i++) index.push(q, 1000 * (i + 1), 100);
+    const before = { end: q.end, bytes: q.bytes, blocks: q.blocks.slice(), entries: index.entryCount };
+    assert.throws(() => index.push(q, 1000 * count - 1, 100), (e: unknown) => e instanceof InvariantError && /positions grow/.test(e.message));
+    assert.deepEqual({ end: q.end, bytes: q.bytes, blocks: q.blocks.slice(), entries: index.entryCount }, before);
+    index.push(q, 1000 * count, 100); // equal to the last is allowed (damaged entries share a position)
+  }
+  assert.equal(q.end, INDEX_BLOCK_ENTRIES + 1);
 });
