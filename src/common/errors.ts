@@ -17,6 +17,12 @@ export function hasCode(err: unknown, code: string): err is CirrusError {
   return err instanceof CirrusError && err.code === code;
 }
 
+/** The errno name (`ENOENT`, `EEXIST` ...) of a failed Node system call, undefined for anything else. */
+export function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** A broken invariant: a programmer error. The process must not go on writing data after it. */
 export class InvariantError extends CirrusError {
   constructor(message: string) {

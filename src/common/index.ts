@@ -1,2 +1,2 @@
-export { CirrusError, InvariantError, hasCode, invariant } from './errors.js';
+export { CirrusError, InvariantError, errnoCode, hasCode, invariant } from './errors.js';
 export { createLogger, type Logger } from './log.js';

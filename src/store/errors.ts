@@ -1,4 +1,4 @@
-import { CirrusError } from '../common/index.js';
+import { CirrusError, errnoCode } from '../common/index.js';
 
 /** Base of every error the store throws on purpose; branch on `code`. */
 export class StoreError extends CirrusError {}
@@ -91,7 +91,7 @@ export const STORE_ERROR_CODES = [
 /** Maps a failed fs call to the typed error the affected appends reject with. */
 export function writeErrorFrom(err: unknown, what: string): StoreIoError | StoreNoSpaceError {
   if (err instanceof StoreIoError || err instanceof StoreNoSpaceError) return err;
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = errnoCode(err);
   const detail = err instanceof Error ? err.message : String(err);
   if (code === 'ENOSPC' || code === 'EDQUOT') return new StoreNoSpaceError(`${what}: no space left on device (${detail})`, err);
   return new StoreIoError(`${what}: ${detail}`, err);

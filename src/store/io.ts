@@ -3,6 +3,7 @@
  * nodeIo) to inject ENOSPC, EIO and torn writes at exact calls without mocking the world.
  */
 import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node:fs';
+import { errnoCode } from '../common/index.js';
 
 /*
  * The hot calls (read, writev, fdatasync) go through the callback API on the handle's fd: a
@@ -14,6 +15,12 @@ import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node
 function preadOnce(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     read(fd, buf, offset, length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead)));
+  });
+}
+
+function fdatasyncOnce(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fdatasync(fd, (err) => (err ? reject(err) : resolve()));
   });
 }
 
@@ -67,23 +74,26 @@ class NodeFile implements StoreFile {
 
   constructor(private readonly fh: fsp.FileHandle) {}
 
-  private enter(): number {
+  /**
+   * Runs `call` on the raw descriptor, counted as in flight until it settles; rejects with EBADF
+   * once close() has begun (the number may already name another file).
+   */
+  private async withFd<T>(call: (fd: number) => Promise<T>): Promise<T> {
     if (this.closing) throw closedFileError();
     this.busy++;
-    return this.fh.fd;
-  }
-
-  private leave(): void {
-    if (--this.busy === 0 && this.whenIdle) {
-      const wake = this.whenIdle;
-      this.whenIdle = null;
-      wake();
+    try {
+      return await call(this.fh.fd);
+    } finally {
+      if (--this.busy === 0 && this.whenIdle) {
+        const wake = this.whenIdle;
+        this.whenIdle = null;
+        wake();
+      }
     }
   }
 
-  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
-    const fd = this.enter();
-    try {
+  writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    return this.withFd(async (fd) => {
       let pending = buffers.filter((b) => b.byteLength > 0);
       let pos = position;
       while (pending.length > 0) {
@@ -101,14 +111,11 @@ class NodeFile implements StoreFile {
         }
         pending = rest;
       }
-    } finally {
-      this.leave();
-    }
+    });
   }
 
-  async read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
-    const fd = this.enter();
-    try {
+  read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return this.withFd(async (fd) => {
       let done = 0;
       while (done < length) {
         const bytesRead = await preadOnce(fd, buf, offset + done, length - done, position + done);
@@ -116,25 +123,11 @@ class NodeFile implements StoreFile {
         done += bytesRead;
       }
       return done;
-    } finally {
-      this.leave();
-    }
+    });
   }
 
   datasync(): Promise<void> {
-    let fd: number;
-    try {
-      fd = this.enter();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return new Promise((resolve, reject) => {
-      fdatasync(fd, (err) => {
-        this.leave();
-        if (err) reject(err);
-        else resolve();
-      });
-    });
+    return this.withFd((fd) => fdatasyncOnce(fd));
   }
 
   truncate(length: number): Promise<void> {
@@ -158,7 +151,7 @@ class NodeFile implements StoreFile {
 }
 
 function isMissing(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === 'ENOENT';
+  return errnoCode(err) === 'ENOENT';
 }
 
 /** The real file system. */

@@ -30,6 +30,7 @@ import { readFileSync, promises as fsp, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errnoCode } from '../common/index.js';
 import { LOCK_FILE } from './format.js';
 import { StoreLockedError } from './errors.js';
 
@@ -78,7 +79,7 @@ function pidAlive(pid: number): boolean {
     return true;
   } catch (err) {
     // EPERM: the process exists but belongs to someone else.
-    return (err as { code?: unknown }).code === 'EPERM';
+    return errnoCode(err) === 'EPERM';
   }
 }
 
@@ -124,10 +125,6 @@ function privateName(dir: string): string {
   return join(dir, `${LOCK_FILE}.${process.pid}.${randomBytes(6).toString('hex')}`);
 }
 
-function errCode(err: unknown): unknown {
-  return (err as { code?: unknown }).code;
-}
-
 /** Links a complete lock file (synced when `durable`) to `path`; false when `path` already exists. */
 async function tryCreate(dir: string, path: string, text: string, durable = true): Promise<boolean> {
   const tmp = privateName(dir);
@@ -142,7 +139,7 @@ async function tryCreate(dir: string, path: string, text: string, durable = true
     await fsp.link(tmp, path);
     return true;
   } catch (err) {
-    if (errCode(err) === 'EEXIST') return false;
+    if (errnoCode(err) === 'EEXIST') return false;
     throw err;
   } finally {
     await fsp.unlink(tmp).catch(() => undefined);

@@ -34,6 +34,16 @@ export interface QueueState {
 
 const PAGE_ENTRIES = INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES;
 const BLOCK_MASK = INDEX_BLOCK_ENTRIES - 1;
+
+/** The page holding block `block`. */
+function pageOf(block: number): number {
+  return Math.floor(block / INDEX_PAGE_BLOCKS);
+}
+
+/** The slot in its page of entry `i` (0..INDEX_BLOCK_ENTRIES-1) of block `block`. */
+function slotOf(block: number, i: number): number {
+  return (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + i;
+}
 /** Block lists up to this long are kept at their exact length (push() would over-allocate). */
 const EXACT_BLOCK_LIST_MAX = 16;
 
@@ -154,7 +164,7 @@ export class QueueIndex {
       let prev: number;
       if (inBlock !== 0) {
         const b = q.blocks[blockIdx];
-        prev = this.positions[Math.floor(b / INDEX_PAGE_BLOCKS)][(b % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + inBlock - 1];
+        prev = this.positions[pageOf(b)][slotOf(b, inBlock - 1)];
       } else {
         prev = this.positionOf(q, q.end - 1);
       }
@@ -170,10 +180,9 @@ export class QueueIndex {
       else q.blocks.push(this.allocBlock());
     }
     const block = q.blocks[blockIdx];
-    const page = Math.floor(block / INDEX_PAGE_BLOCKS);
-    const slot = (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK);
-    const positions = this.positions[page];
-    positions[slot] = position;
+    const page = pageOf(block);
+    const slot = slotOf(block, rel & BLOCK_MASK);
+    this.positions[page][slot] = position;
     this.lengths[page][slot] = length;
     q.end++;
     q.bytes += length;
@@ -194,14 +203,14 @@ export class QueueIndex {
     invariant(offset >= q.start && offset < q.end, 'index lookup in range');
     const rel = offset - q.base;
     const block = q.blocks[rel >>> INDEX_BLOCK_SHIFT];
-    return this.positions[Math.floor(block / INDEX_PAGE_BLOCKS)][(block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK)];
+    return this.positions[pageOf(block)][slotOf(block, rel & BLOCK_MASK)];
   }
 
   lengthOf(q: QueueState, offset: number): number {
     invariant(offset >= q.start && offset < q.end, 'index lookup in range');
     const rel = offset - q.base;
     const block = q.blocks[rel >>> INDEX_BLOCK_SHIFT];
-    return this.lengths[Math.floor(block / INDEX_PAGE_BLOCKS)][(block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK)];
+    return this.lengths[pageOf(block)][slotOf(block, rel & BLOCK_MASK)];
   }
 
   /**
@@ -259,8 +268,8 @@ export class QueueIndex {
     for (let o = from; o < to; o++) {
       const rel = o - q.base;
       const block = q.blocks[rel >>> INDEX_BLOCK_SHIFT];
-      const page = Math.floor(block / INDEX_PAGE_BLOCKS);
-      const slot = (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + (rel & BLOCK_MASK);
+      const page = pageOf(block);
+      const slot = slotOf(block, rel & BLOCK_MASK);
       fn(this.positions[page][slot], this.lengths[page][slot]);
     }
   }

@@ -152,8 +152,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     }
   }
   const lockText = await io.readFile(join(dir, LOCK_FILE));
-  const holder = lockText ? parseLock(lockText.toString('utf8')) : null;
-  const lockPid = holder?.pid ?? NaN;
+  const parsed = lockText ? parseLock(lockText.toString('utf8')) : null;
+  const holder = parsed !== null && Number.isInteger(parsed.pid) ? parsed : null;
   return {
     dir,
     segments,
@@ -169,8 +169,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     dictionaryTailBytes: cutBytes,
     checkpoint: { present: ckpt !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
     cleanShutdown: (await io.stat(join(dir, CLEAN_FILE))) !== null,
-    lockHolderPid: Number.isInteger(lockPid) ? lockPid : null,
-    lockHolderAlive: holder !== null && Number.isInteger(lockPid) ? holderAlive(holder) : null,
+    lockHolderPid: holder?.pid ?? null,
+    lockHolderAlive: holder === null ? null : holderAlive(holder),
   };
 }
 

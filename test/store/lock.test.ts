@@ -10,25 +10,32 @@ import { removeDir, tempDir } from './helpers.js';
 
 const storeUrl = new URL('../../src/store/index.js', import.meta.url).href;
 
-/** A real second process that opens the store, appends, prints "ready" and waits. */
-function holder(dir: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
-  const code = `
-    import { MessageStore } from ${JSON.stringify(storeUrl)};
-    const s = await MessageStore.open({ dir: ${JSON.stringify(dir)} });
-    await s.append('held', 0, Buffer.from('by the child'));
-    process.stdout.write('ready\\n');
-    setInterval(() => {}, 1000);
-  `;
+/**
+ * A real process running `body` (an ES module that may use MessageStore); resolves with the first
+ * line it prints, and keeps running until killed.
+ */
+async function storeChild(body: string): Promise<{ child: ChildProcess; line: string; exited: Promise<number | null> }> {
+  const code = `import { MessageStore } from ${JSON.stringify(storeUrl)};\n${body}\nsetInterval(() => {}, 1000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  return new Promise((resolve, reject) => {
+  const line = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('ready')) resolve({ child, exited });
+      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
     });
-    child.on('exit', (c) => reject(new Error(`holder exited early with ${c}`)));
+    child.on('exit', (c) => reject(new Error(`child exited early with ${c}`)));
   });
+  return { child, line, exited };
+}
+
+/** A real second process that opens the store, appends, prints "ready" and waits. */
+function holder(dir: string): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
+  return storeChild(`
+    const s = await MessageStore.open({ dir: ${JSON.stringify(dir)} });
+    await s.append('held', 0, Buffer.from('by the child'));
+    process.stdout.write('ready\\n');
+  `);
 }
 
 test('lock: a second process gets CIRRUS_STORE_LOCKED; after it is killed with SIGKILL the stale lock does not block', { timeout: 60_000 }, async () => {
@@ -178,40 +185,26 @@ test('lock: processes racing for one stale lock: exactly one gets the directory'
   const s0 = await MessageStore.open({ dir });
   await s0.close();
   writeFileSync(join(dir, 'LOCK'), '99999999\n');
-  const code = `
-    import { MessageStore } from ${JSON.stringify(storeUrl)};
-    try {
-      await MessageStore.open({ dir: ${JSON.stringify(dir)} });
-      process.stdout.write('opened\\n');
-    } catch (e) {
-      process.stdout.write((e.code ?? String(e)) + '\\n');
-    }
-    setInterval(() => {}, 1000);
-  `;
   const PROCESSES = 4;
-  const children = Array.from({ length: PROCESSES }, () =>
-    spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  const racers = await Promise.all(
+    Array.from({ length: PROCESSES }, () =>
+      storeChild(`
+        try {
+          await MessageStore.open({ dir: ${JSON.stringify(dir)} });
+          process.stdout.write('opened\\n');
+        } catch (e) {
+          process.stdout.write((e.code ?? String(e)) + '\\n');
+        }
+      `),
+    ),
   );
   try {
-    const outcomes = await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<string>((resolve, reject) => {
-            let out = '';
-            child.stdout?.on('data', (d: Buffer) => {
-              out += d.toString();
-              if (out.includes('\n')) resolve(out.trim());
-            });
-            child.on('exit', (c) => reject(new Error(`racer exited early with ${c}`)));
-          }),
-      ),
-    );
+    const outcomes = racers.map((r) => r.line);
     assert.equal(outcomes.filter((o) => o === 'opened').length, 1, outcomes.join(', '));
     assert.equal(outcomes.filter((o) => o === 'CIRRUS_STORE_LOCKED').length, PROCESSES - 1, outcomes.join(', '));
   } finally {
     await Promise.all(
-      children.map((child) => {
-        const exited = new Promise((r) => child.once('exit', r));
+      racers.map(({ child, exited }) => {
         child.kill('SIGKILL');
         return exited;
       }),
