@@ -39,7 +39,7 @@ import { crc32c } from '@node-rs/crc32';
 import { CHECKPOINT_ENCODE_SLICE_ENTRIES } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, readU64, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
-import type { QueueIndex, QueueState } from './queue-index.js';
+import type { QueueIndex, QueueRef } from './queue-index.js';
 
 export const CHECKPOINT_MAGIC = 0x54504b43; // "CKPT"
 export const CHECKPOINT_VERSION = 1;
@@ -61,7 +61,7 @@ type Encoder = Generator<void, Buffer, void>;
  * every CHECKPOINT_ENCODE_SLICE_ENTRIES entries, counted across calls through `slice`, so that
  * one long queue is sliced too.
  */
-function* encodeEntries(buf: Buffer, at: number, index: QueueIndex, q: QueueState, from: number, to: number, slice: { entries: number }): Generator<void, number, void> {
+function* encodeEntries(buf: Buffer, at: number, index: QueueIndex, q: QueueRef, from: number, to: number, slice: { entries: number }): Generator<void, number, void> {
   for (let o = from; o < to; ) {
     const end = Math.min(to, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - slice.entries);
     index.forEachEntry(q, o, end, (position, length) => {
@@ -115,7 +115,7 @@ export function* checkpointEncoder(index: QueueIndex, logPosition: number, topic
   const counts: number[] = [];
   let total = HEADER_BYTES;
   for (const q of queues) {
-    const n = index.countBelow(q, logPosition) - q.start;
+    const n = index.countBelow(q, logPosition) - index.startOf(q);
     counts.push(n);
     total += QUEUE_HEADER_BYTES + n * ENTRY_BYTES;
   }
@@ -132,12 +132,13 @@ export function* checkpointEncoder(index: QueueIndex, logPosition: number, topic
   const slice = { entries: 0 };
   for (const q of queues) {
     const n = counts[k++];
-    buf.writeUInt32LE(q.topicId, at);
-    buf.writeUInt32LE(q.queueId, at + 4);
-    writeU64(buf, at + 8, q.start);
+    const start = index.startOf(q);
+    buf.writeUInt32LE(index.topicIdOf(q), at);
+    buf.writeUInt32LE(index.queueIdOf(q), at + 4);
+    writeU64(buf, at + 8, start);
     buf.writeUInt32LE(n, at + 16);
     at += QUEUE_HEADER_BYTES;
-    at = yield* encodeEntries(buf, at, index, q, q.start, q.start + n, slice);
+    at = yield* encodeEntries(buf, at, index, q, start, start + n, slice);
   }
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;
@@ -199,12 +200,13 @@ const DELTA_HEADER_BYTES = 40;
 const DELTA_QUEUE_HEADER_BYTES = 24;
 
 export function* deltaEncoder(index: QueueIndex, basePosition: number, logPosition: number): Encoder {
-  const parts: { q: QueueState; from: number; to: number }[] = [];
+  const parts: { q: QueueRef; from: number; to: number }[] = [];
   let total = DELTA_HEADER_BYTES;
   for (const q of [...index.all()]) {
     const to = index.countBelow(q, logPosition);
     let from = to;
-    while (from > q.start && index.positionOf(q, from - 1) >= basePosition) from--;
+    const start = index.startOf(q);
+    while (from > start && index.positionOf(q, from - 1) >= basePosition) from--;
     if (to === from) continue;
     parts.push({ q, from, to });
     total += DELTA_QUEUE_HEADER_BYTES + (to - from) * ENTRY_BYTES;
@@ -220,8 +222,8 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
   let at = DELTA_HEADER_BYTES;
   const slice = { entries: 0 };
   for (const { q, from, to } of parts) {
-    buf.writeUInt32LE(q.topicId, at);
-    buf.writeUInt32LE(q.queueId, at + 4);
+    buf.writeUInt32LE(index.topicIdOf(q), at);
+    buf.writeUInt32LE(index.queueIdOf(q), at + 4);
     writeU64(buf, at + 8, from);
     buf.writeUInt32LE(to - from, at + 16);
     buf.writeUInt32LE(0, at + 20);
@@ -263,9 +265,14 @@ export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number
     let p = DELTA_HEADER_BYTES;
     for (let k = 0; k < queueCount && ok; k++) {
       const topicId = rec.readUInt32LE(p);
-      const q = index.get(topicId, rec.readUInt32LE(p + 4));
+      const q = index.find(topicId, rec.readUInt32LE(p + 4));
       const from = readU64(rec, p + 8);
-      if (topicId >= topicCount || (q !== undefined && q.end !== from && !(q.start === q.end && q.end <= from))) ok = false;
+      if (topicId >= topicCount) ok = false;
+      else if (q !== undefined) {
+        // It continues the queue, or the queue is empty and the delta starts at or past its end.
+        const end = index.endOf(q);
+        if (end !== from && !(index.startOf(q) === end && end <= from)) ok = false;
+      }
       p += DELTA_QUEUE_HEADER_BYTES + rec.readUInt32LE(p + 16) * ENTRY_BYTES;
     }
     if (!ok || p !== total) break;
@@ -273,7 +280,7 @@ export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number
     for (let k = 0; k < queueCount; k++) {
       const q = index.getOrCreate(rec.readUInt32LE(p), rec.readUInt32LE(p + 4));
       const from = readU64(rec, p + 8);
-      if (q.end !== from) index.resetEmpty(q, from);
+      if (index.endOf(q) !== from) index.resetEmpty(q, from);
       const n = rec.readUInt32LE(p + 16);
       p += DELTA_QUEUE_HEADER_BYTES;
       index.reserve(q, n);

@@ -104,6 +104,22 @@ export const INDEX_BLOCK_SHIFT = 3;
 export const INDEX_PAGE_BLOCKS = 8192;
 
 /**
+ * A queue's list of block numbers lives in a shared slab page of this many u32 slots (a power
+ * of two), in a chunk of a power-of-two size class, so there is no JS array per queue.
+ */
+export const INDEX_LIST_SLAB_SLOTS = 1 << 14;
+
+/**
+ * Block lists longer than 2^this blocks (512 messages at 8 per block) leave the slabs for a
+ * Uint32Array of their own: few queues get that long in a store of many queues, and a store of
+ * few queues does not mind one typed array each.
+ */
+export const INDEX_LIST_SLAB_MAX_CLASS = 6;
+
+/** Rows (queues) the index's columns start with; they grow by a quarter as queues are added. */
+export const INDEX_INITIAL_QUEUE_ROWS = 1024;
+
+/**
  * A (delta) checkpoint of the index is written after this much new log, so that a reopen after
  * a crash scans at most this much (about 0.5 s at the device's sequential read speed).
  */
@@ -193,6 +209,7 @@ export const MAX_FAST_TIER_WRITES_IN_FLIGHT = 4;
 export const RETENTION_CHECK_INTERVAL_MS = 60_000;
 
 invariant((1 << INDEX_BLOCK_SHIFT) === INDEX_BLOCK_ENTRIES, 'INDEX_BLOCK_SHIFT matches INDEX_BLOCK_ENTRIES');
+invariant(INDEX_LIST_SLAB_SLOTS % (1 << INDEX_LIST_SLAB_MAX_CLASS) === 0, 'slab pages hold whole chunks of every class');
 invariant(MAX_FLUSH_BYTES >= WRITE_CHUNK_BYTES, 'a flush covers at least one chunk');
 invariant(SCAN_READ_BYTES >= 1 * MiB, 'scan window holds ordinary records');
 invariant(DEFAULT_MAX_MESSAGE_BYTES <= MAX_MESSAGE_BYTES_LIMIT, 'default max message within limit');

@@ -31,13 +31,13 @@ import { invariant } from '../common/index.js';
 import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MIN_OVERLAP_FLUSH_BYTES } from './constants.js';
 import { StoreNoSpaceError, writeErrorFrom, type StoreIoError } from './errors.js';
 import { createHistogram } from './histogram.js';
-import type { QueueState } from './queue-index.js';
+import type { QueueRef } from './queue-index.js';
 import type { Segment, SegmentSet } from './segment-set.js';
 import type { Chunk, MemoryTier } from './tiered-cache.js';
 import type { SyncPolicy } from './types.js';
 
 interface Waiter {
-  readonly q: QueueState;
+  readonly q: QueueRef;
   /** Log position just past the record. */
   readonly end: number;
   readonly offset: number;
@@ -59,7 +59,7 @@ export interface GroupCommitHooks {
   /** After `committed` moved (eviction, checkpoint triggers). */
   afterFlush(): void;
   /** Undo the index entry of a rolled-back append (called newest first). */
-  rollbackEntry(q: QueueState): void;
+  rollbackEntry(q: QueueRef): void;
   /** The log rolled over into a new segment (retention trigger). */
   segmentRolled(): void;
 }
@@ -145,7 +145,7 @@ export class GroupCommit {
   }
 
   /** Registers the append whose record ends at `end`; resolves with `offset` once committed. */
-  enqueue(q: QueueState, end: number, offset: number): Promise<number> {
+  enqueue(q: QueueRef, end: number, offset: number): Promise<number> {
     const p = new Promise<number>((resolve, reject) => {
       this.waiters.push({ q, end, offset, resolve, reject });
     });

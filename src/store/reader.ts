@@ -15,18 +15,26 @@ import {
 } from './constants.js';
 import { StoreCorruptError } from './errors.js';
 import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
-import { DAMAGED_LENGTH, type QueueIndex, type QueueState } from './queue-index.js';
+import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js';
 import type { SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 
+/** The queue a read is for, as records name it. */
+interface ReadTarget {
+  readonly name: string;
+  readonly q: QueueRef;
+  readonly topicId: number;
+  readonly queueId: number;
+}
+
 /** Why a record at `at` in `buf` is not the one expected, or null when it is. */
-function recordProblem(buf: Buffer, at: number, length: number, q: QueueState, offset: number, checkCrc = true): string | null {
+function recordProblem(buf: Buffer, at: number, length: number, t: ReadTarget, offset: number, checkCrc = true): string | null {
   if (at + length > buf.length || length < RECORD_HEADER_BYTES) return 'short read';
   if (!hasRecordMagic(buf, at)) return 'bad magic';
   const bodyBytes = buf.readUInt32LE(at + REC.bodyBytes);
   if (RECORD_HEADER_BYTES + bodyBytes !== length) return 'length differs from the index';
   if (checkCrc && !recordCrcOk(buf, at, bodyBytes)) return 'CRC mismatch';
-  if (buf.readUInt32LE(at + REC.topicId) !== q.topicId || buf.readUInt32LE(at + REC.queueId) !== q.queueId) return 'record of another queue';
+  if (buf.readUInt32LE(at + REC.topicId) !== t.topicId || buf.readUInt32LE(at + REC.queueId) !== t.queueId) return 'record of another queue';
   if (readU64(buf, at + REC.queueOffset) !== offset) return 'record of another offset';
   return null;
 }
@@ -68,25 +76,26 @@ export class RecordReader {
   ) {}
 
   /** Bodies of offsets [from, to) of q; the caller has clipped `to` to what readers may see. */
-  async read(name: string, q: QueueState, key: number, from: number, to: number, visibleEnd: number): Promise<Buffer[]> {
+  async read(name: string, q: QueueRef, from: number, to: number, visibleEnd: number): Promise<Buffer[]> {
+    const t: ReadTarget = { name, q, topicId: this.index.topicIdOf(q), queueId: this.index.queueIdOf(q) };
     const out: Buffer[] = new Array<Buffer>(to - from);
     const misses: Pending[] = [];
     for (let o = from; o < to; o++) {
       const position = this.index.positionOf(q, o);
       const length = this.index.lengthOf(q, o);
       if (length === DAMAGED_LENGTH) {
-        throw new StoreCorruptError(`offset ${o} of ${name}/${q.queueId} lies in a range recovery found damaged`, position);
+        throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} lies in a range recovery found damaged`, position);
       }
       const chunk = this.mem.find(position);
       if (chunk) {
         const at = position - chunk.start;
-        const problem = recordProblem(chunk.buf, at, length, q, o, false);
-        if (problem) throw new StoreCorruptError(`offset ${o} of ${name}/${q.queueId} in memory: ${problem}`, position);
+        const problem = recordProblem(chunk.buf, at, length, t, o, false);
+        if (problem) throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} in memory: ${problem}`, position);
         out[o - from] = Buffer.from(chunk.buf.subarray(at + RECORD_HEADER_BYTES, at + length));
         this.mem.counter.hits++;
         continue;
       }
-      const ahead = this.readAhead.take(key, o);
+      const ahead = this.readAhead.take(q, o);
       if (ahead) {
         out[o - from] = ahead;
         this.mem.counter.hits++;
@@ -95,13 +104,14 @@ export class RecordReader {
       this.mem.counter.misses++;
       misses.push({ slot: o - from, offset: o, position, length });
     }
-    if (misses.length > 0) await this.readMisses(name, q, key, misses, out, to, visibleEnd);
+    if (misses.length > 0) await this.readMisses(t, misses, out, to, visibleEnd);
     for (const b of out) this.counters.bytesRead += b.length;
     this.counters.messagesRead += out.length;
     return out;
   }
 
-  private async readMisses(name: string, q: QueueState, key: number, misses: Pending[], out: Buffer[], to: number, visibleEnd: number): Promise<void> {
+  private async readMisses(t: ReadTarget, misses: Pending[], out: Buffer[], to: number, visibleEnd: number): Promise<void> {
+    const q = t.q;
     let fromLog: Pending[] = misses;
     if (this.fast) {
       fromLog = [];
@@ -110,7 +120,7 @@ export class RecordReader {
       for (let k = 0; k < misses.length; k++) {
         const m = misses[k];
         const buf = bufs[k];
-        if (buf && recordProblem(buf, 0, m.length, q, m.offset) === null) {
+        if (buf && recordProblem(buf, 0, m.length, t, m.offset) === null) {
           out[m.slot] = buf.subarray(RECORD_HEADER_BYTES);
           this.fast.counter.hits++;
         } else {
@@ -125,7 +135,7 @@ export class RecordReader {
     let aheadBytes = 0;
     const ahead: Pending[] = [];
     const aheadLimit = Math.min(READ_AHEAD_MAX_BYTES, this.readAhead.budgetBytes / 2);
-    for (let o = to; o < q.end && ahead.length < READ_AHEAD_RECORDS; o++) {
+    for (let o = to, end = this.index.endOf(q); o < end && ahead.length < READ_AHEAD_RECORDS; o++) {
       const position = this.index.positionOf(q, o);
       const length = this.index.lengthOf(q, o);
       if (length === DAMAGED_LENGTH || position + length > visibleEnd || this.mem.find(position)) break;
@@ -142,7 +152,7 @@ export class RecordReader {
     while (i < all.length) {
       // One span: records of one segment, close together, bounded in size.
       const seg = this.segments.find(all[i].position);
-      if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${name}/${q.queueId}: its segment is missing`, all[i].position);
+      if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${t.name}/${t.queueId}: its segment is missing`, all[i].position);
       const spanStart = all[i].position;
       let spanEnd = spanStart + all[i].length;
       let j = i + 1;
@@ -164,9 +174,9 @@ export class RecordReader {
       for (let k = i; k < j; k++) {
         const m = all[k];
         const at = m.position - spanStart;
-        const problem = recordProblem(span, at, m.length, q, m.offset);
+        const problem = recordProblem(span, at, m.length, t, m.offset);
         if (m.slot < requested) {
-          if (problem) throw new StoreCorruptError(`offset ${m.offset} of ${name}/${q.queueId} on disk: ${problem}`, m.position);
+          if (problem) throw new StoreCorruptError(`offset ${m.offset} of ${t.name}/${t.queueId} on disk: ${problem}`, m.position);
           out[m.slot] = span.subarray(at + RECORD_HEADER_BYTES, at + m.length);
         } else if (aheadOk) {
           if (problem) aheadOk = false;
@@ -181,9 +191,9 @@ export class RecordReader {
     for (const b of aheadBodies) keptBytes += b.length;
     if (aheadSpanBytes > keptBytes * READ_AHEAD_MAX_SPAN_RATIO) {
       compactInPlace(aheadBodies, keptBytes);
-      this.readAhead.put(key, to, aheadBodies, keptBytes);
+      this.readAhead.put(q, to, aheadBodies, keptBytes);
     } else {
-      this.readAhead.put(key, to, aheadBodies, aheadSpanBytes);
+      this.readAhead.put(q, to, aheadBodies, aheadSpanBytes);
     }
   }
 }

@@ -143,19 +143,20 @@ async function recoverWith(
             ignoredRecords++;
             return;
           }
-          const existed = index.get(r.topicId, r.queueId) !== undefined;
+          const existed = index.find(r.topicId, r.queueId) !== undefined;
           const q = index.getOrCreate(r.topicId, r.queueId);
           // A queue first seen past offset 0 begins where retention left it.
           if (!existed && r.queueOffset > 0) index.resetEmpty(q, r.queueOffset);
-          if (r.queueOffset > q.end) {
-            const gap = r.queueOffset - q.end;
+          const end = index.endOf(q);
+          if (r.queueOffset > end) {
+            const gap = r.queueOffset - end;
             if (gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
               ignoredRecords++;
               return;
             }
             for (let g = 0; g < gap; g++) index.push(q, r.position, DAMAGED_LENGTH);
             damagedOffsets += gap;
-          } else if (r.queueOffset < q.end) {
+          } else if (r.queueOffset < end) {
             ignoredRecords++;
             return;
           }

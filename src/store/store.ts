@@ -13,7 +13,7 @@ import { GroupCommit } from './group-commit.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { acquireLock, type StoreLock } from './lock.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
-import { QueueIndex, queueKey } from './queue-index.js';
+import { QueueIndex } from './queue-index.js';
 import { RecordReader, type ReadCounters } from './reader.js';
 import { segmentsToDelete } from './retention.js';
 import { SegmentSet, type Segment } from './segment-set.js';
@@ -118,7 +118,7 @@ export class MessageStore implements MessageStoreApi {
       const bytes = RECORD_HEADER_BYTES + data.byteLength;
       const chunk = this.gc.reserve(bytes);
       const at = chunk.used - bytes;
-      const offset = q.end;
+      const offset = this.index.endOf(q);
       encodeRecord(chunk.buf, at, topicId, queueId, offset, this.io.now(), data);
       this.index.push(q, chunk.start + at, bytes);
       this.messagesWritten++;
@@ -136,23 +136,24 @@ export class MessageStore implements MessageStoreApi {
     if (this.closed) throw new StoreClosedError();
     const topicId = this.dict.lookup(topic);
     if (topicId === undefined) return [];
-    const q = this.index.get(topicId, queueId);
-    if (!q) return [];
-    if (offset < q.start) throw new StoreOffsetTruncatedError(topic, queueId, offset, q.start);
+    const index = this.index;
+    const q = index.find(topicId, queueId);
+    if (q === undefined) return [];
+    if (offset < index.startOf(q)) throw new StoreOffsetTruncatedError(topic, queueId, offset, index.startOf(q));
     const visible = this.gc.visibleEnd;
-    let end = Math.min(q.end, offset + fetchNum);
+    let end = Math.min(index.endOf(q), offset + fetchNum);
     // Appends not yet durable are not visible: they could still be rolled back.
-    while (end > offset && this.index.positionOf(q, end - 1) + this.index.lengthOf(q, end - 1) > visible) end--;
+    while (end > offset && index.positionOf(q, end - 1) + index.lengthOf(q, end - 1) > visible) end--;
     if (end <= offset) return [];
     try {
-      const records = await this.reader.read(topic, q, queueKey(topicId, queueId), offset, end, visible);
-      q.readTo = offset + records.length;
+      const records = await this.reader.read(topic, q, offset, end, visible);
+      index.setReadTo(q, offset + records.length);
       this.anyQueueRead = true;
       return records;
     } catch (err) {
       if (err instanceof StoreError) throw err;
       // Retention may have removed the segment while the read waited for the disk.
-      if (offset < q.start) throw new StoreOffsetTruncatedError(topic, queueId, offset, q.start);
+      if (offset < index.startOf(q)) throw new StoreOffsetTruncatedError(topic, queueId, offset, index.startOf(q));
       throw new StoreIoError(`reading ${topic}/${queueId} at offset ${offset} failed: ${err instanceof Error ? err.message : String(err)}`, err);
     }
   }
@@ -163,7 +164,8 @@ export class MessageStore implements MessageStoreApi {
     if (this.closed) throw new StoreClosedError();
     const topicId = this.dict.lookup(topic);
     if (topicId === undefined) return 0;
-    return this.index.get(topicId, queueId)?.end ?? 0;
+    const q = this.index.find(topicId, queueId);
+    return q === undefined ? 0 : this.index.endOf(q);
   }
 
   topics(): string[] {
@@ -177,9 +179,17 @@ export class MessageStore implements MessageStoreApi {
     const only = topic === undefined ? undefined : this.dict.lookup(topic);
     if (topic !== undefined && only === undefined) return [];
     const out: QueueInfo[] = [];
-    for (const q of this.index.all()) {
-      if (only !== undefined && q.topicId !== only) continue;
-      out.push({ topic: this.dict.name(q.topicId) as string, queueId: q.queueId, startOffset: q.start, endOffset: q.end, bytes: q.bytes });
+    const index = this.index;
+    for (const q of index.all()) {
+      const topicId = index.topicIdOf(q);
+      if (only !== undefined && topicId !== only) continue;
+      out.push({
+        topic: this.dict.name(topicId) as string,
+        queueId: index.queueIdOf(q),
+        startOffset: index.startOf(q),
+        endOffset: index.endOf(q),
+        bytes: index.bytesOf(q),
+      });
     }
     return out;
   }
@@ -232,15 +242,17 @@ export class MessageStore implements MessageStoreApi {
    */
   private rescueUnread(c: Chunk): void {
     if (!this.anyQueueRead) return;
+    const index = this.index;
     let at = 0;
     while (at + RECORD_HEADER_BYTES <= c.used) {
       const bytes = RECORD_HEADER_BYTES + c.buf.readUInt32LE(at + REC.bodyBytes);
-      const q = this.index.get(c.buf.readUInt32LE(at + REC.topicId), c.buf.readUInt32LE(at + REC.queueId));
-      if (q && q.readTo >= 0) {
+      const q = index.find(c.buf.readUInt32LE(at + REC.topicId), c.buf.readUInt32LE(at + REC.queueId));
+      const readTo = q === undefined ? -1 : index.readToOf(q);
+      if (q !== undefined && readTo >= 0) {
         const offset = readU64(c.buf, at + REC.queueOffset);
         const from = at;
-        if (offset >= q.readTo && offset < q.end) {
-          this.readAhead.extend(queueKey(q.topicId, q.queueId), offset, q.readTo, bytes - RECORD_HEADER_BYTES, () =>
+        if (offset >= readTo && offset < index.endOf(q)) {
+          this.readAhead.extend(q, offset, readTo, bytes - RECORD_HEADER_BYTES, () =>
             Buffer.from(c.buf.subarray(from + RECORD_HEADER_BYTES, from + bytes)),
           );
         }
