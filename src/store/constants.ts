@@ -100,7 +100,7 @@ export const MIN_OVERLAP_FLUSH_BYTES = 128 * KiB;
 export const INDEX_BLOCK_ENTRIES = 8;
 export const INDEX_BLOCK_SHIFT = 3;
 
-/** Index blocks live in shared pages of this many blocks, so there is no typed array per queue. */
+/** Index blocks live in shared pages of this many blocks (a power of two), so there is no typed array per queue. */
 export const INDEX_PAGE_BLOCKS = 8192;
 
 /**
@@ -209,6 +209,7 @@ export const MAX_FAST_TIER_WRITES_IN_FLIGHT = 4;
 export const RETENTION_CHECK_INTERVAL_MS = 60_000;
 
 invariant((1 << INDEX_BLOCK_SHIFT) === INDEX_BLOCK_ENTRIES, 'INDEX_BLOCK_SHIFT matches INDEX_BLOCK_ENTRIES');
+invariant(Number.isInteger(Math.log2(INDEX_PAGE_BLOCKS)), 'index pages hold a power of two of blocks');
 invariant(INDEX_LIST_SLAB_SLOTS % (1 << INDEX_LIST_SLAB_MAX_CLASS) === 0, 'slab pages hold whole chunks of every class');
 invariant(MAX_FLUSH_BYTES >= WRITE_CHUNK_BYTES, 'a flush covers at least one chunk');
 invariant(SCAN_READ_BYTES >= 1 * MiB, 'scan window holds ordinary records');

@@ -37,14 +37,19 @@ export type QueueRef = number & { readonly __queueRef: unique symbol };
 const PAGE_ENTRIES = INDEX_PAGE_BLOCKS * INDEX_BLOCK_ENTRIES;
 const BLOCK_MASK = INDEX_BLOCK_ENTRIES - 1;
 
+const PAGE_BLOCK_SHIFT = Math.log2(INDEX_PAGE_BLOCKS) | 0;
+const PAGE_BLOCK_MASK = INDEX_PAGE_BLOCKS - 1;
+
+// Shifts and masks, not `/` and `%`: block numbers come out of Uint32Arrays, and integer
+// arithmetic on them stays integer arithmetic.
 /** The page holding block `block`. */
 function pageOf(block: number): number {
-  return Math.floor(block / INDEX_PAGE_BLOCKS);
+  return block >>> PAGE_BLOCK_SHIFT;
 }
 
 /** The slot in its page of entry `i` (0..INDEX_BLOCK_ENTRIES-1) of block `block`. */
 function slotOf(block: number, i: number): number {
-  return (block % INDEX_PAGE_BLOCKS) * INDEX_BLOCK_ENTRIES + i;
+  return ((block & PAGE_BLOCK_MASK) << INDEX_BLOCK_SHIFT) + i;
 }
 
 /** listClasses value of a queue without a block list. */
@@ -384,25 +389,19 @@ export class QueueIndex {
   /** Appends the entry for offset endOf(q); positions only grow within a queue. */
   push(q: QueueRef, position: number, length: number): void {
     const end = this.f64[q * ROW_F64 + F_END];
+    const nonEmpty = end !== this.f64[q * ROW_F64 + F_START];
     const rel = end - this.baseOf(q);
     const blockIdx = rel >>> INDEX_BLOCK_SHIFT;
-    if (end !== this.f64[q * ROW_F64 + F_START]) {
-      // The previous entry sits in the slot before, unless this one starts a block (a full lookup
-      // per entry made a checkpoint load measurably slower). Checked before anything changes.
-      const inBlock = rel & BLOCK_MASK;
-      let prev: number;
-      if (inBlock !== 0) {
-        const b = this.blockAt(q, blockIdx);
-        prev = this.positions[pageOf(b)][slotOf(b, inBlock - 1)];
-      } else {
-        prev = this.positionOf(q, end - 1);
-      }
-      invariant(position >= prev, 'queue positions grow with offsets');
-    }
+    const inBlock = rel & BLOCK_MASK;
+    // Positions are checked before anything changes. The previous entry sits in the slot before
+    // this one, unless this one starts a block (a full lookup per entry made a checkpoint load
+    // measurably slower).
+    if (nonEmpty && inBlock === 0) invariant(position >= this.positionOf(q, end - 1), 'queue positions grow with offsets');
     if (blockIdx === this.u32[q * ROW_U32 + U_LIST_LEN]) this.appendBlock(q, false);
     const block = this.blockAt(q, blockIdx);
     const page = pageOf(block);
-    const slot = slotOf(block, rel & BLOCK_MASK);
+    const slot = slotOf(block, inBlock);
+    if (nonEmpty && inBlock !== 0) invariant(position >= this.positions[page][slot - 1], 'queue positions grow with offsets');
     this.positions[page][slot] = position;
     this.lengths[page][slot] = length;
     this.f64[q * ROW_F64 + F_END] = end + 1;
