@@ -348,6 +348,7 @@ export class QueueIndex {
   /** Drops the first `n` blocks of q's list (their entries are gone). */
   private dropFrontBlocks(q: QueueRef, n: number): void {
     const len = this.u32[q * ROW_U32 + U_LIST_LEN];
+    invariant(n <= len, 'drop no more blocks than the queue holds');
     for (let k = 0; k < n; k++) this.freeBlocks.push(this.blockAt(q, k));
     if (this.u32[q * ROW_U32 + U_LIST_CLASS] === LIST_OWNED) {
       (this.owned[this.u32[q * ROW_U32 + U_LIST_AT]] as Uint32Array).copyWithin(0, n, len);
