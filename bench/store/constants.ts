@@ -44,9 +44,9 @@ export const SAMPLE_INTERVAL_MS = 500;
 /** Progress lines on stderr at most this often, so a long run stays readable. */
 export const PROGRESS_INTERVAL_MS = 5_000;
 /**
- * A reader that finds nothing new sleeps this long before its next pass: a consumer long-poll,
- * short enough that "hot" data is read within milliseconds of being acknowledged (a few MiB of
- * log at most, far inside any cache budget), long enough that idle passes cost little CPU.
+ * A reader that finds nothing new sleeps at most this long before it looks again: a consumer
+ * long-poll. Hot readers are woken sooner, by the producers' acknowledgements (AckFeed); cold
+ * ones pass over their queues again after it.
  */
 export const HOT_POLL_MS = 5;
 /**

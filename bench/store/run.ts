@@ -22,7 +22,7 @@ import { PayloadFactory, randomPool } from './payload.js';
 import { runPeer, type PeerResult } from './peers/run-peer.js';
 import { throughputSvg, type Sample } from './plot.js';
 import { deviceReadBytes, dropPageCache } from './system.js';
-import { Counters, newLatencyHistogram, runProducers, runReaders } from './workload.js';
+import { AckFeed, Counters, newLatencyHistogram, runProducers, runReaders } from './workload.js';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -252,8 +252,9 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const t2 = process.hrtime.bigint();
   let writersDone = false;
   let phase2Seconds = 0;
+  const acks = new AckFeed();
   const writers = runProducers({
-    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency: latency2, ackedAt,
+    layout, payload, producers: o.producers, targetBytes: o.phase2Bytes, seed: o.seed ^ 0x2, next, append, counters, latency: latency2, ackedAt, acks,
   }).finally(() => {
     writersDone = true;
     phase2Seconds = seconds(t2);
@@ -263,7 +264,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
     log(`phase 2 writes done in ${phase2Seconds.toFixed(1)} s; phase 3: reading every queue to its end`);
   });
   const [readResult] = await Promise.all([
-    runReaders({ store, layout, payload, readers: o.readers, seed: o.seed, next, counters, ackedAt, writersDone: () => writersDone }),
+    runReaders({ store, layout, payload, readers: o.readers, seed: o.seed, next, counters, ackedAt, acks, writersDone: () => writersDone }),
     writers,
   ]);
   const phase3Seconds = seconds(t2) - phase2Seconds;
