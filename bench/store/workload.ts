@@ -233,13 +233,22 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
   const hotLoop = async (l: number, mine: number[]): Promise<void> => {
     for (const g of mine) loopOf[g] = l;
     for (const g of mine) if (pos[g] < o.next[g]) enqueue(g);
+    /** Set when the writers are done and queues are still behind; cleared by any progress. */
+    let lastRound = false;
     for (;;) {
       const list = due[l];
       if (list.length === 0) {
         if (o.writersDone()) {
-          // No more acknowledgements will come: whatever is still behind gets read now.
-          for (const g of mine) if (pos[g] < o.next[g]) enqueue(g);
-          if (due[l].length === 0) return;
+          // No more acknowledgements will come: whatever is still behind gets read now, and a
+          // round that moves nothing means the store cannot serve it (fail, do not spin).
+          const behind = mine.filter((g) => pos[g] < o.next[g]);
+          if (behind.length === 0) return;
+          if (lastRound) {
+            for (const g of behind) counters.fail(`${layout.topicNames[layout.topicOf[g]]}/${layout.queueIdOf[g]}: read to ${pos[g]}, ${o.next[g]} appended`);
+            return;
+          }
+          lastRound = true;
+          for (const g of behind) enqueue(g);
           continue;
         }
         await new Promise<void>((resolve) => {
@@ -254,6 +263,7 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
         queued[g] = 0;
         // One fetch per turn; a queue still behind after it goes to the back of the line.
         const n = await readSome(g, true);
+        if (n > 0) lastRound = false;
         if (n > 0 && pos[g] < o.next[g]) enqueue(g);
       }
     }
