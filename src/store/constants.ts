@@ -116,7 +116,7 @@ export const INDEX_LIST_SLAB_SLOTS = 1 << 14;
  */
 export const INDEX_LIST_SLAB_MAX_CLASS = 6;
 
-/** Rows (queues) the index's columns start with; they grow by a quarter as queues are added. */
+/** Queue rows the index allocates first; they grow by a quarter as queues are added. */
 export const INDEX_INITIAL_QUEUE_ROWS = 1024;
 
 /**
