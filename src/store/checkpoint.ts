@@ -203,9 +203,11 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
   const parts: { q: QueueRef; from: number; to: number }[] = [];
   let total = DELTA_HEADER_BYTES;
   for (const q of [...index.all()]) {
+    const start = index.startOf(q);
+    // Nothing at or past basePosition: nothing for this delta (the row answers, no block lookup).
+    if (index.endOf(q) === start || index.lastPositionOf(q) < basePosition) continue;
     const to = index.countBelow(q, logPosition);
     let from = to;
-    const start = index.startOf(q);
     while (from > start && index.positionOf(q, from - 1) >= basePosition) from--;
     if (to === from) continue;
     parts.push({ q, from, to });
