@@ -31,23 +31,23 @@ test('queue index (property): push, reserve, pop, trim and advance agree with a 
       const index = new QueueIndex();
       const model = new Map<number, { start: number; entries: [number, number][] }>();
       let pos = 0;
+      /** Appends `count` entries of `len` bytes to queue `qid` of topic 1, in the index and the model. */
+      const append = (qid: number, count: number, len: number, reserveFirst: boolean): void => {
+        const q = index.getOrCreate(1, qid);
+        const m = model.get(qid) ?? { start: 0, entries: [] };
+        model.set(qid, m);
+        if (reserveFirst) index.reserve(q, count);
+        for (let k = 0; k < count; k++) {
+          index.push(q, pos, len);
+          m.entries.push([pos, len]);
+          pos += len;
+        }
+      };
       for (const o of ops) {
         if (o.kind === 'push') {
-          const q = index.getOrCreate(1, o.q);
-          const m = model.get(o.q) ?? { start: 0, entries: [] };
-          model.set(o.q, m);
-          index.push(q, pos, o.len);
-          m.entries.push([pos, o.len]);
-          pos += o.len;
+          append(o.q, 1, o.len, false);
         } else if (o.kind === 'bulk') {
-          const q = index.getOrCreate(1, o.q);
-          const m = model.get(o.q) ?? { start: 0, entries: [] };
-          model.set(o.q, m);
-          for (let k = 0; k < o.count; k++) {
-            index.push(q, pos, o.len);
-            m.entries.push([pos, o.len]);
-            pos += o.len;
-          }
+          append(o.q, o.count, o.len, false);
         } else if (o.kind === 'reset') {
           // Retention emptied the queue; it begins again further on (resetEmpty's contract).
           const q = index.find(1, o.q);
@@ -60,22 +60,13 @@ test('queue index (property): push, reserve, pop, trim and advance agree with a 
           m.start = from;
         } else if (o.kind === 'reserve') {
           // What a checkpoint load does: room for `count` entries, then exactly that many pushes.
-          const q = index.getOrCreate(1, o.q);
-          const m = model.get(o.q) ?? { start: 0, entries: [] };
-          model.set(o.q, m);
-          index.reserve(q, o.count);
-          for (let k = 0; k < o.count; k++) {
-            index.push(q, pos, o.len);
-            m.entries.push([pos, o.len]);
-            pos += o.len;
-          }
+          append(o.q, o.count, o.len, true);
         } else if (o.kind === 'pop') {
           const q = index.find(1, o.q);
           const m = model.get(o.q);
           if (q === undefined || !m || index.endOf(q) === index.startOf(q)) continue;
           index.pop(q);
           m.entries.pop();
-          pos = Math.max(pos, 0);
         } else if (o.kind === 'advance') {
           const q = index.find(1, o.q);
           const m = model.get(o.q);
