@@ -77,6 +77,11 @@ export class GroupCommit {
   private waitHead = 0;
   private flights: Flight[] = [];
   private launchDeferred = false;
+  /** Bumped by every deferral, so a stale setImmediate cannot end a later one. */
+  private deferral = 0;
+  /** Appends the last commit resolved, and appends enqueued since: see deferLaunch. */
+  private cohort = 0;
+  private joined = 0;
   private failing = false;
   private recovering = false;
   private drainWaiters: (() => void)[] = [];
@@ -149,6 +154,7 @@ export class GroupCommit {
     const p = new Promise<number>((resolve, reject) => {
       this.waiters.push({ q, end, offset, resolve, reject });
     });
+    if (this.launchDeferred && ++this.joined >= this.cohort) this.launchDeferred = false;
     this.maybeLaunch();
     return p;
   }
@@ -158,11 +164,21 @@ export class GroupCommit {
    * producers just woken run their continuations as microtasks first, and the appends they issue
    * join the next flush instead of splitting into a one-record flush now and the rest later.
    * Without this, closed-loop producers settle into two alternating half-size cohorts.
+   * It ends early once as many appends have arrived as the commit resolved (the whole cohort is
+   * back): waiting on for the macrotask would only let other callbacks that completed meanwhile
+   * (readers' preads, their checks) run while the device sits idle.
    */
-  private deferLaunch(): void {
-    if (this.launchDeferred) return;
+  private deferLaunch(resolved: number): void {
+    if (this.launchDeferred) {
+      this.cohort += resolved;
+      return;
+    }
+    this.cohort = resolved;
+    this.joined = 0;
     this.launchDeferred = true;
+    const deferral = ++this.deferral;
     setImmediate(() => {
+      if (deferral !== this.deferral || !this.launchDeferred) return;
       this.launchDeferred = false;
       this.maybeLaunch();
     });
@@ -244,6 +260,7 @@ export class GroupCommit {
   /** Commits the contiguous prefix of completed flushes; starts the rollback once all settled. */
   private advance(): void {
     let moved = false;
+    let resolvedNow = 0;
     while (this.flights.length > 0 && this.flights[0].settled && this.flights[0].error === null) {
       const f = this.flights.shift() as Flight;
       invariant(f.from >= this.committed && f.target <= this.launched, 'flushes commit in log order, without gaps or overlap');
@@ -254,6 +271,7 @@ export class GroupCommit {
       const resolved = this.resolveUpTo(f.target);
       invariant(this.waitHead >= this.waiters.length || this.waiters[this.waitHead].end > this.committed, 'every append the commit covers is resolved');
       this.flushedMessages += resolved;
+      resolvedNow += resolved;
       moved = true;
     }
     if (moved) {
@@ -275,7 +293,7 @@ export class GroupCommit {
       }
       return;
     }
-    if (moved) this.deferLaunch();
+    if (moved) this.deferLaunch(resolvedNow);
     else this.maybeLaunch();
     this.notifyDrain();
   }

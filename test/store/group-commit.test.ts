@@ -135,3 +135,62 @@ test('group commit: data is copied before append returns, so the caller may reus
     removeDir(dir);
   }
 });
+
+/**
+ * Closed-loop producers: `producers` appends go together in one flush (round 1); once
+ * acknowledged, `rejoin` of them append again at once (round 2). Returns what the seam saw from
+ * round 1's fdatasync completing on, with 'macrotask' marking a setImmediate queued at that
+ * completion (so before the store's own), and round 2's writes and syncs.
+ */
+async function secondRound(producers: number, rejoin: number): Promise<{ events: string[]; writes: number; flushes: number }> {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ dir, io });
+  try {
+    await s.append('t', 0, Buffer.from('warm-up')); // topic id durable, segment open
+    // Round 1 waits behind a held flush, so its appends all go in one flush.
+    let release!: () => void;
+    io.datasyncGate = new Promise<void>((r) => (release = r));
+    const held = s.append('t', 0, Buffer.from('held'));
+    const events: string[] = [];
+    let done = 0;
+    io.trace = (e) => {
+      // The first completion is the held flush; the second is round 1's.
+      if (e === 'datasync-done' && ++done === 2) setImmediate(() => events.push('macrotask'));
+      if (done >= 2) events.push(e);
+    };
+    const w0 = io.calls.writev;
+    while (io.calls.writev === w0) await new Promise((r) => setImmediate(r)); // held flush written
+    const round = Promise.all(
+      Array.from({ length: producers }, async (_, p) => {
+        const o = await s.append('t', p, payload('t', p, 0, 100));
+        assert.equal(o, p === 0 ? 2 : 0);
+        if (p < rejoin) await s.append('t', p, payload('t', p, 1, 100));
+      }),
+    );
+    release();
+    await held;
+    await round;
+    // Round 2's flushes: the writes seen after round 1's sync completed.
+    return { events, writes: events.filter((e) => e === 'writev').length, flushes: events.filter((e) => e === 'datasync-done').length - 1 };
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+}
+
+test('group commit: once every producer of the last commit has appended again, their flush starts at once', async () => {
+  const { events, writes, flushes } = await secondRound(6, 6);
+  assert.equal(writes, 1, 'round 2 is one flush');
+  assert.equal(flushes, 1);
+  // The second round's write starts in the same turn as the acknowledgements, before any
+  // callback that was already waiting (a reader's completed pread, here a setImmediate).
+  assert.deepEqual(events.slice(0, 3), ['datasync-done', 'writev', 'macrotask'], events.join(' '));
+});
+
+test('group commit: while producers of the last commit are still missing, the next flush waits one macrotask for them', async () => {
+  const { events, writes, flushes } = await secondRound(6, 4);
+  assert.deepEqual(events.slice(0, 3), ['datasync-done', 'macrotask', 'writev'], events.join(' '));
+  assert.equal(writes, 1, 'the 4 that came back share one flush');
+  assert.equal(flushes, 1);
+});

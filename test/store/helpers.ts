@@ -70,6 +70,8 @@ export class FaultyIo implements StoreIo {
   readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0 };
   /** When set, datasync waits for it (to hold appends unacknowledged). */
   datasyncGate: Promise<void> | null = null;
+  /** When set, told of every writev as it starts and every datasync as it completes. */
+  trace: ((event: 'writev' | 'datasync-done') => void) | null = null;
   private clock: number | null = null;
 
   inject(rule: FaultRule): void {
@@ -106,6 +108,7 @@ export class FaultyIo implements StoreIo {
           }
           throw errnoError(rule.code, 'writev');
         }
+        io.trace?.('writev');
         return inner.writev(buffers, position);
       },
       read: (buf, offset, length, position) => inner.read(buf, offset, length, position),
@@ -113,7 +116,8 @@ export class FaultyIo implements StoreIo {
         if (io.datasyncGate) await io.datasyncGate;
         const rule = io.take('datasync', path);
         if (rule) throw errnoError(rule.code, 'datasync');
-        return inner.datasync();
+        await inner.datasync();
+        io.trace?.('datasync-done');
       },
       async truncate(length) {
         const rule = io.take('truncate', path);
