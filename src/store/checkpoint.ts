@@ -36,7 +36,8 @@
  */
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { CHECKPOINT_ENCODE_SLICE_ENTRIES } from './constants.js';
+import { invariant } from '../common/index.js';
+import { CHECKPOINT_ENCODE_SLICE_ENTRIES, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, readU64, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
 import type { QueueIndex, QueueRef } from './queue-index.js';
@@ -48,32 +49,66 @@ const QUEUE_HEADER_BYTES = 20;
 const ENTRY_BYTES = 12;
 
 /**
- * An encoder that yields after every CHECKPOINT_ENCODE_SLICE_ENTRIES entries, so that the store
- * can encode a large index in slices between appends (a full checkpoint of millions of entries
- * takes hundreds of milliseconds, which would otherwise stall every append for that long). The
- * queues and their counts are fixed at the start; entries below the encoded position are never
- * changed by appends or rollbacks, only by trims, which the caller checks for between slices.
+ * An encoder runs in slices, so that the store can encode a large index between appends (a full
+ * checkpoint of millions of entries takes hundreds of milliseconds, which would otherwise stall
+ * every append for that long). The queues and their counts are taken from rows that exist at the
+ * start; entries below the encoded position are never changed by appends or rollbacks, only by
+ * trims, which the caller checks for between slices.
  */
 type Encoder = Generator<void, Buffer, void>;
 
 /**
- * Writes the index entries [from, to) of `q` at `at` and returns the position after them. Yields
- * every CHECKPOINT_ENCODE_SLICE_ENTRIES entries, counted across calls through `slice`, so that
- * one long queue is sliced too.
+ * Where a slice ends: after CHECKPOINT_ENCODE_SLICE_MS of work, or CHECKPOINT_ENCODE_SLICE_ENTRIES
+ * units of it (an entry written, a queue visited), whichever comes first. The clock bounds what
+ * a slice costs the appends waiting behind it on any machine; the count keeps slicing
+ * deterministic where the clock is fast.
  */
-function* encodeEntries(buf: Buffer, at: number, index: QueueIndex, q: QueueRef, from: number, to: number, slice: { entries: number }): Generator<void, number, void> {
+class Slice {
+  private units = 0;
+  private checked = 0;
+  private started = performance.now();
+
+  /** Counts `n` units of work; true when the slice is over (the encoder yields, then restart()). */
+  spend(n: number): boolean {
+    this.units += n;
+    if (this.units >= CHECKPOINT_ENCODE_SLICE_ENTRIES) return true;
+    // performance.now() costs about as much as writing a few dozen entries: read it now and then.
+    if (this.units - this.checked < SLICE_CLOCK_UNITS) return false;
+    this.checked = this.units;
+    return performance.now() - this.started >= CHECKPOINT_ENCODE_SLICE_MS;
+  }
+
+  restart(): void {
+    this.units = 0;
+    this.checked = 0;
+    this.started = performance.now();
+  }
+}
+
+/** Units of work between two looks at the clock; also the most entries written per index call. */
+const SLICE_CLOCK_UNITS = 256;
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * Writes the index entries [from, to) of `q` at `at` of `out` and returns the position after
+ * them, yielding where the slice ends (one long queue is sliced too).
+ */
+function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRef, from: number, to: number, slice: Slice): Generator<void, number, void> {
+  // DataView rather than Buffer#writeUInt32LE: about 3 x faster per field here (no argument checks).
+  const put = (position: number, length: number): void => {
+    out.setUint32(at, position >>> 0, true);
+    out.setUint32(at + 4, Math.floor(position / TWO_32), true);
+    out.setUint32(at + 8, length, true);
+    at += ENTRY_BYTES;
+  };
   for (let o = from; o < to; ) {
-    const end = Math.min(to, o + CHECKPOINT_ENCODE_SLICE_ENTRIES - slice.entries);
-    index.forEachEntry(q, o, end, (position, length) => {
-      writeU64(buf, at, position);
-      buf.writeUInt32LE(length, at + 8);
-      at += ENTRY_BYTES;
-    });
-    slice.entries += end - o;
+    const end = Math.min(to, o + SLICE_CLOCK_UNITS);
+    index.forEachEntry(q, o, end, put);
+    const done = slice.spend(end - o);
     o = end;
-    if (slice.entries >= CHECKPOINT_ENCODE_SLICE_ENTRIES) {
-      slice.entries = 0;
+    if (done) {
       yield;
+      slice.restart();
     }
   }
   return at;
@@ -111,35 +146,46 @@ export function encodeDelta(index: QueueIndex, basePosition: number, logPosition
 }
 
 export function* checkpointEncoder(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number): Encoder {
-  const queues = [...index.all()];
-  const counts: number[] = [];
+  const slice = new Slice();
+  const queues = index.queueCount;
+  const counts = new Float64Array(queues);
   let total = HEADER_BYTES;
-  for (const q of queues) {
+  for (let row = 0; row < queues; row++) {
+    const q = index.queueAt(row);
     const n = index.countBelow(q, logPosition) - index.startOf(q);
-    counts.push(n);
+    counts[row] = n;
     total += QUEUE_HEADER_BYTES + n * ENTRY_BYTES;
+    if (slice.spend(1)) {
+      yield;
+      slice.restart();
+    }
   }
   const buf = Buffer.allocUnsafe(total);
+  const out = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   buf.writeUInt32LE(CHECKPOINT_MAGIC, 0);
   buf.writeUInt32LE(CHECKPOINT_VERSION, 4);
   buf.writeUInt32LE(0, 12);
   writeU64(buf, 16, logPosition);
   writeU64(buf, 24, nowMs);
   buf.writeUInt32LE(topicCount, 32);
-  buf.writeUInt32LE(counts.length, 36);
+  buf.writeUInt32LE(queues, 36);
   let at = HEADER_BYTES;
-  let k = 0;
-  const slice = { entries: 0 };
-  for (const q of queues) {
-    const n = counts[k++];
+  for (let row = 0; row < queues; row++) {
+    const q = index.queueAt(row);
+    const n = counts[row];
     const start = index.startOf(q);
     buf.writeUInt32LE(index.topicIdOf(q), at);
     buf.writeUInt32LE(index.queueIdOf(q), at + 4);
     writeU64(buf, at + 8, start);
     buf.writeUInt32LE(n, at + 16);
     at += QUEUE_HEADER_BYTES;
-    at = yield* encodeEntries(buf, at, index, q, start, start + n, slice);
+    at = yield* encodeEntries(out, at, index, q, start, start + n, slice);
+    if (slice.spend(1)) {
+      yield;
+      slice.restart();
+    }
   }
+  invariant(at === total, 'a full checkpoint fills exactly the bytes its counts sized');
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;
 }
@@ -200,38 +246,58 @@ const DELTA_HEADER_BYTES = 40;
 const DELTA_QUEUE_HEADER_BYTES = 24;
 
 export function* deltaEncoder(index: QueueIndex, basePosition: number, logPosition: number): Encoder {
-  const parts: { q: QueueRef; from: number; to: number }[] = [];
+  const slice = new Slice();
+  const queues = index.queueCount;
+  // The queues with entries in [basePosition, logPosition): row, first and end offset.
+  const partRow = new Uint32Array(queues);
+  const partFrom = new Float64Array(queues);
+  const partTo = new Float64Array(queues);
+  let parts = 0;
   let total = DELTA_HEADER_BYTES;
-  for (const q of [...index.all()]) {
+  for (let row = 0; row < queues; row++) {
+    const q = index.queueAt(row);
     const start = index.startOf(q);
     // Nothing at or past basePosition: nothing for this delta (the row answers, no block lookup).
-    if (index.endOf(q) === start || index.lastPositionOf(q) < basePosition) continue;
-    const to = index.countBelow(q, logPosition);
-    let from = to;
-    while (from > start && index.positionOf(q, from - 1) >= basePosition) from--;
-    if (to === from) continue;
-    parts.push({ q, from, to });
-    total += DELTA_QUEUE_HEADER_BYTES + (to - from) * ENTRY_BYTES;
+    if (index.endOf(q) !== start && index.lastPositionOf(q) >= basePosition) {
+      const to = index.countBelow(q, logPosition);
+      let from = to;
+      while (from > start && index.positionOf(q, from - 1) >= basePosition) from--;
+      if (to !== from) {
+        partRow[parts] = row;
+        partFrom[parts] = from;
+        partTo[parts] = to;
+        parts++;
+        total += DELTA_QUEUE_HEADER_BYTES + (to - from) * ENTRY_BYTES;
+      }
+    }
+    if (slice.spend(1)) {
+      yield;
+      slice.restart();
+    }
   }
   const buf = Buffer.allocUnsafe(total);
+  const out = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   buf.writeUInt32LE(DELTA_MAGIC, 0);
   buf.writeUInt32LE(CHECKPOINT_VERSION, 4);
   buf.writeUInt32LE(total, 12);
   writeU64(buf, 16, basePosition);
   writeU64(buf, 24, logPosition);
-  buf.writeUInt32LE(parts.length, 32);
+  buf.writeUInt32LE(parts, 32);
   buf.writeUInt32LE(0, 36);
   let at = DELTA_HEADER_BYTES;
-  const slice = { entries: 0 };
-  for (const { q, from, to } of parts) {
+  for (let k = 0; k < parts; k++) {
+    const q = index.queueAt(partRow[k]);
+    const from = partFrom[k];
+    const to = partTo[k];
     buf.writeUInt32LE(index.topicIdOf(q), at);
     buf.writeUInt32LE(index.queueIdOf(q), at + 4);
     writeU64(buf, at + 8, from);
     buf.writeUInt32LE(to - from, at + 16);
     buf.writeUInt32LE(0, at + 20);
     at += DELTA_QUEUE_HEADER_BYTES;
-    at = yield* encodeEntries(buf, at, index, q, from, to, slice);
+    at = yield* encodeEntries(out, at, index, q, from, to, slice);
   }
+  invariant(at === total, 'a delta fills exactly the bytes its parts sized');
   buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
   return buf;
 }

@@ -126,11 +126,14 @@ export const INDEX_INITIAL_QUEUE_ROWS = 1024;
 export const CHECKPOINT_INTERVAL_BYTES = 256 * MiB;
 
 /**
- * A checkpoint is encoded in slices of about this many index entries, with the event loop free
- * between slices: a slice costs 1-3 ms here (measured: a full checkpoint of 1M entries took
- * 160-240 ms in one piece, 4M entries 620-760 ms, on a machine with load average 5-7), so appends
- * are never held up by checkpoint work for longer than a device sync.
+ * A checkpoint is encoded in slices with the event loop free between them, so appends are never
+ * held up by checkpoint work for longer than about a device sync. A slice ends after this long
+ * (measured before this bound, at 16,384 entries a slice: slices of 3-5 ms, and 10-57 ms for the
+ * first slice of a delta, which walked every queue in one piece; `docs/store.md`, "Ninth pass")...
  */
+export const CHECKPOINT_ENCODE_SLICE_MS = 0.5;
+
+/** ...or after this many units of work (an entry written, a queue visited), whichever is first. */
 export const CHECKPOINT_ENCODE_SLICE_ENTRIES = 16_384;
 
 /** Recovery and verify read the log in blocks of this size. */

@@ -65,7 +65,8 @@ export const LOCK_FILE = 'LOCK';
 const TWO_32 = 0x1_0000_0000;
 
 export function writeU64(buf: Buffer, at: number, value: number): void {
-  buf.writeUInt32LE(value % TWO_32, at);
+  // `>>> 0` is the low 32 bits of any integer below 2^53 without `%`, which on a double is a call to fmod.
+  buf.writeUInt32LE(value >>> 0, at);
   buf.writeUInt32LE(Math.floor(value / TWO_32), at + 4);
 }
 

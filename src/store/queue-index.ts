@@ -154,6 +154,15 @@ export class QueueIndex {
     return this.entries;
   }
 
+  /**
+   * The queue in row `row` (0 <= row < queueCount), in creation order. Rows are never removed, so
+   * a walk over rows 0..n-1 may pause (a checkpoint encoded in slices) and go on where it was.
+   */
+  queueAt(row: number): QueueRef {
+    invariant(Number.isInteger(row) && row >= 0 && row < this.count, 'a queue row exists');
+    return row as QueueRef;
+  }
+
   topicIdOf(q: QueueRef): number {
     return this.u32[q * ROW_U32 + U_TOPIC];
   }

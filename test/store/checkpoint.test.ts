@@ -177,6 +177,44 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
   assert.equal(voided, null);
 });
 
+test('checkpoint: walking the queues is sliced too, not only writing entries: many queues and few new entries still yield', async () => {
+  const { QueueIndex } = await import('../../src/store/queue-index.js');
+  const { checkpointEncoder, checkCheckpoint, deltaEncoder, encodeNow, encodeSliced } = await import('../../src/store/checkpoint.js');
+  const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
+  const index = new QueueIndex();
+  const queues = CHECKPOINT_ENCODE_SLICE_ENTRIES * 6 + 5;
+  let pos = 0;
+  // Every queue has one entry below `base`; three queues get one entry each after it.
+  for (let i = 0; i < queues; i++) {
+    index.push(index.getOrCreate(i % 100, Math.floor(i / 100)), pos, 40);
+    pos += 40;
+  }
+  const base = pos;
+  for (const i of [7, 5000, queues - 1]) {
+    index.push(index.getOrCreate(i % 100, Math.floor(i / 100)), pos, 40);
+    pos += 40;
+  }
+  let yields = 0;
+  const count = (): boolean => {
+    yields++;
+    return false;
+  };
+  const delta = await encodeSliced(deltaEncoder(index, base, pos), count);
+  // Three entries to write: before, the walk over every queue ran in one piece and never yielded.
+  assert.ok(yields >= 6, `a delta over ${queues} queues yielded ${yields} times`);
+  assert.ok(delta !== null && delta.equals(encodeNow(deltaEncoder(index, base, pos))));
+  assert.equal(delta.readUInt32LE(32), 3, 'the delta names the three queues with new entries');
+
+  const empty = new QueueIndex();
+  for (let i = 0; i < queues; i++) empty.getOrCreate(i % 100, Math.floor(i / 100));
+  yields = 0;
+  const full = await encodeSliced(checkpointEncoder(empty, 0, 100, 1), count);
+  // No entries at all: every slice boundary comes from visiting queues.
+  assert.ok(yields >= 6, `a full checkpoint of ${queues} empty queues yielded ${yields} times`);
+  assert.ok(full !== null && full.equals(encodeNow(checkpointEncoder(empty, 0, 100, 1))));
+  assert.equal(checkCheckpoint(full)?.queueCount, queues);
+});
+
 test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowledged while it encodes', { timeout: 120_000 }, async () => {
   const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
   const { CHECKPOINT_TMP_FILE } = await import('../../src/store/format.js');
