@@ -86,7 +86,9 @@ class Slice {
 }
 
 /** Units of work between two looks at the clock; also the most entries written per index call. */
-const SLICE_CLOCK_UNITS = 256;
+const SLICE_CLOCK_UNITS = 64;
+/** The checksum runs in steps of this many bytes (about 50 us each here), each counted as SLICE_CLOCK_UNITS. */
+const CRC_STEP_BYTES = 256 * 1024;
 const TWO_32 = 0x1_0000_0000;
 
 /**
@@ -112,6 +114,22 @@ function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRe
     }
   }
   return at;
+}
+
+/**
+ * CRC32C of buf[from..], in steps, yielding where the slice ends: a full checkpoint of millions
+ * of entries is tens of megabytes, 10-15 ms of checksum in one piece.
+ */
+function* crcOf(buf: Buffer, from: number, slice: Slice): Generator<void, number, void> {
+  let crc = 0;
+  for (let at = from; at < buf.length; at += CRC_STEP_BYTES) {
+    crc = crc32c(buf.subarray(at, Math.min(buf.length, at + CRC_STEP_BYTES)), crc);
+    if (slice.spend(SLICE_CLOCK_UNITS)) {
+      yield;
+      slice.restart();
+    }
+  }
+  return crc;
 }
 
 /** Runs an encoder to its end without yielding to the event loop. */
@@ -186,7 +204,7 @@ export function* checkpointEncoder(index: QueueIndex, logPosition: number, topic
     }
   }
   invariant(at === total, 'a full checkpoint fills exactly the bytes its counts sized');
-  buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
+  buf.writeUInt32LE(yield* crcOf(buf, 16, slice), 8);
   return buf;
 }
 
@@ -207,19 +225,30 @@ export function checkCheckpoint(buf: Buffer | null): CheckpointInfo | null {
 
 /** Loads a checked checkpoint into an empty index. */
 export function loadCheckpoint(buf: Buffer, index: QueueIndex): void {
-  const queueCount = buf.readUInt32LE(36);
+  const d = viewOf(buf);
+  const queueCount = d.getUint32(36, true);
+  index.reserveQueues(queueCount);
   let at = HEADER_BYTES;
   for (let k = 0; k < queueCount; k++) {
-    const q = index.getOrCreate(buf.readUInt32LE(at), buf.readUInt32LE(at + 4));
-    index.resetEmpty(q, readU64(buf, at + 8));
-    const n = buf.readUInt32LE(at + 16);
+    const q = index.getOrCreate(d.getUint32(at, true), d.getUint32(at + 4, true));
+    index.resetEmpty(q, getU64(d, at + 8));
+    const n = d.getUint32(at + 16, true);
     at += QUEUE_HEADER_BYTES;
     index.reserve(q, n);
     for (let e = 0; e < n; e++) {
-      index.push(q, readU64(buf, at), buf.readUInt32LE(at + 8));
+      index.push(q, getU64(d, at), d.getUint32(at + 8, true));
       at += ENTRY_BYTES;
     }
   }
+}
+
+// Reopen reads millions of entries: DataView reads are about 3 x cheaper than Buffer#readUInt32LE.
+function viewOf(buf: Buffer): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function getU64(d: DataView, at: number): number {
+  return d.getUint32(at, true) + d.getUint32(at + 4, true) * TWO_32;
 }
 
 export async function readCheckpointFile(io: StoreIo, dir: string): Promise<Buffer | null> {
@@ -298,7 +327,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
     at = yield* encodeEntries(out, at, index, q, from, to, slice);
   }
   invariant(at === total, 'a delta fills exactly the bytes its parts sized');
-  buf.writeUInt32LE(crc32c(buf.subarray(16)), 8);
+  buf.writeUInt32LE(yield* crcOf(buf, 16, slice), 8);
   return buf;
 }
 
@@ -318,6 +347,7 @@ export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number
   let at = 0;
   let position = fromPosition;
   let applied = 0;
+  let found = new Int32Array(0);
   while (at + DELTA_HEADER_BYTES <= buf.length) {
     if (buf.readUInt32LE(at) !== DELTA_MAGIC || buf.readUInt32LE(at + 4) !== CHECKPOINT_VERSION) break;
     const total = buf.readUInt32LE(at + 12);
@@ -328,32 +358,37 @@ export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number
     const end = readU64(rec, 24);
     if (base !== position || end > logEnd || end < base) break;
     const queueCount = rec.readUInt32LE(32);
-    // Check every queue continues where the index ends before changing anything.
+    // Check every queue continues where the index ends before changing anything; remember the
+    // queues found (-1: new), so applying does not look each up again.
+    const d = viewOf(rec);
+    if (found.length < queueCount) found = new Int32Array(Math.max(queueCount, found.length * 2));
     let ok = true;
     let p = DELTA_HEADER_BYTES;
     for (let k = 0; k < queueCount && ok; k++) {
-      const topicId = rec.readUInt32LE(p);
-      const q = index.find(topicId, rec.readUInt32LE(p + 4));
-      const from = readU64(rec, p + 8);
+      const topicId = d.getUint32(p, true);
+      const q = index.find(topicId, d.getUint32(p + 4, true));
+      const from = getU64(d, p + 8);
+      found[k] = q === undefined ? -1 : q;
       if (topicId >= topicCount) ok = false;
       else if (q !== undefined) {
         // It continues the queue, or the queue is empty and the delta starts at or past its end.
         const end = index.endOf(q);
         if (end !== from && !(index.startOf(q) === end && end <= from)) ok = false;
       }
-      p += DELTA_QUEUE_HEADER_BYTES + rec.readUInt32LE(p + 16) * ENTRY_BYTES;
+      p += DELTA_QUEUE_HEADER_BYTES + d.getUint32(p + 16, true) * ENTRY_BYTES;
     }
     if (!ok || p !== total) break;
     p = DELTA_HEADER_BYTES;
     for (let k = 0; k < queueCount; k++) {
-      const q = index.getOrCreate(rec.readUInt32LE(p), rec.readUInt32LE(p + 4));
-      const from = readU64(rec, p + 8);
+      const known = found[k];
+      const q = known >= 0 ? index.queueAt(known) : index.getOrCreate(d.getUint32(p, true), d.getUint32(p + 4, true));
+      const from = getU64(d, p + 8);
       if (index.endOf(q) !== from) index.resetEmpty(q, from);
-      const n = rec.readUInt32LE(p + 16);
+      const n = d.getUint32(p + 16, true);
       p += DELTA_QUEUE_HEADER_BYTES;
       index.reserve(q, n);
       for (let e = 0; e < n; e++) {
-        index.push(q, readU64(rec, p), rec.readUInt32LE(p + 8));
+        index.push(q, getU64(d, p), d.getUint32(p + 8, true));
         p += ENTRY_BYTES;
       }
     }

@@ -77,6 +77,8 @@ test('queue index (property): push, reserve, pop, trim and advance agree with a 
           index.advanceStart(q, to);
         } else {
           index.trimBelow(o.below);
+          // The trim deleted segments below `below`, so the log's end (the next push) is past it.
+          pos = Math.max(pos, o.below);
           for (const m of model.values()) {
             let drop = 0;
             while (drop < m.entries.length && m.entries[drop][0] < o.below) drop++;
@@ -353,4 +355,31 @@ test('queue index: a position below the queue\'s last one stops loudly and chang
     index.push(q, 1000 * count, 100); // equal to the last is allowed (damaged entries share a position)
   }
   assert.equal(index.endOf(q), INDEX_BLOCK_ENTRIES + 1);
+
+  // Below the last trim (a deleted segment's range) on any queue, a new one included.
+  index.trimBelow(50_000);
+  const fresh = index.getOrCreate(0, 1);
+  const before = index.entryCount;
+  assert.throws(() => index.push(fresh, 49_999, 100), (e: unknown) => e instanceof InvariantError && /above the last trim/.test(e.message));
+  assert.equal(index.entryCount, before);
+  assert.equal(index.endOf(fresh), 0);
+  index.push(fresh, 50_000, 100);
+});
+
+test('queue index: a trim at or below the last one walks no queue and changes nothing', () => {
+  const index = new QueueIndex();
+  const queues = Array.from({ length: 50 }, (_, i) => index.getOrCreate(i % 3, i));
+  let pos = 0;
+  for (let k = 0; k < 20; k++) for (const q of queues) index.push(q, (pos += 100), 100);
+  index.trimBelow(40_000);
+  const trims = index.trims;
+  const starts = queues.map((q) => index.startOf(q));
+  assert.ok(starts.some((s) => s > 0), 'the first trim dropped entries');
+  index.trimBelow(40_000);
+  index.trimBelow(10);
+  assert.equal(index.trims, trims, 'no queue was advanced');
+  assert.deepEqual(queues.map((q) => index.startOf(q)), starts);
+  index.trimBelow(60_000);
+  assert.ok(index.trims > trims, 'a higher trim still drops entries');
+  assert.ok(queues.every((q) => index.startOf(q) === index.endOf(q) || index.positionOf(q, index.startOf(q)) >= 60_000));
 });
