@@ -37,8 +37,8 @@
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { invariant } from '../common/index.js';
-import { CHECKPOINT_ENCODE_SLICE_ENTRIES, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
-import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, readU64, writeU64 } from './format.js';
+import { CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
+import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, TWO_32, readU64, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
 import type { QueueIndex, QueueRef } from './queue-index.js';
 
@@ -58,7 +58,7 @@ const ENTRY_BYTES = 12;
 type Encoder = Generator<void, Buffer, void>;
 
 /**
- * Where a slice ends: after CHECKPOINT_ENCODE_SLICE_MS of work, or CHECKPOINT_ENCODE_SLICE_ENTRIES
+ * Where a slice ends: after CHECKPOINT_ENCODE_SLICE_MS of work, or CHECKPOINT_ENCODE_SLICE_UNITS
  * units of it (an entry written, a queue visited), whichever comes first. The clock bounds what
  * a slice costs the appends waiting behind it on any machine; the count keeps slicing
  * deterministic where the clock is fast.
@@ -71,7 +71,7 @@ class Slice {
   /** Counts `n` units of work; true when the slice is over (the encoder yields, then restart()). */
   spend(n: number): boolean {
     this.units += n;
-    if (this.units >= CHECKPOINT_ENCODE_SLICE_ENTRIES) return true;
+    if (this.units >= CHECKPOINT_ENCODE_SLICE_UNITS) return true;
     // performance.now() costs about as much as writing a few dozen entries: read it now and then.
     if (this.units - this.checked < SLICE_CLOCK_UNITS) return false;
     this.checked = this.units;
@@ -89,7 +89,6 @@ class Slice {
 const SLICE_CLOCK_UNITS = 64;
 /** The checksum runs in steps of this many bytes (about 50 us each here), each counted as SLICE_CLOCK_UNITS. */
 const CRC_STEP_BYTES = 256 * 1024;
-const TWO_32 = 0x1_0000_0000;
 
 /**
  * Writes the index entries [from, to) of `q` at `at` of `out` and returns the position after

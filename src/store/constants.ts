@@ -134,7 +134,7 @@ export const CHECKPOINT_INTERVAL_BYTES = 256 * MiB;
 export const CHECKPOINT_ENCODE_SLICE_MS = 0.5;
 
 /** ...or after this many units of work (an entry written, a queue visited), whichever is first. */
-export const CHECKPOINT_ENCODE_SLICE_ENTRIES = 16_384;
+export const CHECKPOINT_ENCODE_SLICE_UNITS = 16_384;
 
 /** Recovery and verify read the log in blocks of this size. */
 export const SCAN_READ_BYTES = 8 * MiB;

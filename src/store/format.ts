@@ -62,7 +62,8 @@ export const CHECKPOINT_DELTA_FILE = 'index.delta';
 export const CLEAN_FILE = 'CLEAN';
 export const LOCK_FILE = 'LOCK';
 
-const TWO_32 = 0x1_0000_0000;
+/** 2^32: u64 fields are read and written as two u32 halves (positions stay below 2^53). */
+export const TWO_32 = 0x1_0000_0000;
 
 export function writeU64(buf: Buffer, at: number, value: number): void {
   // `>>> 0` is the low 32 bits of any integer below 2^53 without `%`, which on a double is a call to fmod.

@@ -138,11 +138,11 @@ test('checkpoint: deltas chain on the full checkpoint; a torn delta ends the cha
 test('checkpoint: sliced encoding, with appends between the slices, gives the same bytes as encoding at once; a trim meanwhile voids it', async () => {
   const { QueueIndex } = await import('../../src/store/queue-index.js');
   const { checkpointEncoder, deltaEncoder, encodeNow, encodeSliced } = await import('../../src/store/checkpoint.js');
-  const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
+  const { CHECKPOINT_ENCODE_SLICE_UNITS } = await import('../../src/store/constants.js');
   const index = new QueueIndex();
   const queues = Array.from({ length: 5 }, (_, i) => index.getOrCreate(i % 2, i));
   let pos = 0;
-  const total = CHECKPOINT_ENCODE_SLICE_ENTRIES * 3 + 17;
+  const total = CHECKPOINT_ENCODE_SLICE_UNITS * 3 + 17;
   for (let i = 0; i < total; i++) {
     index.push(queues[i % queues.length], pos, 100 + (i % 50));
     pos += 100 + (i % 50);
@@ -180,9 +180,9 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
 test('checkpoint: walking the queues is sliced too, not only writing entries: many queues and few new entries still yield', async () => {
   const { QueueIndex } = await import('../../src/store/queue-index.js');
   const { checkpointEncoder, checkCheckpoint, deltaEncoder, encodeNow, encodeSliced } = await import('../../src/store/checkpoint.js');
-  const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
+  const { CHECKPOINT_ENCODE_SLICE_UNITS } = await import('../../src/store/constants.js');
   const index = new QueueIndex();
-  const queues = CHECKPOINT_ENCODE_SLICE_ENTRIES * 6 + 5;
+  const queues = CHECKPOINT_ENCODE_SLICE_UNITS * 6 + 5;
   let pos = 0;
   // Every queue has one entry below `base`; three queues get one entry each after it.
   for (let i = 0; i < queues; i++) {
@@ -216,7 +216,7 @@ test('checkpoint: walking the queues is sliced too, not only writing entries: ma
 });
 
 test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowledged while it encodes', { timeout: 120_000 }, async () => {
-  const { CHECKPOINT_ENCODE_SLICE_ENTRIES } = await import('../../src/store/constants.js');
+  const { CHECKPOINT_ENCODE_SLICE_UNITS } = await import('../../src/store/constants.js');
   const { CHECKPOINT_TMP_FILE } = await import('../../src/store/format.js');
   const dir = tempDir();
   const events: string[] = [];
@@ -228,7 +228,7 @@ test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowled
     },
   };
   const s = await MessageStore.open({ dir, io });
-  const entries = CHECKPOINT_ENCODE_SLICE_ENTRIES * 16;
+  const entries = CHECKPOINT_ENCODE_SLICE_UNITS * 16;
   const BATCH = 8192;
   for (let i = 0; i < entries; i += BATCH) {
     await Promise.all(Array.from({ length: BATCH }, (_, k) => s.append(`t${(i + k) % 7}`, (i + k) % 1000, Buffer.from([k & 0xff]))));
