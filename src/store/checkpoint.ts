@@ -38,7 +38,7 @@ import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { invariant } from '../common/index.js';
 import { CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
-import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, TWO_32, readU64, writeU64 } from './format.js';
+import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, getU64, readU64, setU64, viewOf, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
 import type { QueueIndex, QueueRef } from './queue-index.js';
 
@@ -95,10 +95,8 @@ const CRC_STEP_BYTES = 256 * 1024;
  * them, yielding where the slice ends (one long queue is sliced too).
  */
 function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRef, from: number, to: number, slice: Slice): Generator<void, number, void> {
-  // DataView rather than Buffer#writeUInt32LE: about 3 x faster per field here (no argument checks).
   const put = (position: number, length: number): void => {
-    out.setUint32(at, position >>> 0, true);
-    out.setUint32(at + 4, Math.floor(position / TWO_32), true);
+    setU64(out, at, position);
     out.setUint32(at + 8, length, true);
     at += ENTRY_BYTES;
   };
@@ -178,7 +176,7 @@ export function* checkpointEncoder(index: QueueIndex, logPosition: number, topic
     }
   }
   const buf = Buffer.allocUnsafe(total);
-  const out = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out = viewOf(buf);
   buf.writeUInt32LE(CHECKPOINT_MAGIC, 0);
   buf.writeUInt32LE(CHECKPOINT_VERSION, 4);
   buf.writeUInt32LE(0, 12);
@@ -241,15 +239,6 @@ export function loadCheckpoint(buf: Buffer, index: QueueIndex): void {
   }
 }
 
-// Reopen reads millions of entries: DataView reads are about 3 x cheaper than Buffer#readUInt32LE.
-function viewOf(buf: Buffer): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
-function getU64(d: DataView, at: number): number {
-  return d.getUint32(at, true) + d.getUint32(at + 4, true) * TWO_32;
-}
-
 export async function readCheckpointFile(io: StoreIo, dir: string): Promise<Buffer | null> {
   return io.readFile(join(dir, CHECKPOINT_FILE));
 }
@@ -304,7 +293,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
     }
   }
   const buf = Buffer.allocUnsafe(total);
-  const out = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const out = viewOf(buf);
   buf.writeUInt32LE(DELTA_MAGIC, 0);
   buf.writeUInt32LE(CHECKPOINT_VERSION, 4);
   buf.writeUInt32LE(total, 12);

@@ -63,7 +63,7 @@ export const CLEAN_FILE = 'CLEAN';
 export const LOCK_FILE = 'LOCK';
 
 /** 2^32: u64 fields are read and written as two u32 halves (positions stay below 2^53). */
-export const TWO_32 = 0x1_0000_0000;
+const TWO_32 = 0x1_0000_0000;
 
 export function writeU64(buf: Buffer, at: number, value: number): void {
   // `>>> 0` is the low 32 bits of any integer below 2^53 without `%`, which on a double is a call to fmod.
@@ -73,6 +73,23 @@ export function writeU64(buf: Buffer, at: number, value: number): void {
 
 export function readU64(buf: Buffer, at: number): number {
   return buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * TWO_32;
+}
+
+/**
+ * The same fields through a DataView, for loops over millions of them (checkpoints): about 3 x
+ * cheaper per field than Buffer#readUInt32LE / #writeUInt32LE, which check their arguments.
+ */
+export function viewOf(buf: Buffer): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+export function getU64(d: DataView, at: number): number {
+  return d.getUint32(at, true) + d.getUint32(at + 4, true) * TWO_32;
+}
+
+export function setU64(d: DataView, at: number, value: number): void {
+  d.setUint32(at, value >>> 0, true);
+  d.setUint32(at + 4, Math.floor(value / TWO_32), true);
 }
 
 export interface RecordHeader {

@@ -76,9 +76,8 @@ export class GroupCommit {
   private waiters: Waiter[] = [];
   private waitHead = 0;
   private flights: Flight[] = [];
-  private launchDeferred = false;
-  /** Bumped by every deferral, so a stale setImmediate cannot end a later one. */
-  private deferral = 0;
+  /** The pending macrotask of a deferred launch (see deferLaunch); null when none. */
+  private deferredLaunch: NodeJS.Immediate | null = null;
   /** Appends the last commit resolved, and appends enqueued since: see deferLaunch. */
   private cohort = 0;
   private joined = 0;
@@ -154,7 +153,10 @@ export class GroupCommit {
     const p = new Promise<number>((resolve, reject) => {
       this.waiters.push({ q, end, offset, resolve, reject });
     });
-    if (this.launchDeferred && ++this.joined >= this.cohort) this.launchDeferred = false;
+    if (this.deferredLaunch !== null && ++this.joined >= this.cohort) {
+      clearImmediate(this.deferredLaunch);
+      this.deferredLaunch = null;
+    }
     this.maybeLaunch();
     return p;
   }
@@ -169,23 +171,20 @@ export class GroupCommit {
    * (readers' preads, their checks) run while the device sits idle.
    */
   private deferLaunch(resolved: number): void {
-    if (this.launchDeferred) {
+    if (this.deferredLaunch !== null) {
       this.cohort += resolved;
       return;
     }
     this.cohort = resolved;
     this.joined = 0;
-    this.launchDeferred = true;
-    const deferral = ++this.deferral;
-    setImmediate(() => {
-      if (deferral !== this.deferral || !this.launchDeferred) return;
-      this.launchDeferred = false;
+    this.deferredLaunch = setImmediate(() => {
+      this.deferredLaunch = null;
       this.maybeLaunch();
     });
   }
 
   private maybeLaunch(): void {
-    if (this.launchDeferred) return;
+    if (this.deferredLaunch !== null) return;
     while (
       !this.failing &&
       this.stickyError === null &&
