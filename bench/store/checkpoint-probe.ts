@@ -9,7 +9,7 @@
  *   node dist/bench/store/checkpoint-probe.js [--queues 216996] [--messages 4331517] [--record-bytes 9216] [--repeats 3] [--json] (--help)
  */
 import { Command } from 'commander';
-import { applyDeltas, checkpointEncoder, deltaEncoder, loadCheckpoint } from '../../src/store/checkpoint.js';
+import { applyDeltas, checkpointChunks, deltaEncoder, loadCheckpoint, type CheckpointEnd } from '../../src/store/checkpoint.js';
 import { CHECKPOINT_INTERVAL_BYTES } from '../../src/store/constants.js';
 import { QueueIndex, type QueueRef } from '../../src/store/queue-index.js';
 import { positiveInt } from './options.js';
@@ -23,11 +23,16 @@ interface Encoded {
   longestSliceMs: number;
 }
 
-/** Runs an encoder to its end as encodeSliced would, timing each slice (without the yields' waits). */
-function encodeTimed(steps: Generator<void, Buffer, void>): Encoded {
+/**
+ * Runs an encoder to its end as the store would, timing each slice (without the yields' waits).
+ * A full checkpoint's chunks are copied out between slices, untimed (the store writes them to
+ * its file there), and joined with the CRC in place.
+ */
+function encodeTimed(steps: Generator<Buffer | null, Buffer | CheckpointEnd, void>): Encoded {
   let slices = 0;
   let totalMs = 0;
   let longestSliceMs = 0;
+  const chunks: Buffer[] = [];
   for (;;) {
     const t = performance.now();
     const r = steps.next();
@@ -35,7 +40,14 @@ function encodeTimed(steps: Generator<void, Buffer, void>): Encoded {
     slices++;
     totalMs += ms;
     longestSliceMs = Math.max(longestSliceMs, ms);
-    if (r.done === true) return { buf: r.value, slices, totalMs, longestSliceMs };
+    if (r.done !== true) {
+      if (r.value !== null) chunks.push(Buffer.from(r.value));
+      continue;
+    }
+    if (Buffer.isBuffer(r.value)) return { buf: r.value, slices, totalMs, longestSliceMs };
+    const buf = Buffer.concat(chunks);
+    buf.writeUInt32LE(r.value.crc, 8);
+    return { buf, slices, totalMs, longestSliceMs };
   }
 }
 
@@ -70,7 +82,7 @@ function once(queues: number, messages: number, recordBytes: number): Repeat {
     index.push(refs[next() % queues], pos, recordBytes);
     pos += recordBytes;
     if (k === half) {
-      full = encodeTimed(checkpointEncoder(index, pos, TOPICS, 0));
+      full = encodeTimed(checkpointChunks(index, pos, TOPICS, 0));
       fullPos = last = pos;
     } else if (k > half && (k - half) % perDelta === 0) {
       deltas.push(encodeTimed(deltaEncoder(index, last, pos)));

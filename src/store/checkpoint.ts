@@ -2,9 +2,11 @@
  * Index checkpoint: the per-queue index as of a log position, so that a reopen only scans the log
  * written after it. Two kinds:
  *
- * - full (`index.ckpt`): the whole index. Written to a temporary file, synced, renamed over the
- *   old one and the directory synced: a crash leaves the old or the new one, never a mix. One
- *   that fails its CRC is ignored and the log is scanned from its first segment.
+ * - full (`index.ckpt`): the whole index. Streamed to a temporary file through one buffer of
+ *   CHECKPOINT_CHUNK_BYTES (never built whole in memory), its CRC put in the header last, then
+ *   synced, renamed over the old one and the directory synced: a crash leaves the old or the new
+ *   one, never a mix. One that fails its CRC is ignored and the log is scanned from its first
+ *   segment.
  * - delta (records appended to `index.delta`): only the entries whose records lie in
  *   [basePosition, logPosition). A delta applies when its basePosition is where the full
  *   checkpoint (or the previous delta) ended; the chain stops at the first record that is torn,
@@ -37,7 +39,7 @@
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { invariant } from '../common/index.js';
-import { CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
+import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, getU64, readU64, setU64, viewOf, writeU64 } from './format.js';
 import type { StoreIo } from './io.js';
 import type { QueueIndex, QueueRef } from './queue-index.js';
@@ -51,11 +53,23 @@ const ENTRY_BYTES = 12;
 /**
  * An encoder runs in slices, so that the store can encode a large index between appends (a full
  * checkpoint of millions of entries takes hundreds of milliseconds, which would otherwise stall
- * every append for that long). The queues and their counts are taken from rows that exist at the
- * start; entries below the encoded position are never changed by appends or rollbacks, only by
- * trims, which the caller checks for between slices.
+ * every append for that long): it yields null where a slice ends. The queues are taken from rows
+ * that exist at the start; entries below the encoded position are never changed by appends or
+ * rollbacks, only by trims, which the caller checks for between slices.
  */
-type Encoder = Generator<void, Buffer, void>;
+type Encoder = Generator<null, Buffer, void>;
+
+/**
+ * A full checkpoint's encoder yields, besides null at the end of a slice, each chunk of the file
+ * in order: the caller writes it before resuming the encoder, which reuses the buffer for the
+ * next chunk. It returns the file's size and the CRC32C that goes at offset 8 last.
+ */
+export type CheckpointChunks = Generator<Buffer | null, CheckpointEnd, void>;
+
+export interface CheckpointEnd {
+  bytes: number;
+  crc: number;
+}
 
 /**
  * Where a slice ends: after CHECKPOINT_ENCODE_SLICE_MS of work, or CHECKPOINT_ENCODE_SLICE_UNITS
@@ -94,7 +108,7 @@ const CRC_STEP_BYTES = 256 * 1024;
  * Writes the index entries [from, to) of `q` at `at` of `out` and returns the position after
  * them, yielding where the slice ends (one long queue is sliced too).
  */
-function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRef, from: number, to: number, slice: Slice): Generator<void, number, void> {
+function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRef, from: number, to: number, slice: Slice): Generator<null, number, void> {
   const put = (position: number, length: number): void => {
     setU64(out, at, position);
     out.setUint32(at + 8, length, true);
@@ -106,7 +120,7 @@ function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRe
     const done = slice.spend(end - o);
     o = end;
     if (done) {
-      yield;
+      yield null;
       slice.restart();
     }
   }
@@ -114,15 +128,14 @@ function* encodeEntries(out: DataView, at: number, index: QueueIndex, q: QueueRe
 }
 
 /**
- * CRC32C of buf[from..], in steps, yielding where the slice ends: a full checkpoint of millions
- * of entries is tens of megabytes, 10-15 ms of checksum in one piece.
+ * CRC32C of buf[from, to) continuing `crc`, in steps, yielding where the slice ends: tens of
+ * megabytes (a large delta, a full checkpoint's chunks together) are 10-15 ms of checksum.
  */
-function* crcOf(buf: Buffer, from: number, slice: Slice): Generator<void, number, void> {
-  let crc = 0;
-  for (let at = from; at < buf.length; at += CRC_STEP_BYTES) {
-    crc = crc32c(buf.subarray(at, Math.min(buf.length, at + CRC_STEP_BYTES)), crc);
+function* crcOf(buf: Buffer, from: number, to: number, crc: number, slice: Slice): Generator<null, number, void> {
+  for (let at = from; at < to; at += CRC_STEP_BYTES) {
+    crc = crc32c(buf.subarray(at, Math.min(to, at + CRC_STEP_BYTES)), crc);
     if (slice.spend(SLICE_CLOCK_UNITS)) {
-      yield;
+      yield null;
       slice.restart();
     }
   }
@@ -137,6 +150,9 @@ export function encodeNow(steps: Encoder): Buffer {
   }
 }
 
+/** Lets the event loop run (timers, I/O callbacks, appends) before the next slice. */
+const nextTurn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
  * Runs an encoder, letting the event loop run between slices; null when `changed()` says the
  * index was trimmed meanwhile (the caller tries again later).
@@ -145,14 +161,52 @@ export async function encodeSliced(steps: Encoder, changed: () => boolean): Prom
   for (;;) {
     const r = steps.next();
     if (r.done === true) return r.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await nextTurn();
     if (changed()) return null;
   }
 }
 
-/** Serializes the index entries that start below `logPosition` (what is durable). Synchronous. */
-export function encodeCheckpoint(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number): Buffer {
-  return encodeNow(checkpointEncoder(index, logPosition, topicCount, nowMs));
+/**
+ * Runs a full checkpoint's encoder, handing each chunk to `write` with its position in the file.
+ * `sliced`: the event loop runs between slices too (it runs during the writes anyway). Null when
+ * `changed()`, asked after every wait, says the index was trimmed meanwhile.
+ */
+export async function streamCheckpoint(
+  chunks: CheckpointChunks,
+  write: (chunk: Buffer, position: number) => Promise<void> | void,
+  sliced: boolean,
+  changed: () => boolean,
+): Promise<CheckpointEnd | null> {
+  let position = 0;
+  for (;;) {
+    const r = chunks.next();
+    if (r.done === true) {
+      invariant(position === r.value.bytes, 'a full checkpoint is as long as the chunks written');
+      return r.value;
+    }
+    if (r.value !== null) {
+      await write(r.value, position);
+      position += r.value.length;
+    } else if (sliced) await nextTurn();
+    else continue;
+    if (changed()) return null;
+  }
+}
+
+/** A full checkpoint as one buffer, encoded at once (tests, tools): the chunks joined, the CRC in place. */
+export function encodeCheckpoint(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number, chunkBytes = CHECKPOINT_CHUNK_BYTES): Buffer {
+  const chunks = checkpointChunks(index, logPosition, topicCount, nowMs, chunkBytes);
+  const parts: Buffer[] = [];
+  for (;;) {
+    const r = chunks.next();
+    if (r.done === true) {
+      const buf = Buffer.concat(parts);
+      invariant(buf.length === r.value.bytes, 'a full checkpoint is as long as its chunks');
+      buf.writeUInt32LE(r.value.crc, 8);
+      return buf;
+    }
+    if (r.value !== null) parts.push(Buffer.from(r.value));
+  }
 }
 
 /** Serializes the entries whose records lie in [basePosition, logPosition). Synchronous. */
@@ -160,51 +214,73 @@ export function encodeDelta(index: QueueIndex, basePosition: number, logPosition
   return encodeNow(deltaEncoder(index, basePosition, logPosition));
 }
 
-export function* checkpointEncoder(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number): Encoder {
+/** Smallest chunk: the header and a queue header (later chunks then always fit the next piece). */
+const MIN_CHUNK_BYTES = HEADER_BYTES + QUEUE_HEADER_BYTES;
+
+/**
+ * Encodes the index entries that start below `logPosition` (what is durable) as a full
+ * checkpoint, a chunk of at most `chunkBytes` at a time (entries never straddle two chunks).
+ * The header's CRC field is 0 in the first chunk; the return value has the CRC.
+ */
+export function* checkpointChunks(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number, chunkBytes = CHECKPOINT_CHUNK_BYTES): CheckpointChunks {
+  invariant(Number.isSafeInteger(chunkBytes) && chunkBytes >= MIN_CHUNK_BYTES, `a checkpoint chunk holds at least ${MIN_CHUNK_BYTES} bytes`);
   const slice = new Slice();
   const queues = index.queueCount;
-  const counts = new Float64Array(queues);
-  let total = HEADER_BYTES;
-  for (let row = 0; row < queues; row++) {
-    const q = index.queueAt(row);
-    const n = index.countBelow(q, logPosition) - index.startOf(q);
-    counts[row] = n;
-    total += QUEUE_HEADER_BYTES + n * ENTRY_BYTES;
-    if (slice.spend(1)) {
-      yield;
-      slice.restart();
-    }
-  }
-  const buf = Buffer.allocUnsafe(total);
+  const buf = Buffer.allocUnsafe(chunkBytes);
   const out = viewOf(buf);
-  buf.writeUInt32LE(CHECKPOINT_MAGIC, 0);
-  buf.writeUInt32LE(CHECKPOINT_VERSION, 4);
-  buf.writeUInt32LE(0, 12);
-  writeU64(buf, 16, logPosition);
-  writeU64(buf, 24, nowMs);
-  buf.writeUInt32LE(topicCount, 32);
-  buf.writeUInt32LE(queues, 36);
+  out.setUint32(0, CHECKPOINT_MAGIC, true);
+  out.setUint32(4, CHECKPOINT_VERSION, true);
+  out.setUint32(8, 0, true);
+  out.setUint32(12, 0, true);
+  setU64(out, 16, logPosition);
+  setU64(out, 24, nowMs);
+  out.setUint32(32, topicCount, true);
+  out.setUint32(36, queues, true);
   let at = HEADER_BYTES;
+  // The CRC covers the file from byte 16: the header's second half, then every chunk whole.
+  let crcFrom = 16;
+  let crc = 0;
+  let bytes = 0;
+  let sized = HEADER_BYTES;
+  // Checksums the chunk so far and hands it over; the next one starts at the buffer's start.
+  function* emit(): Generator<Buffer | null, void, void> {
+    crc = yield* crcOf(buf, crcFrom, at, crc, slice);
+    yield buf.subarray(0, at);
+    slice.restart();
+    bytes += at;
+    at = 0;
+    crcFrom = 0;
+  }
   for (let row = 0; row < queues; row++) {
     const q = index.queueAt(row);
-    const n = counts[row];
     const start = index.startOf(q);
-    buf.writeUInt32LE(index.topicIdOf(q), at);
-    buf.writeUInt32LE(index.queueIdOf(q), at + 4);
-    writeU64(buf, at + 8, start);
-    buf.writeUInt32LE(n, at + 16);
+    const end = index.countBelow(q, logPosition);
+    sized += QUEUE_HEADER_BYTES + (end - start) * ENTRY_BYTES;
+    if (chunkBytes - at < QUEUE_HEADER_BYTES) yield* emit();
+    out.setUint32(at, index.topicIdOf(q), true);
+    out.setUint32(at + 4, index.queueIdOf(q), true);
+    setU64(out, at + 8, start);
+    out.setUint32(at + 16, end - start, true);
     at += QUEUE_HEADER_BYTES;
-    at = yield* encodeEntries(out, at, index, q, start, start + n, slice);
+    for (let o = start; o < end; ) {
+      const room = Math.floor((chunkBytes - at) / ENTRY_BYTES);
+      if (room === 0) {
+        yield* emit();
+        continue;
+      }
+      const to = Math.min(end, o + room);
+      at = yield* encodeEntries(out, at, index, q, o, to, slice);
+      o = to;
+    }
     if (slice.spend(1)) {
-      yield;
+      yield null;
       slice.restart();
     }
   }
-  invariant(at === total, 'a full checkpoint fills exactly the bytes its counts sized');
-  buf.writeUInt32LE(yield* crcOf(buf, 16, slice), 8);
-  return buf;
+  yield* emit();
+  invariant(bytes === sized, 'a full checkpoint is exactly as long as its queues and entries');
+  return { bytes, crc };
 }
-
 export interface CheckpointInfo {
   logPosition: number;
   createdMs: number;
@@ -243,19 +319,34 @@ export async function readCheckpointFile(io: StoreIo, dir: string): Promise<Buff
   return io.readFile(join(dir, CHECKPOINT_FILE));
 }
 
-/** Atomically replaces the checkpoint file. */
-export async function writeCheckpointFile(io: StoreIo, dir: string, data: Buffer): Promise<void> {
+/**
+ * Streams a full checkpoint into a temporary file, puts its CRC in the header, syncs it and
+ * renames it over the old one: a crash at any point leaves the old checkpoint or the new one.
+ * Returns the new file's size, or null when `changed()` voided it (the old one stays; the
+ * temporary file is emptied rather than left at its partial size).
+ */
+export async function writeCheckpointFile(io: StoreIo, dir: string, chunks: CheckpointChunks, sliced: boolean, changed: () => boolean): Promise<number | null> {
   const tmp = join(dir, CHECKPOINT_TMP_FILE);
   const f = await io.open(tmp, 'create');
+  let end: CheckpointEnd | null;
   try {
     await f.truncate(0);
-    await f.writev([data], 0);
-    await f.datasync();
+    end = await streamCheckpoint(chunks, (chunk, position) => f.writev([chunk], position), sliced, changed);
+    if (end === null) {
+      await f.truncate(0);
+    } else {
+      const crc = Buffer.allocUnsafe(4);
+      crc.writeUInt32LE(end.crc, 0);
+      await f.writev([crc], 8);
+      await f.datasync();
+    }
   } finally {
     await f.close();
   }
+  if (end === null) return null;
   await io.rename(tmp, join(dir, CHECKPOINT_FILE));
   await io.syncDir(dir);
+  return end.bytes;
 }
 
 export const DELTA_MAGIC = 0x44504b43; // "CKPD"
@@ -288,7 +379,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
       }
     }
     if (slice.spend(1)) {
-      yield;
+      yield null;
       slice.restart();
     }
   }
@@ -315,7 +406,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
     at = yield* encodeEntries(out, at, index, q, from, to, slice);
   }
   invariant(at === total, 'a delta fills exactly the bytes its parts sized');
-  buf.writeUInt32LE(yield* crcOf(buf, 16, slice), 8);
+  buf.writeUInt32LE(yield* crcOf(buf, 16, buf.length, 0, slice), 8);
   return buf;
 }
 

@@ -4,10 +4,10 @@
  * (open), and retention.ts. See docs/store.md.
  */
 import { join } from 'node:path';
-import { invariant } from '../common/index.js';
-import { appendDeltaFile, checkpointEncoder, deltaEncoder, encodeNow, encodeSliced, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
+import { CirrusError, invariant } from '../common/index.js';
+import { appendDeltaFile, checkpointChunks, deltaEncoder, encodeNow, encodeSliced, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
 import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RECENT_READ_MEMORY_MULTIPLE, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
-import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError } from './errors.js';
+import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError, writeErrorFrom } from './errors.js';
 import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import { nodeIo, type StoreIo } from './io.js';
@@ -288,20 +288,29 @@ export class MessageStore implements MessageStoreApi {
     const trims = this.index.trims;
     // Sliced (background) encoding lets appends run between slices; a trim meanwhile voids it
     // and the next flush past the interval tries again.
-    const encode = (steps: Generator<void, Buffer, void>): Promise<Buffer | null> | Buffer =>
-      sliced ? encodeSliced(steps, () => this.index.trims !== trims) : encodeNow(steps);
+    const changed = (): boolean => this.index.trims !== trims;
+    try {
+      return await this.writeCheckpointFiles(position, full, sliced, changed);
+    } catch (err) {
+      // The files were written so that a failure leaves the old checkpoint (and chain) whole.
+      throw err instanceof CirrusError ? err : writeErrorFrom(err, 'writing the index checkpoint');
+    }
+  }
+
+  private async writeCheckpointFiles(position: number, full: boolean, sliced: boolean, changed: () => boolean): Promise<boolean> {
     if (!full && this.fullCheckpointBytes > 0 && this.deltaBytes < this.fullCheckpointBytes) {
       if (position === this.lastCheckpointPos) return true;
-      const data = await encode(deltaEncoder(this.index, this.lastCheckpointPos, position));
+      const steps = deltaEncoder(this.index, this.lastCheckpointPos, position);
+      const data = sliced ? await encodeSliced(steps, changed) : encodeNow(steps);
       if (data === null) return false;
       await appendDeltaFile(this.io, this.o.dir, this.deltaBytes, data);
       this.deltaBytes += data.length;
     } else {
-      const data = await encode(checkpointEncoder(this.index, position, this.dict.size, this.io.now()));
-      if (data === null) return false;
-      await writeCheckpointFile(this.io, this.o.dir, data);
+      const chunks = checkpointChunks(this.index, position, this.dict.size, this.io.now());
+      const bytes = await writeCheckpointFile(this.io, this.o.dir, chunks, sliced, changed);
+      if (bytes === null) return false;
       await truncateDeltaFile(this.io, this.o.dir, 0);
-      this.fullCheckpointBytes = data.length;
+      this.fullCheckpointBytes = bytes;
       this.deltaBytes = 0;
     }
     this.lastCheckpointPos = position;

@@ -2,8 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, rmSync, writeSync, closeSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
-import { crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
+import fc from 'fast-check';
+import { MessageStore, StoreNoSpaceError, nodeIo, type StoreIo } from '../../src/store/index.js';
+import { FaultyIo, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
+import { QueueIndex } from '../../src/store/queue-index.js';
+import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS } from '../../src/store/constants.js';
+import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE } from '../../src/store/format.js';
+import { checkCheckpoint, checkpointChunks, deltaEncoder, encodeCheckpoint, encodeNow, encodeSliced, loadCheckpoint, streamCheckpoint } from '../../src/store/checkpoint.js';
 
 async function contents(s: MessageStore): Promise<string[]> {
   const out: string[] = [];
@@ -14,6 +19,30 @@ async function contents(s: MessageStore): Promise<string[]> {
     }
   }
   return out;
+}
+
+/**
+ * A full checkpoint streamed as the store writes it (sliced, chunks handed over one by one),
+ * collected in memory; null when `changed` voided it.
+ */
+async function streamedFull(index: QueueIndex, logPosition: number, topics: number, nowMs: number, changed: () => boolean, chunkBytes?: number): Promise<Buffer | null> {
+  const file: Buffer[] = [];
+  let written = 0;
+  const end = await streamCheckpoint(
+    checkpointChunks(index, logPosition, topics, nowMs, chunkBytes),
+    (chunk, position) => {
+      assert.equal(position, written, 'chunks arrive in file order');
+      if (chunkBytes !== undefined) assert.ok(chunk.length > 0 && chunk.length <= chunkBytes, `a chunk of ${chunk.length} bytes`);
+      written += chunk.length;
+      file.push(Buffer.from(chunk));
+    },
+    true,
+    changed,
+  );
+  if (end === null) return null;
+  const buf = Buffer.concat(file);
+  buf.writeUInt32LE(end.crc, 8);
+  return buf;
 }
 
 test('checkpoint: reopen after a crash loads the checkpoint, scans only the log after it, and sees the same store as a full scan', async () => {
@@ -136,9 +165,6 @@ test('checkpoint: deltas chain on the full checkpoint; a torn delta ends the cha
 });
 
 test('checkpoint: sliced encoding, with appends between the slices, gives the same bytes as encoding at once; a trim meanwhile voids it', async () => {
-  const { QueueIndex } = await import('../../src/store/queue-index.js');
-  const { checkpointEncoder, deltaEncoder, encodeNow, encodeSliced } = await import('../../src/store/checkpoint.js');
-  const { CHECKPOINT_ENCODE_SLICE_UNITS } = await import('../../src/store/constants.js');
   const index = new QueueIndex();
   const queues = Array.from({ length: 5 }, (_, i) => index.getOrCreate(i % 2, i));
   let pos = 0;
@@ -149,7 +175,7 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
   }
   const at = pos;
   const base = Math.floor(at / 2);
-  const fullNow = encodeNow(checkpointEncoder(index, at, 2, 1234));
+  const fullNow = encodeCheckpoint(index, at, 2, 1234);
   const deltaNow = encodeNow(deltaEncoder(index, base, at));
   // Appends (and a new queue) arrive between the slices; entries below `at` must not change.
   let slices = 0;
@@ -161,7 +187,7 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
     pos += 55;
     return false;
   };
-  const fullSliced = await encodeSliced(checkpointEncoder(index, at, 2, 1234), appendMeanwhile);
+  const fullSliced = await streamedFull(index, at, 2, 1234, appendMeanwhile);
   assert.ok(slices >= 3, `encoding yielded ${slices} times`);
   assert.ok(fullSliced !== null);
   assert.ok(fullSliced.equals(fullNow));
@@ -170,7 +196,7 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
   assert.ok(deltaSliced.equals(deltaNow));
 
   const trims = index.trims;
-  const voided = await encodeSliced(checkpointEncoder(index, at, 2, 1234), () => {
+  const voided = await streamedFull(index, at, 2, 1234, () => {
     index.trimBelow(1000);
     return index.trims !== trims;
   });
@@ -178,9 +204,6 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
 });
 
 test('checkpoint: walking the queues is sliced too, not only writing entries: many queues and few new entries still yield', async () => {
-  const { QueueIndex } = await import('../../src/store/queue-index.js');
-  const { checkpointEncoder, checkCheckpoint, deltaEncoder, encodeNow, encodeSliced } = await import('../../src/store/checkpoint.js');
-  const { CHECKPOINT_ENCODE_SLICE_UNITS } = await import('../../src/store/constants.js');
   const index = new QueueIndex();
   const queues = CHECKPOINT_ENCODE_SLICE_UNITS * 6 + 5;
   let pos = 0;
@@ -208,23 +231,37 @@ test('checkpoint: walking the queues is sliced too, not only writing entries: ma
   const empty = new QueueIndex();
   for (let i = 0; i < queues; i++) empty.getOrCreate(i % 100, Math.floor(i / 100));
   yields = 0;
-  const full = await encodeSliced(checkpointEncoder(empty, 0, 100, 1), count);
-  // No entries at all: every slice boundary comes from visiting queues.
+  const full = await streamedFull(empty, 0, 100, 1, count);
+  // No entries at all: every slice boundary comes from visiting queues (or writing a chunk).
   assert.ok(yields >= 6, `a full checkpoint of ${queues} empty queues yielded ${yields} times`);
-  assert.ok(full !== null && full.equals(encodeNow(checkpointEncoder(empty, 0, 100, 1))));
+  assert.ok(full !== null && full.equals(encodeCheckpoint(empty, 0, 100, 1)));
   assert.equal(checkCheckpoint(full)?.queueCount, queues);
 });
 
-test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowledged while it encodes', { timeout: 120_000 }, async () => {
-  const { CHECKPOINT_ENCODE_SLICE_UNITS } = await import('../../src/store/constants.js');
-  const { CHECKPOINT_TMP_FILE } = await import('../../src/store/format.js');
+test('checkpoint: an explicit checkpoint() runs in slices and streams the file in bounded chunks: appends are acknowledged while it encodes', { timeout: 120_000 }, async () => {
   const dir = tempDir();
   const events: string[] = [];
+  const writes: number[] = [];
   const io: StoreIo = {
     ...nodeIo,
-    open: (path, mode) => {
-      if (path.endsWith(CHECKPOINT_TMP_FILE)) events.push('checkpoint file');
-      return nodeIo.open(path, mode);
+    open: async (path, mode) => {
+      const f = await nodeIo.open(path, mode);
+      if (!path.endsWith(CHECKPOINT_TMP_FILE)) return f;
+      return {
+        read: (buf, offset, length, position) => f.read(buf, offset, length, position),
+        datasync: () => f.datasync(),
+        truncate: (length) => f.truncate(length),
+        size: () => f.size(),
+        close: () => f.close(),
+        writev: (buffers, position) => {
+          writes.push(buffers.reduce((n, b) => n + b.length, 0));
+          return f.writev(buffers, position);
+        },
+      };
+    },
+    rename: (from, to) => {
+      if (to.endsWith(CHECKPOINT_FILE)) events.push('checkpoint file');
+      return nodeIo.rename(from, to);
     },
   };
   const s = await MessageStore.open({ dir, io });
@@ -253,6 +290,11 @@ test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowled
   const during = events.slice(from, to).filter((e) => e === 'ack').length;
   // Encoded at once (before), the call ran the whole encoding before any append could complete.
   assert.ok(during > 0, `appends acknowledged while ${entries} entries were encoded: ${during}`);
+  // The file (12 bytes an entry) went out in pieces of at most one chunk, never built whole.
+  const fileBytes = writes.reduce((n, w) => n + w, 0);
+  assert.ok(fileBytes > entries * 12, `checkpoint bytes written: ${fileBytes}`);
+  assert.ok(writes.length > Math.ceil((entries * 12) / CHECKPOINT_CHUNK_BYTES), `writes: ${writes.length}`);
+  assert.ok(Math.max(...writes) <= CHECKPOINT_CHUNK_BYTES, `largest write: ${Math.max(...writes)} bytes`);
   const before = await contents(s);
   await s.close();
   const reopened = await MessageStore.open({ dir });
@@ -262,5 +304,101 @@ test('checkpoint: an explicit checkpoint() runs in slices: appends are acknowled
   } finally {
     await reopened.close();
     removeDir(dir);
+  }
+});
+
+/** Every queue's (topicId, queueId, start, entries below `position`) in row order. */
+function entriesBelow(index: QueueIndex, position: number): string[] {
+  const out: string[] = [];
+  for (let row = 0; row < index.queueCount; row++) {
+    const q = index.queueAt(row);
+    const start = index.startOf(q);
+    const parts = [`${index.topicIdOf(q)}/${index.queueIdOf(q)}@${start}`];
+    index.forEachEntry(q, start, index.countBelow(q, position), (at, length) => parts.push(`${at}+${length}`));
+    out.push(parts.join(' '));
+  }
+  return out;
+}
+
+test('checkpoint: a full checkpoint streamed in chunks of any size is the same file, passes its CRC, and loads back the index below its position', async () => {
+  const arbitrary = fc.record({
+    appends: fc.array(fc.record({ queue: fc.nat(11), bytes: fc.integer({ min: 1, max: 900 }) }), { maxLength: 400 }),
+    // Where the checkpoint is cut and where retention trimmed, as fractions of the log.
+    cut: fc.double({ min: 0, max: 1, noNaN: true }),
+    trim: fc.option(fc.double({ min: 0, max: 1, noNaN: true })),
+    chunkBytes: fc.integer({ min: 60, max: 2000 }),
+  });
+  await fc.assert(
+    fc.asyncProperty(arbitrary, async ({ appends, cut, trim, chunkBytes }) => {
+      const index = new QueueIndex();
+      let pos = 0;
+      const starts: number[] = [];
+      for (const a of appends) {
+        starts.push(pos);
+        index.push(index.getOrCreate(a.queue % 3, a.queue), pos, a.bytes);
+        pos += a.bytes;
+      }
+      const at = (f: number): number => (starts.length === 0 ? 0 : starts[Math.min(starts.length - 1, Math.floor(f * starts.length))]);
+      if (trim !== null) index.trimBelow(at(trim));
+      const logPosition = Math.max(at(cut), trim === null ? 0 : at(trim));
+      const whole = encodeCheckpoint(index, logPosition, 3, 77, 1 << 24);
+      assert.ok(encodeCheckpoint(index, logPosition, 3, 77, chunkBytes).equals(whole));
+      const streamed = await streamedFull(index, logPosition, 3, 77, () => false, chunkBytes);
+      assert.ok(streamed !== null && streamed.equals(whole));
+      assert.deepEqual(checkCheckpoint(whole), { logPosition, createdMs: 77, topicCount: 3, queueCount: index.queueCount });
+      const loaded = new QueueIndex();
+      loadCheckpoint(whole, loaded);
+      assert.deepEqual(entriesBelow(loaded, Number.MAX_SAFE_INTEGER), entriesBelow(index, logPosition));
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk) rejects typed, keeps the old checkpoint, and the next one succeeds', { timeout: 120_000 }, async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ dir, io });
+  const copies: string[] = [];
+  try {
+    // Enough entries for a full checkpoint of more than two chunks (12 bytes an entry).
+    const entries = Math.ceil((2.5 * CHECKPOINT_CHUNK_BYTES) / 12);
+    const BATCH = 8192;
+    for (let i = 0; i < entries; i += BATCH) {
+      await Promise.all(Array.from({ length: Math.min(BATCH, entries - i) }, (_, k) => s.append(`t${(i + k) % 5}`, (i + k) % 300, Buffer.from([k & 0xff]))));
+    }
+    await s.checkpoint({ full: true });
+    for (let i = 0; i < 50; i++) await s.append('later', i % 3, Buffer.from(`l${i}`));
+    io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: CHECKPOINT_TMP_FILE, skip: 1, tornBytes: 100 });
+    const failed = await s.checkpoint({ full: true }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(failed instanceof StoreNoSpaceError && failed.code === 'CIRRUS_STORE_NO_SPACE', String(failed));
+    // The old checkpoint is what a crash now finds: it loads, and the log after it is scanned.
+    copies.push(crashSnapshot(dir));
+    const afterFailure = await MessageStore.open({ dir: copies[0] });
+    try {
+      assert.equal(afterFailure.recovery.checkpoint.used, true);
+      assert.equal(afterFailure.recovery.scannedRecords, 50);
+      assert.deepEqual(await contents(afterFailure), await contents(s));
+    } finally {
+      await afterFailure.close();
+    }
+    // The store goes on: appends succeed, and the next full checkpoint covers them.
+    for (let i = 0; i < 10; i++) await s.append('later', 0, Buffer.from(`m${i}`));
+    await s.checkpoint({ full: true });
+    copies.push(crashSnapshot(dir));
+    const afterRetry = await MessageStore.open({ dir: copies[1] });
+    try {
+      assert.equal(afterRetry.recovery.checkpoint.used, true);
+      assert.equal(afterRetry.recovery.scannedRecords, 0);
+      assert.deepEqual(await contents(afterRetry), await contents(s));
+    } finally {
+      await afterRetry.close();
+    }
+  } finally {
+    await s.close();
+    removeDir(dir);
+    for (const c of copies) removeDir(c);
   }
 });

@@ -53,6 +53,8 @@ export interface FaultRule {
   pathIncludes?: string;
   /** How many matching calls fail (default 1). */
   times?: number;
+  /** How many matching calls go through before the failures start (default 0). */
+  skip?: number;
   /** writev only: write this many bytes of the batch before failing (a torn write). */
   tornBytes?: number;
 }
@@ -65,7 +67,7 @@ function errnoError(code: string, op: string): NodeJS.ErrnoException {
 
 /** Wraps the real file system and fails chosen calls; everything else goes through. */
 export class FaultyIo implements StoreIo {
-  private rules: (FaultRule & { left: number })[] = [];
+  private rules: (FaultRule & { left: number; passes: number })[] = [];
   /** Calls seen per op (matching or not), to assert the seam was used. */
   readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0 };
   /** When set, datasync waits for it (to hold appends unacknowledged). */
@@ -75,7 +77,7 @@ export class FaultyIo implements StoreIo {
   private clock: number | null = null;
 
   inject(rule: FaultRule): void {
-    this.rules.push({ ...rule, left: rule.times ?? 1 });
+    this.rules.push({ ...rule, left: rule.times ?? 1, passes: rule.skip ?? 0 });
   }
 
   clear(): void {
@@ -86,10 +88,15 @@ export class FaultyIo implements StoreIo {
     this.clock = ms;
   }
 
-  take(op: FaultOp, path: string): (FaultRule & { left: number }) | undefined {
+  take(op: FaultOp, path: string): FaultRule | undefined {
     this.calls[op]++;
     const r = this.rules.find((x) => x.op === op && x.left > 0 && (x.pathIncludes === undefined || path.includes(x.pathIncludes)));
-    if (r) r.left--;
+    if (!r) return undefined;
+    if (r.passes > 0) {
+      r.passes--;
+      return undefined;
+    }
+    r.left--;
     return r;
   }
 
