@@ -36,12 +36,10 @@
  *    then its entries: entryCount x ( position u64 | recordBytes u32 )
  *    crc32c covers bytes [16, totalBytes) of the record.
  */
-import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { invariant } from '../common/index.js';
 import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
-import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, getU64, readU64, setU64, viewOf, writeU64 } from './format.js';
-import type { StoreIo } from './io.js';
+import { getU64, readU64, setU64, viewOf, writeU64 } from './format.js';
 import type { QueueIndex, QueueRef } from './queue-index.js';
 
 export const CHECKPOINT_MAGIC = 0x54504b43; // "CKPT"
@@ -288,69 +286,108 @@ export interface CheckpointInfo {
   queueCount: number;
 }
 
+/** The header's fields when `head` (the file's first bytes) starts a checkpoint of this version. */
+export function checkpointHeader(head: Buffer): (CheckpointInfo & { crc: number }) | null {
+  if (head.length < HEADER_BYTES) return null;
+  if (head.readUInt32LE(0) !== CHECKPOINT_MAGIC || head.readUInt32LE(4) !== CHECKPOINT_VERSION) return null;
+  return { crc: head.readUInt32LE(8), logPosition: readU64(head, 16), createdMs: readU64(head, 24), topicCount: head.readUInt32LE(32), queueCount: head.readUInt32LE(36) };
+}
+
+/** Where the checkpoint's CRC starts: everything after the CRC field and the reserved word. */
+export const CHECKPOINT_CRC_FROM = 16;
+
 /** Reads the header; null when the checkpoint is missing, torn or fails its CRC. */
 export function checkCheckpoint(buf: Buffer | null): CheckpointInfo | null {
-  if (!buf || buf.length < HEADER_BYTES) return null;
-  if (buf.readUInt32LE(0) !== CHECKPOINT_MAGIC || buf.readUInt32LE(4) !== CHECKPOINT_VERSION) return null;
-  if (crc32c(buf.subarray(16)) !== buf.readUInt32LE(8)) return null;
-  return { logPosition: readU64(buf, 16), createdMs: readU64(buf, 24), topicCount: buf.readUInt32LE(32), queueCount: buf.readUInt32LE(36) };
-}
-
-/** Loads a checked checkpoint into an empty index. */
-export function loadCheckpoint(buf: Buffer, index: QueueIndex): void {
-  const d = viewOf(buf);
-  const queueCount = d.getUint32(36, true);
-  index.reserveQueues(queueCount);
-  let at = HEADER_BYTES;
-  for (let k = 0; k < queueCount; k++) {
-    const q = index.getOrCreate(d.getUint32(at, true), d.getUint32(at + 4, true));
-    index.resetEmpty(q, getU64(d, at + 8));
-    const n = d.getUint32(at + 16, true);
-    at += QUEUE_HEADER_BYTES;
-    index.reserve(q, n);
-    for (let e = 0; e < n; e++) {
-      index.push(q, getU64(d, at), d.getUint32(at + 8, true));
-      at += ENTRY_BYTES;
-    }
-  }
-}
-
-export async function readCheckpointFile(io: StoreIo, dir: string): Promise<Buffer | null> {
-  return io.readFile(join(dir, CHECKPOINT_FILE));
+  const head = buf === null ? null : checkpointHeader(buf);
+  if (buf === null || head === null || crc32c(buf.subarray(CHECKPOINT_CRC_FROM)) !== head.crc) return null;
+  return { logPosition: head.logPosition, createdMs: head.createdMs, topicCount: head.topicCount, queueCount: head.queueCount };
 }
 
 /**
- * Streams a full checkpoint into a temporary file, puts its CRC in the header, syncs it and
- * renames it over the old one: a crash at any point leaves the old checkpoint or the new one.
- * Returns the new file's size, or null when `changed()` voided it (the old one stays; the
- * temporary file is emptied rather than left at its partial size).
+ * Loads a checked full checkpoint into an empty index from its bytes in pieces of any size, so
+ * that a reopen reads the file a chunk at a time instead of holding all of it (~12 bytes per
+ * message). A queue header or an entry cut by a piece's end is carried over to the next piece.
  */
-export async function writeCheckpointFile(io: StoreIo, dir: string, chunks: CheckpointChunks, sliced: boolean, changed: () => boolean): Promise<number | null> {
-  const tmp = join(dir, CHECKPOINT_TMP_FILE);
-  const f = await io.open(tmp, 'create');
-  let end: CheckpointEnd | null;
-  try {
-    await f.truncate(0);
-    end = await streamCheckpoint(chunks, (chunk, position) => f.writev([chunk], position), sliced, changed);
-    if (end === null) {
-      await f.truncate(0);
-    } else {
-      const crc = Buffer.allocUnsafe(4);
-      crc.writeUInt32LE(end.crc, 0);
-      await f.writev([crc], 8);
-      await f.datasync();
-    }
-  } finally {
-    await f.close();
+export class CheckpointLoader {
+  private readonly carry = Buffer.alloc(HEADER_BYTES);
+  private readonly carryView = viewOf(this.carry);
+  private carried = 0;
+  /** Queues still to read; -1 until the header is read. */
+  private queuesLeft = -1;
+  private entriesLeft = 0;
+  /** The queue whose entries come next (set by its queue header, before any entry). */
+  private q = -1 as QueueRef;
+
+  constructor(private readonly index: QueueIndex) {}
+
+  /** Bytes of the next piece of the format: the header, a queue header or an entry. */
+  private need(): number {
+    if (this.queuesLeft < 0) return HEADER_BYTES;
+    return this.entriesLeft > 0 ? ENTRY_BYTES : QUEUE_HEADER_BYTES;
   }
-  if (end === null) return null;
-  await io.rename(tmp, join(dir, CHECKPOINT_FILE));
-  await io.syncDir(dir);
-  return end.bytes;
+
+  feed(chunk: Buffer): this {
+    const d = viewOf(chunk);
+    let at = 0;
+    while (at < chunk.length) {
+      invariant(this.queuesLeft !== 0 || this.entriesLeft > 0, 'a checkpoint that passed its CRC ends where its last queue ends');
+      const need = this.need();
+      if (this.carried > 0 || chunk.length - at < need) {
+        const take = Math.min(need - this.carried, chunk.length - at);
+        chunk.copy(this.carry, this.carried, at, at + take);
+        this.carried += take;
+        at += take;
+        if (this.carried < need) break;
+        this.carried = 0;
+        this.piece(this.carryView, 0);
+        continue;
+      }
+      if (this.entriesLeft > 0) {
+        // The bulk of the file: as many whole entries as this piece holds, in one loop.
+        const n = Math.min(this.entriesLeft, Math.floor((chunk.length - at) / ENTRY_BYTES));
+        for (let e = 0; e < n; e++) {
+          this.index.push(this.q, getU64(d, at), d.getUint32(at + 8, true));
+          at += ENTRY_BYTES;
+        }
+        this.entriesLeft -= n;
+        continue;
+      }
+      this.piece(d, at);
+      at += need;
+    }
+    return this;
+  }
+
+  /** Reads one header, queue header or entry at `at` of `d`. */
+  private piece(d: DataView, at: number): void {
+    if (this.queuesLeft < 0) {
+      this.queuesLeft = d.getUint32(at + 36, true);
+      this.index.reserveQueues(this.queuesLeft);
+    } else if (this.entriesLeft > 0) {
+      this.index.push(this.q, getU64(d, at), d.getUint32(at + 8, true));
+      this.entriesLeft--;
+    } else {
+      this.q = this.index.getOrCreate(d.getUint32(at, true), d.getUint32(at + 4, true));
+      this.index.resetEmpty(this.q, getU64(d, at + 8));
+      this.entriesLeft = d.getUint32(at + 16, true);
+      this.index.reserve(this.q, this.entriesLeft);
+      this.queuesLeft--;
+    }
+  }
+
+  /** Asserts the checkpoint ended where its last queue did. */
+  finish(): void {
+    invariant(this.queuesLeft === 0 && this.entriesLeft === 0 && this.carried === 0, 'a checkpoint that passed its CRC holds every queue and entry its counts name');
+  }
+}
+
+/** Loads a checked checkpoint, whole in memory, into an empty index. */
+export function loadCheckpoint(buf: Buffer, index: QueueIndex): void {
+  new CheckpointLoader(index).feed(buf).finish();
 }
 
 export const DELTA_MAGIC = 0x44504b43; // "CKPD"
-const DELTA_HEADER_BYTES = 40;
+export const DELTA_HEADER_BYTES = 40;
 const DELTA_QUEUE_HEADER_BYTES = 24;
 
 export function* deltaEncoder(index: QueueIndex, basePosition: number, logPosition: number): Encoder {
@@ -418,45 +455,59 @@ export interface DeltaChain {
   validBytes: number;
 }
 
-/**
- * Applies delta records that follow on from `fromPosition`, in order, up to the first that is
- * torn, corrupt, beyond `logEnd`, names an unknown topic, or does not continue a queue.
- */
-export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number, logEnd: number, topicCount: number): DeltaChain {
-  let at = 0;
-  let position = fromPosition;
-  let applied = 0;
-  let found = new Int32Array(0);
-  while (at + DELTA_HEADER_BYTES <= buf.length) {
-    if (buf.readUInt32LE(at) !== DELTA_MAGIC || buf.readUInt32LE(at + 4) !== CHECKPOINT_VERSION) break;
-    const total = buf.readUInt32LE(at + 12);
-    if (total < DELTA_HEADER_BYTES || at + total > buf.length) break;
-    const rec = buf.subarray(at, at + total);
-    if (crc32c(rec.subarray(16)) !== rec.readUInt32LE(8)) break;
+/** Size of the delta record that `head` (at least its first DELTA_HEADER_BYTES) starts; 0 when it starts none. */
+export function deltaRecordBytes(head: Buffer): number {
+  if (head.length < DELTA_HEADER_BYTES || head.readUInt32LE(0) !== DELTA_MAGIC || head.readUInt32LE(4) !== CHECKPOINT_VERSION) return 0;
+  const total = head.readUInt32LE(12);
+  return total < DELTA_HEADER_BYTES ? 0 : total;
+}
+
+/** Applies delta records, one whole record at a time, each only if it is intact and follows on. */
+export class DeltaApplier {
+  /** Per queue of the record being applied: its row, or -1 when it is new to the index. */
+  private found = new Int32Array(0);
+
+  constructor(
+    private readonly index: QueueIndex,
+    private readonly logEnd: number,
+    private readonly topicCount: number,
+  ) {}
+
+  /**
+   * Applies `rec` (one whole record) when its CRC matches, it starts at `position`, ends within
+   * the log, names known topics and continues every queue it names; returns where it ends, or
+   * null and changes nothing.
+   */
+  apply(rec: Buffer, position: number): number | null {
+    const total = deltaRecordBytes(rec);
+    if (total !== rec.length) return null;
+    if (crc32c(rec.subarray(16)) !== rec.readUInt32LE(8)) return null;
     const base = readU64(rec, 16);
     const end = readU64(rec, 24);
-    if (base !== position || end > logEnd || end < base) break;
+    if (base !== position || end > this.logEnd || end < base) return null;
+    const index = this.index;
     const queueCount = rec.readUInt32LE(32);
     // Check every queue continues where the index ends before changing anything; remember the
-    // queues found (-1: new), so applying does not look each up again.
+    // queues found, so applying does not look each up again.
     const d = viewOf(rec);
-    if (found.length < queueCount) found = new Int32Array(Math.max(queueCount, found.length * 2));
-    let ok = true;
+    if (this.found.length < queueCount) this.found = new Int32Array(Math.max(queueCount, this.found.length * 2));
+    const found = this.found;
     let p = DELTA_HEADER_BYTES;
-    for (let k = 0; k < queueCount && ok; k++) {
+    for (let k = 0; k < queueCount; k++) {
+      if (p + DELTA_QUEUE_HEADER_BYTES > total) return null;
       const topicId = d.getUint32(p, true);
+      if (topicId >= this.topicCount) return null;
       const q = index.find(topicId, d.getUint32(p + 4, true));
       const from = getU64(d, p + 8);
       found[k] = q === undefined ? -1 : q;
-      if (topicId >= topicCount) ok = false;
-      else if (q !== undefined) {
+      if (q !== undefined) {
         // It continues the queue, or the queue is empty and the delta starts at or past its end.
-        const end = index.endOf(q);
-        if (end !== from && !(index.startOf(q) === end && end <= from)) ok = false;
+        const qEnd = index.endOf(q);
+        if (qEnd !== from && !(index.startOf(q) === qEnd && qEnd <= from)) return null;
       }
       p += DELTA_QUEUE_HEADER_BYTES + d.getUint32(p + 16, true) * ENTRY_BYTES;
     }
-    if (!ok || p !== total) break;
+    if (p !== total) return null;
     p = DELTA_HEADER_BYTES;
     for (let k = 0; k < queueCount; k++) {
       const known = found[k];
@@ -471,36 +522,28 @@ export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number
         p += ENTRY_BYTES;
       }
     }
+    return end;
+  }
+}
+
+/**
+ * Applies delta records held whole in `buf` that follow on from `fromPosition`, in order, up to
+ * the first that is torn, corrupt, beyond `logEnd`, names an unknown topic, or does not continue
+ * a queue.
+ */
+export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number, logEnd: number, topicCount: number): DeltaChain {
+  const applier = new DeltaApplier(index, logEnd, topicCount);
+  let at = 0;
+  let position = fromPosition;
+  let applied = 0;
+  for (;;) {
+    const total = deltaRecordBytes(buf.subarray(at));
+    if (total === 0 || at + total > buf.length) break;
+    const end = applier.apply(buf.subarray(at, at + total), position);
+    if (end === null) break;
     position = end;
     applied++;
     at += total;
   }
   return { logPosition: position, applied, validBytes: at };
-}
-
-export async function readDeltaFile(io: StoreIo, dir: string): Promise<Buffer | null> {
-  return io.readFile(join(dir, CHECKPOINT_DELTA_FILE));
-}
-
-/** Appends one delta record at `at` (the end of the valid chain) and syncs. */
-export async function appendDeltaFile(io: StoreIo, dir: string, at: number, data: Buffer): Promise<void> {
-  const f = await io.open(join(dir, CHECKPOINT_DELTA_FILE), 'create');
-  try {
-    await f.truncate(at);
-    await f.writev([data], at);
-    await f.datasync();
-  } finally {
-    await f.close();
-  }
-}
-
-/** Empties the delta file (after a full checkpoint made it redundant) or cuts it to its valid chain. */
-export async function truncateDeltaFile(io: StoreIo, dir: string, length: number): Promise<void> {
-  const f = await io.open(join(dir, CHECKPOINT_DELTA_FILE), 'create');
-  try {
-    await f.truncate(length);
-    await f.datasync();
-  } finally {
-    await f.close();
-  }
 }

@@ -3,7 +3,7 @@
  * The per-record decision tables live in recovery.ts; this file applies them to the index.
  */
 import { join } from 'node:path';
-import { applyDeltas, checkCheckpoint, loadCheckpoint, readCheckpointFile, readDeltaFile, truncateDeltaFile } from './checkpoint.js';
+import { applyDeltaFile, checkCheckpointFile, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
 import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import type { StoreIo } from './io.js';
@@ -84,30 +84,27 @@ async function recoverWith(
   const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, deltas: 0, reason: 'no checkpoint' };
   let fullCheckpointBytes = 0;
   let deltaBytes = 0;
-  const ckptBuf = await readCheckpointFile(io, o.dir);
-  const info = checkCheckpoint(ckptBuf);
-  if (ckptBuf && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
-  if (info && ckptBuf) {
+  const checked = await checkCheckpointFile(io, o.dir);
+  const info = checked?.info ?? null;
+  if (checked && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
+  if (checked && info) {
     const holder = found.filter((s) => s.start <= info.logPosition).pop();
     if (info.logPosition > logEnd || (holder && info.logPosition > holder.start + holder.size)) {
       checkpoint.reason = 'checkpoint is ahead of the log files: full scan';
     } else if (info.topicCount > dict.size) {
       checkpoint.reason = 'checkpoint names topics the dictionary lacks: full scan';
     } else {
-      loadCheckpoint(ckptBuf, index);
+      await loadCheckpointFile(io, o.dir, index);
       checkpoint.used = true;
       checkpoint.logPosition = info.logPosition;
       checkpoint.reason = 'loaded';
-      fullCheckpointBytes = ckptBuf.length;
-      const deltaBuf = await readDeltaFile(io, o.dir);
-      if (deltaBuf && deltaBuf.length > 0) {
-        const chain = applyDeltas(deltaBuf, index, info.logPosition, logEnd, dict.size);
-        checkpoint.logPosition = chain.logPosition;
-        checkpoint.deltas = chain.applied;
-        deltaBytes = chain.validBytes;
-        // Records past the chain (torn, or older than the full checkpoint) would block later appends.
-        if (chain.validBytes < deltaBuf.length) await truncateDeltaFile(io, o.dir, chain.validBytes);
-      }
+      fullCheckpointBytes = checked.bytes;
+      const chain = await applyDeltaFile(io, o.dir, index, info.logPosition, logEnd, dict.size);
+      checkpoint.logPosition = chain.logPosition;
+      checkpoint.deltas = chain.applied;
+      deltaBytes = chain.validBytes;
+      // Records past the chain (torn, or older than the full checkpoint) would block later appends.
+      if (chain.validBytes < chain.fileBytes) await truncateDeltaFile(io, o.dir, chain.validBytes);
       scanFrom = Math.max(scanFrom, checkpoint.logPosition);
     }
   }

@@ -5,7 +5,8 @@
  */
 import { join } from 'node:path';
 import { CirrusError, invariant } from '../common/index.js';
-import { appendDeltaFile, checkpointChunks, deltaEncoder, encodeNow, encodeSliced, truncateDeltaFile, writeCheckpointFile } from './checkpoint.js';
+import { checkpointChunks, deltaEncoder, encodeNow, encodeSliced } from './checkpoint.js';
+import { appendDeltaFile, truncateDeltaFile, writeCheckpointFile } from './checkpoint-file.js';
 import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RECENT_READ_MEMORY_MULTIPLE, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
 import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError, writeErrorFrom } from './errors.js';
 import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';

@@ -4,10 +4,10 @@
  * are safe on a copy, on a store another process has open, or on a damaged one.
  */
 import { join } from 'node:path';
-import { CHECKPOINT_FILE, CLEAN_FILE, LOCK_FILE, segmentFileName } from './format.js';
+import { CLEAN_FILE, LOCK_FILE, segmentFileName } from './format.js';
 import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
-import { checkCheckpoint } from './checkpoint.js';
+import { checkCheckpointFile } from './checkpoint-file.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { queueKey } from './queue-index.js';
 import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
@@ -104,8 +104,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   let unknownTopicRecords = 0;
   let records = 0;
   let bytes = 0;
-  const ckpt = await io.readFile(join(dir, CHECKPOINT_FILE));
-  const info = checkCheckpoint(ckpt);
+  const checked = await checkCheckpointFile(io, dir);
+  const info = checked?.info ?? null;
   const tailFrom = tailThresholds(found, unflushedWindowBytes(maxMessageBytes)).map((t) => Math.max(t, info?.logPosition ?? 0));
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
@@ -167,7 +167,7 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     offsetProblemCount,
     unknownTopicRecords,
     dictionaryTailBytes: cutBytes,
-    checkpoint: { present: ckpt !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
+    checkpoint: { present: checked !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
     cleanShutdown: (await io.stat(join(dir, CLEAN_FILE))) !== null,
     lockHolderPid: holder?.pid ?? null,
     lockHolderAlive: holder === null ? null : holderAlive(holder),

@@ -8,7 +8,7 @@ import { FaultyIo, crashSnapshot, payload, removeDir, tempDir } from './helpers.
 import { QueueIndex } from '../../src/store/queue-index.js';
 import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS } from '../../src/store/constants.js';
 import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE } from '../../src/store/format.js';
-import { checkCheckpoint, checkpointChunks, deltaEncoder, encodeCheckpoint, encodeNow, encodeSliced, loadCheckpoint, streamCheckpoint } from '../../src/store/checkpoint.js';
+import { CheckpointLoader, checkCheckpoint, checkpointChunks, deltaEncoder, encodeCheckpoint, encodeNow, encodeSliced, loadCheckpoint, streamCheckpoint } from '../../src/store/checkpoint.js';
 
 async function contents(s: MessageStore): Promise<string[]> {
   const out: string[] = [];
@@ -238,7 +238,7 @@ test('checkpoint: walking the queues is sliced too, not only writing entries: ma
   assert.equal(checkCheckpoint(full)?.queueCount, queues);
 });
 
-test('checkpoint: an explicit checkpoint() runs in slices and streams the file in bounded chunks: appends are acknowledged while it encodes', { timeout: 120_000 }, async () => {
+test('checkpoint: an explicit checkpoint() runs in slices and streams the file in bounded chunks (appends are acknowledged meanwhile); a reopen reads it back in bounded chunks', { timeout: 120_000 }, async () => {
   const dir = tempDir();
   const events: string[] = [];
   const writes: number[] = [];
@@ -297,8 +297,38 @@ test('checkpoint: an explicit checkpoint() runs in slices and streams the file i
   assert.ok(Math.max(...writes) <= CHECKPOINT_CHUNK_BYTES, `largest write: ${Math.max(...writes)} bytes`);
   const before = await contents(s);
   await s.close();
-  const reopened = await MessageStore.open({ dir });
+  // Reopening reads the checkpoint a chunk at a time too, never the whole file at once.
+  const reads: number[] = [];
+  const wholeFiles: string[] = [];
+  const reopenIo: StoreIo = {
+    ...nodeIo,
+    open: async (path, mode) => {
+      const f = await nodeIo.open(path, mode);
+      if (!path.endsWith(CHECKPOINT_FILE)) return f;
+      return {
+        read: (buf, offset, length, position) => {
+          reads.push(length);
+          return f.read(buf, offset, length, position);
+        },
+        writev: (buffers, position) => f.writev(buffers, position),
+        datasync: () => f.datasync(),
+        truncate: (length) => f.truncate(length),
+        size: () => f.size(),
+        close: () => f.close(),
+      };
+    },
+    readFile: (path) => {
+      wholeFiles.push(path);
+      return nodeIo.readFile(path);
+    },
+  };
+  const reopened = await MessageStore.open({ dir, io: reopenIo });
   try {
+    assert.equal(reopened.recovery.checkpoint.used, true);
+    // Once to check its CRC, once to load it.
+    assert.ok(reads.length >= 2 * Math.ceil(fileBytes / CHECKPOINT_CHUNK_BYTES), `checkpoint reads: ${reads.length}`);
+    assert.ok(Math.max(...reads) <= CHECKPOINT_CHUNK_BYTES, `largest checkpoint read: ${Math.max(...reads)} bytes`);
+    assert.deepEqual(wholeFiles.filter((f) => f.includes('index.')), [], 'no checkpoint file read whole');
     assert.equal(reopened.endOffset('live', 0), acked);
     assert.deepEqual(await contents(reopened), before);
   } finally {
@@ -320,16 +350,17 @@ function entriesBelow(index: QueueIndex, position: number): string[] {
   return out;
 }
 
-test('checkpoint: a full checkpoint streamed in chunks of any size is the same file, passes its CRC, and loads back the index below its position', async () => {
+test('checkpoint: a full checkpoint streamed in chunks of any size is the same file, passes its CRC, and loads back (fed whole or in pieces of any size) the index below its position', async () => {
   const arbitrary = fc.record({
     appends: fc.array(fc.record({ queue: fc.nat(11), bytes: fc.integer({ min: 1, max: 900 }) }), { maxLength: 400 }),
     // Where the checkpoint is cut and where retention trimmed, as fractions of the log.
     cut: fc.double({ min: 0, max: 1, noNaN: true }),
     trim: fc.option(fc.double({ min: 0, max: 1, noNaN: true })),
     chunkBytes: fc.integer({ min: 60, max: 2000 }),
+    pieceBytes: fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 8 }),
   });
   await fc.assert(
-    fc.asyncProperty(arbitrary, async ({ appends, cut, trim, chunkBytes }) => {
+    fc.asyncProperty(arbitrary, async ({ appends, cut, trim, chunkBytes, pieceBytes }) => {
       const index = new QueueIndex();
       let pos = 0;
       const starts: number[] = [];
@@ -349,6 +380,16 @@ test('checkpoint: a full checkpoint streamed in chunks of any size is the same f
       const loaded = new QueueIndex();
       loadCheckpoint(whole, loaded);
       assert.deepEqual(entriesBelow(loaded, Number.MAX_SAFE_INTEGER), entriesBelow(index, logPosition));
+      // Fed in pieces of any size (a file read a chunk at a time), the loader builds the same index.
+      const pieced = new QueueIndex();
+      const loader = new CheckpointLoader(pieced);
+      for (let at = 0, k = 0; at < whole.length; k++) {
+        const size = pieceBytes[k % pieceBytes.length];
+        loader.feed(whole.subarray(at, at + size));
+        at += size;
+      }
+      loader.finish();
+      assert.deepEqual(entriesBelow(pieced, Number.MAX_SAFE_INTEGER), entriesBelow(index, logPosition));
     }),
     { numRuns: 200 },
   );

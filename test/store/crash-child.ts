@@ -4,7 +4,8 @@
  *
  *   A <topicIndex> <queueId> <offset> <sha256 prefix>
  *
- * only after the append resolved. stdout is a pipe, which Node writes synchronously on Linux, so
+ * only after the append resolved; meanwhile it takes index checkpoints (full and delta) every
+ * CRASH_CHECKPOINT_INTERVAL_MS. stdout is a pipe, which Node writes synchronously on Linux, so
  * a line the parent received is a record the store acknowledged. It never exits by itself: the
  * parent ends it with SIGKILL.
  */
@@ -13,6 +14,8 @@ import { randomPool } from '../../bench/store/payload.js';
 import { Prng } from '../../bench/store/prng.js';
 import { MessageStore } from '../../src/store/index.js';
 import {
+  CRASH_CHECKPOINT_INTERVAL_MS,
+  CRASH_FULL_CHECKPOINT_EVERY,
   CRASH_HEADER_BYTES,
   CRASH_MAGIC,
   CRASH_MAX_BYTES,
@@ -69,7 +72,13 @@ async function main(): Promise<void> {
       process.stdout.write(`A ${topic} ${queueId} ${offset} ${crashRecordHash(data)}\n`);
     }
   };
-  await Promise.all(Array.from({ length: args.producers }, (_, p) => producer(p)));
+  const checkpointer = async (): Promise<void> => {
+    for (let k = 1; ; k++) {
+      await new Promise((resolve) => setTimeout(resolve, CRASH_CHECKPOINT_INTERVAL_MS));
+      await store.checkpoint({ full: k % CRASH_FULL_CHECKPOINT_EVERY === 0 });
+    }
+  };
+  await Promise.all([checkpointer(), ...Array.from({ length: args.producers }, (_, p) => producer(p))]);
 }
 
 // `node --test dist/test/` (Node 20) runs every .js file under test/, this one included, bare:

@@ -40,6 +40,14 @@ export const CRASH_MAX_BYTES = 17 * 1024;
  * segment roll-over too, not only inside one file.
  */
 export const CRASH_SEGMENT_BYTES = 4 * 1024 * 1024;
+/**
+ * The child also takes an index checkpoint this often (every CRASH_FULL_CHECKPOINT_EVERY-th a
+ * full one), so kills land while checkpoint files are written and reopens load a checkpoint
+ * and its delta chain, not only scan the log (the store's own interval is 256 MiB of log, more
+ * than an iteration writes).
+ */
+export const CRASH_CHECKPOINT_INTERVAL_MS = 30;
+export const CRASH_FULL_CHECKPOINT_EVERY = 3;
 /** Concurrent producers in the child: many appends in flight, so kills hit a full group commit. */
 export const CRASH_PRODUCERS = 24;
 /** A child that is not ready (opened) by then is reported as hung, not waited on forever. */
@@ -177,12 +185,14 @@ interface VerifyOutcome {
   corrupt: number;
   unacknowledgedWhole: number;
   records: number;
+  /** How the reopen rebuilt its index: from a checkpoint (and how many deltas), or why not. */
+  reopenedFrom: string;
   problems: string[];
 }
 
 /** Reopens the directory in this process and checks every queue against what was acknowledged. */
 async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
-  const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, records: 0, problems: [] };
+  const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, records: 0, reopenedFrom: 'reopen failed', problems: [] };
   const note = (p: string) => {
     if (out.problems.length < 50) out.problems.push(p);
   };
@@ -196,6 +206,8 @@ async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
     note(`reopen failed: ${err instanceof Error ? err.message : String(err)}`);
     return out;
   }
+  const ckpt = store.recovery.checkpoint;
+  out.reopenedFrom = ckpt.used ? `checkpoint + ${ckpt.deltas} deltas` : ckpt.reason;
   try {
     for (let t = 0; t < CRASH_TOPICS.length; t++) {
       for (let q = 0; q < CRASH_QUEUES_PER_TOPIC; q++) {
@@ -279,7 +291,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.problems.push(...v.problems.map((p) => `iteration ${i}: ${p}`));
       o.log(
         `iteration ${i + 1}/${o.iterations}: ${child.early ? 'early ' : ''}kill after ${child.killedAfterMs} ms, ` +
-          `${child.acks} acknowledged (total ${report.acknowledged}), ${v.records} records checked in ${verifyMs} ms, ` +
+          `${child.acks} acknowledged (total ${report.acknowledged}), reopened from ${v.reopenedFrom}, ${v.records} records checked in ${verifyMs} ms, ` +
           `lost ${v.lost}, corrupt ${v.corrupt}, whole unacknowledged ${v.unacknowledgedWhole}` +
           (child.failure ? `, FAILURE: ${child.failure}` : ''),
       );
