@@ -279,6 +279,7 @@ export function* checkpointChunks(index: QueueIndex, logPosition: number, topicC
   invariant(bytes === sized, 'a full checkpoint is exactly as long as its queues and entries');
   return { bytes, crc };
 }
+
 export interface CheckpointInfo {
   logPosition: number;
   createdMs: number;

@@ -207,7 +207,7 @@ async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
     return out;
   }
   const ckpt = store.recovery.checkpoint;
-  out.reopenedFrom = ckpt.used ? `checkpoint + ${ckpt.deltas} deltas` : ckpt.reason;
+  out.reopenedFrom = ckpt.used ? `checkpoint + ${ckpt.deltas} delta${ckpt.deltas === 1 ? '' : 's'}` : ckpt.reason;
   try {
     for (let t = 0; t < CRASH_TOPICS.length; t++) {
       for (let q = 0; q < CRASH_QUEUES_PER_TOPIC; q++) {
