@@ -61,3 +61,9 @@ export const HOT_PROBE_INTERVAL_MS = 50;
 export const PEER_VERIFY_SAMPLES = 500;
 /** Waiting for redis-server to accept connections; a loaded CI box can be slow to fork it. */
 export const REDIS_START_TIMEOUT_MS = 20_000;
+
+/**
+ * Each writing phase samples how late the event loop runs a timer of this period (the phase
+ * line's "loop delay p99"): 1 ms resolves the sync-sized waits that matter to an append.
+ */
+export const LOOP_DELAY_RESOLUTION_MS = 1;

@@ -9,12 +9,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
 import { probeCeiling, type CeilingResult } from './ceiling.js';
 import { measureKillReopen, type KillReopen } from './kill-reopen.js';
-import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
+import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, LOOP_DELAY_RESOLUTION_MS, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
 import { makeLayout } from './layout.js';
 import { checkTargets } from './targets.js';
 import { parseBenchOptions, type BenchOptions } from './options.js';
@@ -163,6 +163,8 @@ interface PhaseMark {
   elu: EventLoopUtilization;
   cpu: NodeJS.CpuUsage;
   at: bigint;
+  /** At a phase's start: how late a 1 ms timer fires, sampled until the phase ends. */
+  loopDelay: IntervalHistogram | null;
 }
 
 export interface PhaseProfile {
@@ -175,10 +177,21 @@ export interface PhaseProfile {
   cpuCores: number;
   p50AppendMs: number;
   p99AppendMs: number;
+  /**
+   * p99 of how late the event loop ran a 1 ms timer, ms: how long a ready callback (a sync's
+   * completion, say) may wait for the main thread, the part of append latency that is not the device.
+   */
+  loopDelayP99Ms: number;
 }
 
-function markPhase(store: MessageStoreApi): PhaseMark {
+/** `start`: the mark opens a phase (and samples the event loop's delay until phaseBetween). */
+function markPhase(store: MessageStoreApi, start: boolean): PhaseMark {
   const s = store.stats();
+  let loopDelay: IntervalHistogram | null = null;
+  if (start) {
+    loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+    loopDelay.enable();
+  }
   return {
     syncs: s.syncs,
     syncMsSum: s.syncLatencyMeanMs * s.syncs,
@@ -186,10 +199,12 @@ function markPhase(store: MessageStoreApi): PhaseMark {
     elu: performance.eventLoopUtilization(),
     cpu: process.cpuUsage(),
     at: process.hrtime.bigint(),
+    loopDelay,
   };
 }
 
 function phaseBetween(a: PhaseMark, b: PhaseMark, latency: Histogram): PhaseProfile {
+  a.loopDelay?.disable();
   const syncs = b.syncs - a.syncs;
   const wallUs = Number(b.at - a.at) / 1000;
   const cpu = b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system;
@@ -201,11 +216,13 @@ function phaseBetween(a: PhaseMark, b: PhaseMark, latency: Histogram): PhaseProf
     cpuCores: wallUs > 0 ? round(cpu / wallUs, 2) : 0,
     p50AppendMs: round(latency.getValueAtPercentile(50) / 1000, 3),
     p99AppendMs: round(latency.getValueAtPercentile(99) / 1000, 3),
+    // The histogram counts the timer's whole interval; its lateness is what exceeds the resolution.
+    loopDelayP99Ms: a.loopDelay ? round(Math.max(0, a.loopDelay.percentile(99) / 1e6 - LOOP_DELAY_RESOLUTION_MS), 2) : 0,
   };
 }
 
 function describePhase(name: string, p: PhaseProfile): string {
-  return `${name}: append p50/p99 ${p.p50AppendMs}/${p.p99AppendMs} ms; ${p.syncs} syncs, mean ${p.syncMeanMs} ms, ${p.meanBatchMessages} messages per flush; main thread busy ${(p.eventLoopUtilization * 100).toFixed(0)} %, process CPU ${p.cpuCores} cores`;
+  return `${name}: append p50/p99 ${p.p50AppendMs}/${p.p99AppendMs} ms; ${p.syncs} syncs, mean ${p.syncMeanMs} ms, ${p.meanBatchMessages} messages per flush; main thread busy ${(p.eventLoopUtilization * 100).toFixed(0)} % (loop delay p99 ${p.loopDelayP99Ms} ms), process CPU ${p.cpuCores} cores`;
 }
 
 async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
@@ -231,12 +248,12 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const append = (t: number, q: number, data: Buffer): Promise<number> => store.append(layout.topicNames[t], q, data);
 
   sampler.start();
-  const m1 = markPhase(store);
+  const m1 = markPhase(store, true);
   const t1 = process.hrtime.bigint();
   await runProducers({ layout, payload, producers: o.producers, targetBytes: o.phase1Bytes, seed: o.seed, next, append, counters, latency: latency1 });
   const phase1Seconds = seconds(t1);
   const phase1Bytes = counters.bytesWritten;
-  const p1 = phaseBetween(m1, markPhase(store), latency1);
+  const p1 = phaseBetween(m1, markPhase(store, false), latency1);
   log(describePhase('phase 1', p1));
   const appendMiBps = phase1Bytes / MiB / phase1Seconds;
   log(`phase 1 done: ${(phase1Bytes / GiB).toFixed(2)} GiB in ${phase1Seconds.toFixed(1)} s = ${appendMiBps.toFixed(0)} MiB/s`);
@@ -247,7 +264,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   const ioBefore = deviceReadBytes();
 
   sampler.phase = 'phase 2';
-  const m2 = markPhase(store);
+  const m2 = markPhase(store, true);
   let p2: PhaseProfile | null = null;
   const t2 = process.hrtime.bigint();
   let writersDone = false;
@@ -262,7 +279,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   }).finally(() => {
     writersDone = true;
     phase2Seconds = seconds(t2);
-    p2 = phaseBetween(m2, markPhase(store), latency2);
+    p2 = phaseBetween(m2, markPhase(store, false), latency2);
     log(describePhase('phase 2', p2));
     sampler.phase = 'phase 3';
     log(`phase 2 writes done in ${phase2Seconds.toFixed(1)} s; phase 3: reading every queue to its end`);

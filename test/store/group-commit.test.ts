@@ -151,6 +151,8 @@ async function secondRound(producers: number, rejoin: number): Promise<{ events:
     // Round 1 waits behind a held flush, so its appends all go in one flush.
     let release!: () => void;
     io.datasyncGate = new Promise<void>((r) => (release = r));
+    // Counted before the append, so the wait below holds whether or not its write starts within the call.
+    const w0 = io.calls.writev;
     const held = s.append('t', 0, Buffer.from('held'));
     const events: string[] = [];
     let done = 0;
@@ -159,7 +161,6 @@ async function secondRound(producers: number, rejoin: number): Promise<{ events:
       if (e === 'datasync-done' && ++done === 2) setImmediate(() => events.push('macrotask'));
       if (done >= 2) events.push(e);
     };
-    const w0 = io.calls.writev;
     while (io.calls.writev === w0) await new Promise((r) => setImmediate(r)); // held flush written
     const round = Promise.all(
       Array.from({ length: producers }, async (_, p) => {
