@@ -41,6 +41,7 @@ export class MessageStore implements MessageStoreApi {
   /** Bytes of the valid delta chain in index.delta. */
   private deltaBytes = 0;
   private checkpointing: Promise<void> | null = null;
+  private readonly checkpointCounts = { full: 0, deltas: 0, failed: 0, lastErrorCode: null as string | null };
   private retaining: Promise<void> | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
   private readonly counters: ReadCounters = { bytesRead: 0, messagesRead: 0 };
@@ -215,6 +216,12 @@ export class MessageStore implements MessageStoreApi {
         fastTier: this.fast ? this.fast.counter.snapshot(this.fast.bytes, this.fast.budgetBytes) : null,
       },
       historyReads: this.segments.historyReads(),
+      checkpoints: {
+        ...this.checkpointCounts,
+        fullBytes: this.fullCheckpointBytes,
+        deltaBytes: this.deltaBytes,
+        logBytesSince: gc.flushed - this.lastCheckpointPos,
+      },
     };
   }
 
@@ -294,7 +301,10 @@ export class MessageStore implements MessageStoreApi {
       return await this.writeCheckpointFiles(position, full, sliced, changed);
     } catch (err) {
       // The files were written so that a failure leaves the old checkpoint (and chain) whole.
-      throw err instanceof CirrusError ? err : writeErrorFrom(err, 'writing the index checkpoint');
+      const typed = err instanceof CirrusError ? err : writeErrorFrom(err, 'writing the index checkpoint');
+      this.checkpointCounts.failed++;
+      this.checkpointCounts.lastErrorCode = typed.code;
+      throw typed;
     }
   }
 
@@ -306,6 +316,7 @@ export class MessageStore implements MessageStoreApi {
       if (data === null) return false;
       await appendDeltaFile(this.io, this.o.dir, this.deltaBytes, data);
       this.deltaBytes += data.length;
+      this.checkpointCounts.deltas++;
     } else {
       const chunks = checkpointChunks(this.index, position, this.dict.size, this.io.now());
       const bytes = await writeCheckpointFile(this.io, this.o.dir, chunks, sliced, changed);
@@ -313,6 +324,7 @@ export class MessageStore implements MessageStoreApi {
       await truncateDeltaFile(this.io, this.o.dir, 0);
       this.fullCheckpointBytes = bytes;
       this.deltaBytes = 0;
+      this.checkpointCounts.full++;
     }
     this.lastCheckpointPos = position;
     return true;

@@ -67,6 +67,25 @@ export interface HistoryReadStats {
   waiting: number;
 }
 
+/** Index checkpoints (docs/store.md, "Recovery"): what a reopen after a crash would start from. */
+export interface CheckpointStats {
+  /** Full checkpoints and delta checkpoints this process wrote. */
+  full: number;
+  deltas: number;
+  /**
+   * Checkpoint writes that failed (background and `checkpoint()` alike; the previous checkpoint
+   * and its chain stayed) and the last failure's `code`. Background checkpoints fail silently
+   * otherwise: a count that keeps growing means reopens scan ever more log.
+   */
+  failed: number;
+  lastErrorCode: string | null;
+  /** The current full checkpoint's size and the delta chain's after it, bytes (0: none yet). */
+  fullBytes: number;
+  deltaBytes: number;
+  /** Log bytes durable since the last checkpoint: what a reopen after a crash would scan. */
+  logBytesSince: number;
+}
+
 export interface StoreStats {
   bytesWritten: number;
   messagesWritten: number;
@@ -83,6 +102,7 @@ export interface StoreStats {
   meanBatchMessages: number;
   cache: { memory: TierStats; fastTier: TierStats | null };
   historyReads: HistoryReadStats;
+  checkpoints: CheckpointStats;
 }
 
 export interface QueueInfo {

@@ -395,7 +395,7 @@ test('checkpoint: a full checkpoint streamed in chunks of any size is the same f
   );
 });
 
-test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk) rejects typed, keeps the old checkpoint, and the next one succeeds', { timeout: 120_000 }, async () => {
+test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk) rejects typed, keeps the old checkpoint, shows in stats(), and the next one succeeds', { timeout: 120_000 }, async () => {
   const dir = tempDir();
   const io = new FaultyIo();
   const s = await MessageStore.open({ dir, io });
@@ -408,6 +408,12 @@ test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk
       await Promise.all(Array.from({ length: Math.min(BATCH, entries - i) }, (_, k) => s.append(`t${(i + k) % 5}`, (i + k) % 300, Buffer.from([k & 0xff]))));
     }
     await s.checkpoint({ full: true });
+    const first = s.stats().checkpoints;
+    assert.equal(first.full, 1);
+    assert.equal(first.failed, 0);
+    assert.equal(first.lastErrorCode, null);
+    assert.equal(first.logBytesSince, 0);
+    assert.ok(first.fullBytes > 2 * CHECKPOINT_CHUNK_BYTES, `full checkpoint of ${first.fullBytes} bytes`);
     for (let i = 0; i < 50; i++) await s.append('later', i % 3, Buffer.from(`l${i}`));
     io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: CHECKPOINT_TMP_FILE, skip: 1, tornBytes: 100 });
     const failed = await s.checkpoint({ full: true }).then(
@@ -415,6 +421,10 @@ test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk
       (e: unknown) => e,
     );
     assert.ok(failed instanceof StoreNoSpaceError && failed.code === 'CIRRUS_STORE_NO_SPACE', String(failed));
+    // stats() tells an operator, as it would for a background checkpoint that failed unseen.
+    const afterFail = s.stats().checkpoints;
+    assert.deepEqual({ full: afterFail.full, failed: afterFail.failed, code: afterFail.lastErrorCode, bytes: afterFail.fullBytes }, { full: 1, failed: 1, code: 'CIRRUS_STORE_NO_SPACE', bytes: first.fullBytes });
+    assert.ok(afterFail.logBytesSince > 0, 'the 50 records since the last checkpoint are not covered');
     // The old checkpoint is what a crash now finds: it loads, and the log after it is scanned.
     copies.push(crashSnapshot(dir));
     const afterFailure = await MessageStore.open({ dir: copies[0] });
@@ -428,6 +438,11 @@ test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk
     // The store goes on: appends succeed, and the next full checkpoint covers them.
     for (let i = 0; i < 10; i++) await s.append('later', 0, Buffer.from(`m${i}`));
     await s.checkpoint({ full: true });
+    await s.append('later', 1, Buffer.from('after the full one'));
+    await s.checkpoint();
+    const retried = s.stats().checkpoints;
+    assert.deepEqual({ full: retried.full, deltas: retried.deltas, failed: retried.failed, since: retried.logBytesSince }, { full: 2, deltas: 1, failed: 1, since: 0 });
+    assert.ok(retried.deltaBytes > 0, 'the delta chain after the new full checkpoint');
     copies.push(crashSnapshot(dir));
     const afterRetry = await MessageStore.open({ dir: copies[1] });
     try {
