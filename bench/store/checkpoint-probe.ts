@@ -9,7 +9,7 @@
  *   node dist/bench/store/checkpoint-probe.js [--queues 216996] [--messages 4331517] [--record-bytes 9216] [--repeats 3] [--json] (--help)
  */
 import { Command } from 'commander';
-import { applyDeltas, checkpointChunks, deltaEncoder, loadCheckpoint, type CheckpointEnd } from '../../src/store/checkpoint.js';
+import { applyDeltas, assembleCheckpoint, checkpointChunks, deltaEncoder, loadCheckpoint, type CheckpointEnd } from '../../src/store/checkpoint.js';
 import { CHECKPOINT_INTERVAL_BYTES } from '../../src/store/constants.js';
 import { QueueIndex, type QueueRef } from '../../src/store/queue-index.js';
 import { positiveInt } from './options.js';
@@ -26,7 +26,7 @@ interface Encoded {
 /**
  * Runs an encoder to its end as the store would, timing each slice (without the yields' waits).
  * A full checkpoint's chunks are copied out between slices, untimed (the store writes them to
- * its file there), and joined with the CRC in place.
+ * its file there), and assembled into the file.
  */
 function encodeTimed(steps: Generator<Buffer | null, Buffer | CheckpointEnd, void>): Encoded {
   let slices = 0;
@@ -44,9 +44,7 @@ function encodeTimed(steps: Generator<Buffer | null, Buffer | CheckpointEnd, voi
       if (r.value !== null) chunks.push(Buffer.from(r.value));
       continue;
     }
-    if (Buffer.isBuffer(r.value)) return { buf: r.value, slices, totalMs, longestSliceMs };
-    const buf = Buffer.concat(chunks);
-    buf.writeUInt32LE(r.value.crc, 8);
+    const buf = Buffer.isBuffer(r.value) ? r.value : assembleCheckpoint(chunks, r.value);
     return { buf, slices, totalMs, longestSliceMs };
   }
 }

@@ -13,7 +13,7 @@ import {
   DeltaApplier,
   checkpointHeader,
   deltaRecordBytes,
-  streamCheckpoint,
+  runEncoder,
   type CheckpointChunks,
   type CheckpointEnd,
   type CheckpointInfo,
@@ -34,21 +34,10 @@ async function openIfExists(io: StoreIo, path: string): Promise<StoreFile | null
   }
 }
 
-/** Reads `length` bytes at `position` into the start of `buf`; fewer only where the file ends. */
-async function readAt(f: StoreFile, buf: Buffer, length: number, position: number): Promise<number> {
-  let done = 0;
-  while (done < length) {
-    const n = await f.read(buf, done, length - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done;
-}
-
 /** Calls `fn` with the file's bytes [from, size) in order, a chunk of at most buf.length at a time; false if the file ended early. */
 async function forEachChunk(f: StoreFile, buf: Buffer, from: number, size: number, fn: (chunk: Buffer) => void): Promise<boolean> {
   for (let at = from; at < size; ) {
-    const n = await readAt(f, buf, Math.min(buf.length, size - at), at);
+    const n = await f.read(buf, 0, Math.min(buf.length, size - at), at);
     if (n === 0) return false;
     fn(buf.subarray(0, n));
     at += n;
@@ -69,7 +58,7 @@ export async function checkCheckpointFile(io: StoreIo, dir: string): Promise<Che
   try {
     const bytes = await f.size();
     const buf = Buffer.allocUnsafe(CHECKPOINT_CHUNK_BYTES);
-    const headBytes = await readAt(f, buf, Math.min(buf.length, bytes), 0);
+    const headBytes = await f.read(buf, 0, Math.min(buf.length, bytes), 0);
     const head = checkpointHeader(buf.subarray(0, headBytes));
     if (head === null) return { info: null, bytes };
     let crc = crc32c(buf.subarray(CHECKPOINT_CRC_FROM, headBytes));
@@ -104,12 +93,18 @@ export async function writeCheckpointFile(io: StoreIo, dir: string, chunks: Chec
   const tmp = join(dir, CHECKPOINT_TMP_FILE);
   const f = await io.open(tmp, 'create');
   let end: CheckpointEnd | null;
+  let written = 0;
+  const write = (chunk: Buffer, position: number): Promise<void> => {
+    written += chunk.length;
+    return f.writev([chunk], position);
+  };
   try {
     await f.truncate(0);
-    end = await streamCheckpoint(chunks, (chunk, position) => f.writev([chunk], position), sliced, changed);
+    end = await runEncoder(chunks, sliced, changed, write);
     if (end === null) {
       await f.truncate(0);
     } else {
+      invariant(written === end.bytes, 'a full checkpoint is as long as the chunks written');
       const crc = Buffer.allocUnsafe(4);
       crc.writeUInt32LE(end.crc, 0);
       await f.writev([crc], 8);
@@ -141,11 +136,11 @@ export async function applyDeltaFile(io: StoreIo, dir: string, index: QueueIndex
     let position = fromPosition;
     let applied = 0;
     while (at + DELTA_HEADER_BYTES <= fileBytes) {
-      if ((await readAt(f, head, DELTA_HEADER_BYTES, at)) < DELTA_HEADER_BYTES) break;
+      if ((await f.read(head, 0, DELTA_HEADER_BYTES, at)) < DELTA_HEADER_BYTES) break;
       const total = deltaRecordBytes(head);
       if (total === 0 || at + total > fileBytes) break;
       if (rec.length < total) rec = Buffer.allocUnsafe(Math.max(total, rec.length * 2));
-      if ((await readAt(f, rec, total, at)) < total) break;
+      if ((await f.read(rec, 0, total, at)) < total) break;
       const end = applier.apply(rec.subarray(0, total), position);
       if (end === null) break;
       position = end;

@@ -47,6 +47,8 @@ export const CHECKPOINT_VERSION = 1;
 const HEADER_BYTES = 40;
 const QUEUE_HEADER_BYTES = 20;
 const ENTRY_BYTES = 12;
+/** Where a checkpoint's (and a delta record's) CRC starts: everything after the CRC field and the word after it. */
+export const CHECKPOINT_CRC_FROM = 16;
 
 /**
  * An encoder runs in slices, so that the store can encode a large index between appends (a full
@@ -152,36 +154,22 @@ export function encodeNow(steps: Encoder): Buffer {
 const nextTurn = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * Runs an encoder, letting the event loop run between slices; null when `changed()` says the
- * index was trimmed meanwhile (the caller tries again later).
+ * Runs an encoder (a delta's, or a full checkpoint's chunks) to its end. Each chunk it yields
+ * goes to `write` with its position in the file before the encoder resumes; where a slice ends,
+ * the event loop runs first when `sliced` (it runs during the writes anyway). Null when
+ * `changed()`, asked after every wait, says the index was trimmed meanwhile (the caller tries
+ * again later).
  */
-export async function encodeSliced(steps: Encoder, changed: () => boolean): Promise<Buffer | null> {
+export async function runEncoder<T>(
+  steps: Generator<Buffer | null, T, void>,
+  sliced: boolean,
+  changed: () => boolean,
+  write: (chunk: Buffer, position: number) => Promise<void> | void = () => invariant(false, 'this encoder yields no chunks'),
+): Promise<T | null> {
+  let position = 0;
   for (;;) {
     const r = steps.next();
     if (r.done === true) return r.value;
-    await nextTurn();
-    if (changed()) return null;
-  }
-}
-
-/**
- * Runs a full checkpoint's encoder, handing each chunk to `write` with its position in the file.
- * `sliced`: the event loop runs between slices too (it runs during the writes anyway). Null when
- * `changed()`, asked after every wait, says the index was trimmed meanwhile.
- */
-export async function streamCheckpoint(
-  chunks: CheckpointChunks,
-  write: (chunk: Buffer, position: number) => Promise<void> | void,
-  sliced: boolean,
-  changed: () => boolean,
-): Promise<CheckpointEnd | null> {
-  let position = 0;
-  for (;;) {
-    const r = chunks.next();
-    if (r.done === true) {
-      invariant(position === r.value.bytes, 'a full checkpoint is as long as the chunks written');
-      return r.value;
-    }
     if (r.value !== null) {
       await write(r.value, position);
       position += r.value.length;
@@ -191,18 +179,21 @@ export async function streamCheckpoint(
   }
 }
 
-/** A full checkpoint as one buffer, encoded at once (tests, tools): the chunks joined, the CRC in place. */
+/** The full checkpoint file from its chunks (copies, in order) and the encoder's end: the CRC put in place. */
+export function assembleCheckpoint(chunks: readonly Buffer[], end: CheckpointEnd): Buffer {
+  const buf = Buffer.concat(chunks);
+  invariant(buf.length === end.bytes, 'a full checkpoint is as long as its chunks');
+  buf.writeUInt32LE(end.crc, 8);
+  return buf;
+}
+
+/** A full checkpoint as one buffer, encoded at once (tests, tools). */
 export function encodeCheckpoint(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number, chunkBytes = CHECKPOINT_CHUNK_BYTES): Buffer {
   const chunks = checkpointChunks(index, logPosition, topicCount, nowMs, chunkBytes);
   const parts: Buffer[] = [];
   for (;;) {
     const r = chunks.next();
-    if (r.done === true) {
-      const buf = Buffer.concat(parts);
-      invariant(buf.length === r.value.bytes, 'a full checkpoint is as long as its chunks');
-      buf.writeUInt32LE(r.value.crc, 8);
-      return buf;
-    }
+    if (r.done === true) return assembleCheckpoint(parts, r.value);
     if (r.value !== null) parts.push(Buffer.from(r.value));
   }
 }
@@ -235,8 +226,8 @@ export function* checkpointChunks(index: QueueIndex, logPosition: number, topicC
   out.setUint32(32, topicCount, true);
   out.setUint32(36, queues, true);
   let at = HEADER_BYTES;
-  // The CRC covers the file from byte 16: the header's second half, then every chunk whole.
-  let crcFrom = 16;
+  // The CRC covers the header's second half, then every chunk whole.
+  let crcFrom = CHECKPOINT_CRC_FROM;
   let crc = 0;
   let bytes = 0;
   let sized = HEADER_BYTES;
@@ -293,9 +284,6 @@ export function checkpointHeader(head: Buffer): (CheckpointInfo & { crc: number 
   if (head.readUInt32LE(0) !== CHECKPOINT_MAGIC || head.readUInt32LE(4) !== CHECKPOINT_VERSION) return null;
   return { crc: head.readUInt32LE(8), logPosition: readU64(head, 16), createdMs: readU64(head, 24), topicCount: head.readUInt32LE(32), queueCount: head.readUInt32LE(36) };
 }
-
-/** Where the checkpoint's CRC starts: everything after the CRC field and the reserved word. */
-export const CHECKPOINT_CRC_FROM = 16;
 
 /** Reads the header; null when the checkpoint is missing, torn or fails its CRC. */
 export function checkCheckpoint(buf: Buffer | null): CheckpointInfo | null {
@@ -444,7 +432,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
     at = yield* encodeEntries(out, at, index, q, from, to, slice);
   }
   invariant(at === total, 'a delta fills exactly the bytes its parts sized');
-  buf.writeUInt32LE(yield* crcOf(buf, 16, buf.length, 0, slice), 8);
+  buf.writeUInt32LE(yield* crcOf(buf, CHECKPOINT_CRC_FROM, buf.length, 0, slice), 8);
   return buf;
 }
 
@@ -475,14 +463,13 @@ export class DeltaApplier {
   ) {}
 
   /**
-   * Applies `rec` (one whole record) when its CRC matches, it starts at `position`, ends within
-   * the log, names known topics and continues every queue it names; returns where it ends, or
-   * null and changes nothing.
+   * Applies `rec` (one whole record, as deltaRecordBytes sized it) when its CRC matches, it
+   * starts at `position`, ends within the log, names known topics and continues every queue it
+   * names; returns where it ends, or null and changes nothing.
    */
   apply(rec: Buffer, position: number): number | null {
-    const total = deltaRecordBytes(rec);
-    if (total !== rec.length) return null;
-    if (crc32c(rec.subarray(16)) !== rec.readUInt32LE(8)) return null;
+    const total = rec.length;
+    if (crc32c(rec.subarray(CHECKPOINT_CRC_FROM)) !== rec.readUInt32LE(8)) return null;
     const base = readU64(rec, 16);
     const end = readU64(rec, 24);
     if (base !== position || end > this.logEnd || end < base) return null;

@@ -33,7 +33,7 @@ function pwritevOnce(fd: number, buffers: Uint8Array[], position: number): Promi
 export interface StoreFile {
   /** Writes every byte of `buffers` at `position` (loops on short writes). */
   writev(buffers: readonly Uint8Array[], position: number): Promise<void>;
-  /** Reads up to `length` bytes into `buf` at `offset` from `position`; returns bytes read. */
+  /** Reads `length` bytes into `buf` at `offset` from `position` (loops on short reads); fewer only where the file ends. Returns bytes read. */
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { CirrusError, invariant } from '../common/index.js';
-import { checkpointChunks, deltaEncoder, encodeNow, encodeSliced } from './checkpoint.js';
+import { checkpointChunks, deltaEncoder, runEncoder } from './checkpoint.js';
 import { appendDeltaFile, truncateDeltaFile, writeCheckpointFile } from './checkpoint-file.js';
 import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RECENT_READ_MEMORY_MULTIPLE, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
 import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError, writeErrorFrom } from './errors.js';
@@ -311,8 +311,7 @@ export class MessageStore implements MessageStoreApi {
   private async writeCheckpointFiles(position: number, full: boolean, sliced: boolean, changed: () => boolean): Promise<boolean> {
     if (!full && this.fullCheckpointBytes > 0 && this.deltaBytes < this.fullCheckpointBytes) {
       if (position === this.lastCheckpointPos) return true;
-      const steps = deltaEncoder(this.index, this.lastCheckpointPos, position);
-      const data = sliced ? await encodeSliced(steps, changed) : encodeNow(steps);
+      const data = await runEncoder(deltaEncoder(this.index, this.lastCheckpointPos, position), sliced, changed);
       if (data === null) return false;
       await appendDeltaFile(this.io, this.o.dir, this.deltaBytes, data);
       this.deltaBytes += data.length;

@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { openSync, rmSync, writeSync, closeSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { MessageStore, StoreNoSpaceError, nodeIo, type StoreIo } from '../../src/store/index.js';
+import { MessageStore, StoreNoSpaceError } from '../../src/store/index.js';
 import { FaultyIo, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
 import { QueueIndex } from '../../src/store/queue-index.js';
 import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS } from '../../src/store/constants.js';
 import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE } from '../../src/store/format.js';
-import { CheckpointLoader, checkCheckpoint, checkpointChunks, deltaEncoder, encodeCheckpoint, encodeNow, encodeSliced, loadCheckpoint, streamCheckpoint } from '../../src/store/checkpoint.js';
+import { CheckpointLoader, assembleCheckpoint, checkCheckpoint, checkpointChunks, deltaEncoder, encodeCheckpoint, encodeNow, loadCheckpoint, runEncoder } from '../../src/store/checkpoint.js';
 
 async function contents(s: MessageStore): Promise<string[]> {
   const out: string[] = [];
@@ -28,21 +28,30 @@ async function contents(s: MessageStore): Promise<string[]> {
 async function streamedFull(index: QueueIndex, logPosition: number, topics: number, nowMs: number, changed: () => boolean, chunkBytes?: number): Promise<Buffer | null> {
   const file: Buffer[] = [];
   let written = 0;
-  const end = await streamCheckpoint(
-    checkpointChunks(index, logPosition, topics, nowMs, chunkBytes),
-    (chunk, position) => {
-      assert.equal(position, written, 'chunks arrive in file order');
-      if (chunkBytes !== undefined) assert.ok(chunk.length > 0 && chunk.length <= chunkBytes, `a chunk of ${chunk.length} bytes`);
-      written += chunk.length;
-      file.push(Buffer.from(chunk));
-    },
-    true,
-    changed,
-  );
-  if (end === null) return null;
-  const buf = Buffer.concat(file);
-  buf.writeUInt32LE(end.crc, 8);
-  return buf;
+  const end = await runEncoder(checkpointChunks(index, logPosition, topics, nowMs, chunkBytes), true, changed, (chunk, position) => {
+    assert.equal(position, written, 'chunks arrive in file order');
+    if (chunkBytes !== undefined) assert.ok(chunk.length > 0 && chunk.length <= chunkBytes, `a chunk of ${chunk.length} bytes`);
+    written += chunk.length;
+    file.push(Buffer.from(chunk));
+  });
+  return end === null ? null : assembleCheckpoint(file, end);
+}
+
+/**
+ * Reopens a crash snapshot of `dir` (added to `copies`, for cleanup): it must load its
+ * checkpoint, scan `scanned` records after it, and hold what `live` holds.
+ */
+async function expectCrashReopen(dir: string, copies: string[], live: MessageStore, scanned: number): Promise<void> {
+  const copy = crashSnapshot(dir);
+  copies.push(copy);
+  const reopened = await MessageStore.open({ dir: copy });
+  try {
+    assert.equal(reopened.recovery.checkpoint.used, true);
+    assert.equal(reopened.recovery.scannedRecords, scanned);
+    assert.deepEqual(await contents(reopened), await contents(live));
+  } finally {
+    await reopened.close();
+  }
 }
 
 test('checkpoint: reopen after a crash loads the checkpoint, scans only the log after it, and sees the same store as a full scan', async () => {
@@ -191,7 +200,7 @@ test('checkpoint: sliced encoding, with appends between the slices, gives the sa
   assert.ok(slices >= 3, `encoding yielded ${slices} times`);
   assert.ok(fullSliced !== null);
   assert.ok(fullSliced.equals(fullNow));
-  const deltaSliced = await encodeSliced(deltaEncoder(index, base, at), appendMeanwhile);
+  const deltaSliced = await runEncoder(deltaEncoder(index, base, at), true, appendMeanwhile);
   assert.ok(deltaSliced !== null);
   assert.ok(deltaSliced.equals(deltaNow));
 
@@ -222,7 +231,7 @@ test('checkpoint: walking the queues is sliced too, not only writing entries: ma
     yields++;
     return false;
   };
-  const delta = await encodeSliced(deltaEncoder(index, base, pos), count);
+  const delta = await runEncoder(deltaEncoder(index, base, pos), true, count);
   // Three entries to write: before, the walk over every queue ran in one piece and never yielded.
   assert.ok(yields >= 6, `a delta over ${queues} queues yielded ${yields} times`);
   assert.ok(delta !== null && delta.equals(encodeNow(deltaEncoder(index, base, pos))));
@@ -242,27 +251,10 @@ test('checkpoint: an explicit checkpoint() runs in slices and streams the file i
   const dir = tempDir();
   const events: string[] = [];
   const writes: number[] = [];
-  const io: StoreIo = {
-    ...nodeIo,
-    open: async (path, mode) => {
-      const f = await nodeIo.open(path, mode);
-      if (!path.endsWith(CHECKPOINT_TMP_FILE)) return f;
-      return {
-        read: (buf, offset, length, position) => f.read(buf, offset, length, position),
-        datasync: () => f.datasync(),
-        truncate: (length) => f.truncate(length),
-        size: () => f.size(),
-        close: () => f.close(),
-        writev: (buffers, position) => {
-          writes.push(buffers.reduce((n, b) => n + b.length, 0));
-          return f.writev(buffers, position);
-        },
-      };
-    },
-    rename: (from, to) => {
-      if (to.endsWith(CHECKPOINT_FILE)) events.push('checkpoint file');
-      return nodeIo.rename(from, to);
-    },
+  const io = new FaultyIo();
+  io.trace = (e, path, bytes) => {
+    if (e === 'writev' && path.endsWith(CHECKPOINT_TMP_FILE)) writes.push(bytes);
+    if (e === 'rename' && path.endsWith(CHECKPOINT_FILE)) events.push('checkpoint file');
   };
   const s = await MessageStore.open({ dir, io });
   const entries = CHECKPOINT_ENCODE_SLICE_UNITS * 16;
@@ -300,27 +292,10 @@ test('checkpoint: an explicit checkpoint() runs in slices and streams the file i
   // Reopening reads the checkpoint a chunk at a time too, never the whole file at once.
   const reads: number[] = [];
   const wholeFiles: string[] = [];
-  const reopenIo: StoreIo = {
-    ...nodeIo,
-    open: async (path, mode) => {
-      const f = await nodeIo.open(path, mode);
-      if (!path.endsWith(CHECKPOINT_FILE)) return f;
-      return {
-        read: (buf, offset, length, position) => {
-          reads.push(length);
-          return f.read(buf, offset, length, position);
-        },
-        writev: (buffers, position) => f.writev(buffers, position),
-        datasync: () => f.datasync(),
-        truncate: (length) => f.truncate(length),
-        size: () => f.size(),
-        close: () => f.close(),
-      };
-    },
-    readFile: (path) => {
-      wholeFiles.push(path);
-      return nodeIo.readFile(path);
-    },
+  const reopenIo = new FaultyIo();
+  reopenIo.trace = (e, path, bytes) => {
+    if (e === 'read' && path.endsWith(CHECKPOINT_FILE)) reads.push(bytes);
+    if (e === 'readFile') wholeFiles.push(path);
   };
   const reopened = await MessageStore.open({ dir, io: reopenIo });
   try {
@@ -426,15 +401,7 @@ test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk
     assert.deepEqual({ full: afterFail.full, failed: afterFail.failed, code: afterFail.lastErrorCode, bytes: afterFail.fullBytes }, { full: 1, failed: 1, code: 'CIRRUS_STORE_NO_SPACE', bytes: first.fullBytes });
     assert.ok(afterFail.logBytesSince > 0, 'the 50 records since the last checkpoint are not covered');
     // The old checkpoint is what a crash now finds: it loads, and the log after it is scanned.
-    copies.push(crashSnapshot(dir));
-    const afterFailure = await MessageStore.open({ dir: copies[0] });
-    try {
-      assert.equal(afterFailure.recovery.checkpoint.used, true);
-      assert.equal(afterFailure.recovery.scannedRecords, 50);
-      assert.deepEqual(await contents(afterFailure), await contents(s));
-    } finally {
-      await afterFailure.close();
-    }
+    await expectCrashReopen(dir, copies, s, 50);
     // The store goes on: appends succeed, and the next full checkpoint covers them.
     for (let i = 0; i < 10; i++) await s.append('later', 0, Buffer.from(`m${i}`));
     await s.checkpoint({ full: true });
@@ -443,15 +410,7 @@ test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk
     const retried = s.stats().checkpoints;
     assert.deepEqual({ full: retried.full, deltas: retried.deltas, failed: retried.failed, since: retried.logBytesSince }, { full: 2, deltas: 1, failed: 1, since: 0 });
     assert.ok(retried.deltaBytes > 0, 'the delta chain after the new full checkpoint');
-    copies.push(crashSnapshot(dir));
-    const afterRetry = await MessageStore.open({ dir: copies[1] });
-    try {
-      assert.equal(afterRetry.recovery.checkpoint.used, true);
-      assert.equal(afterRetry.recovery.scannedRecords, 0);
-      assert.deepEqual(await contents(afterRetry), await contents(s));
-    } finally {
-      await afterRetry.close();
-    }
+    await expectCrashReopen(dir, copies, s, 0);
   } finally {
     await s.close();
     removeDir(dir);

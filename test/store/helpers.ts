@@ -45,6 +45,8 @@ export function payload(topic: string, queueId: number, offset: number, size: nu
 
 export type FaultOp = 'writev' | 'datasync' | 'truncate' | 'open';
 
+export type TraceEvent = 'writev' | 'read' | 'datasync-done' | 'rename' | 'readFile';
+
 export interface FaultRule {
   op: FaultOp;
   /** errno code thrown, e.g. ENOSPC, EIO. */
@@ -72,8 +74,11 @@ export class FaultyIo implements StoreIo {
   readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0 };
   /** When set, datasync waits for it (to hold appends unacknowledged). */
   datasyncGate: Promise<void> | null = null;
-  /** When set, told of every writev as it starts and every datasync as it completes. */
-  trace: ((event: 'writev' | 'datasync-done') => void) | null = null;
+  /**
+   * When set, told of every writev and read as it starts (with its byte count), every datasync
+   * as it completes, every rename (its target) and every whole-file read.
+   */
+  trace: ((event: TraceEvent, path: string, bytes: number) => void) | null = null;
   private clock: number | null = null;
 
   inject(rule: FaultRule): void {
@@ -115,16 +120,19 @@ export class FaultyIo implements StoreIo {
           }
           throw errnoError(rule.code, 'writev');
         }
-        io.trace?.('writev');
+        io.trace?.('writev', path, buffers.reduce((n, b) => n + b.byteLength, 0));
         return inner.writev(buffers, position);
       },
-      read: (buf, offset, length, position) => inner.read(buf, offset, length, position),
+      read(buf, offset, length, position) {
+        io.trace?.('read', path, length);
+        return inner.read(buf, offset, length, position);
+      },
       async datasync() {
         if (io.datasyncGate) await io.datasyncGate;
         const rule = io.take('datasync', path);
         if (rule) throw errnoError(rule.code, 'datasync');
         await inner.datasync();
-        io.trace?.('datasync-done');
+        io.trace?.('datasync-done', path, 0);
       },
       async truncate(length) {
         const rule = io.take('truncate', path);
@@ -139,9 +147,18 @@ export class FaultyIo implements StoreIo {
   readdir = nodeIo.readdir;
   mkdirp = nodeIo.mkdirp;
   unlink = nodeIo.unlink;
-  rename = nodeIo.rename;
   stat = nodeIo.stat;
-  readFile = nodeIo.readFile;
+
+  rename(from: string, to: string): Promise<void> {
+    this.trace?.('rename', to, 0);
+    return nodeIo.rename(from, to);
+  }
+
+  readFile(path: string): Promise<Buffer | null> {
+    this.trace?.('readFile', path, 0);
+    return nodeIo.readFile(path);
+  }
+
   syncDir = nodeIo.syncDir;
   now = (): number => this.clock ?? Date.now();
 }
