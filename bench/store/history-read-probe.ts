@@ -6,11 +6,13 @@
  * read whole once `--sweep-after` reads have landed in it (a sweep: later reads of its records are
  * page cache hits). It prints per cell the time, the records' MiB/s, the bytes the device really
  * read (/proc/self/io) and their ratio to the bytes asked for, and the device's readahead setting,
- * which decides how much the kernel reads around a random pread on its own.
- * docs/store.md ("Sixth pass") has the results and what they decided.
+ * which decides how much the kernel reads around a random pread on its own. With `--batch 1,40`
+ * (and `--extent-kib 0`), the reads go through the store's native batch reader, N records per
+ * call, each line then also giving the main thread's busy time per record.
+ * docs/store.md ("Sixth pass", "Eleventh pass") has the results and what they decided.
  *
  *   UV_THREADPOOL_SIZE=16 node dist/bench/store/history-read-probe.js [--dir DIR] [--coverage 0.05,0.5]
- *     [--concurrency 3,8] [--extent-kib 0,128,1024] [--sweep-after 2] [--json] (--help)
+ *     [--concurrency 3,8] [--extent-kib 0,128,1024] [--sweep-after 2] [--batch 1,40] [--json] (--help)
  *
  * Run it with UV_THREADPOOL_SIZE at least the largest --concurrency, or libuv's 4 threads cap it.
  */
@@ -19,7 +21,9 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { invariant } from '../../src/common/index.js';
 import { libuvThreadpoolSize } from '../../src/store/options.js';
+import { nativePreadBatch, nativePreadUnavailable } from '../../src/store/pread-batch.js';
 import { positiveInt } from './options.js';
 import { randomPool } from './payload.js';
 import { Prng } from './prng.js';
@@ -41,6 +45,10 @@ interface Cell {
   /** Device bytes / record bytes asked for. */
   amplification: number | null;
   sweeps: number;
+  /** Records per read call: 1 is one fs.read each; more is the native batch reader. */
+  batch: number;
+  /** Main thread busy (event-loop utilization) per record read, microseconds. */
+  mainThreadUsPerRecord: number;
 }
 
 function numberList(name: string, min: number, max: number, integer: boolean) {
@@ -85,7 +93,7 @@ function fill(path: string, bytes: number, seed: number): void {
   }
 }
 
-async function runCell(path: string, fileBytes: number, recordBytes: number, c: Omit<Cell, 'records' | 'seconds' | 'recordMiBps' | 'deviceMiB' | 'amplification' | 'sweeps'>, seed: number): Promise<Cell> {
+async function runCell(path: string, fileBytes: number, recordBytes: number, c: Omit<Cell, 'records' | 'seconds' | 'recordMiBps' | 'deviceMiB' | 'amplification' | 'sweeps' | 'mainThreadUsPerRecord'>, seed: number): Promise<Cell> {
   const total = Math.floor(fileBytes / recordBytes);
   const rng = new Prng(seed);
   const ids: number[] = [];
@@ -101,7 +109,18 @@ async function runCell(path: string, fileBytes: number, recordBytes: number, c: 
   const fh = await open(path, 'r');
   const before = deviceReadBytes();
   const started = performance.now();
+  const elu = performance.eventLoopUtilization();
   let next = 0;
+  const batched = async (): Promise<void> => {
+    invariant(nativePreadBatch !== null, 'checked before the cells run');
+    const bufs = Array.from({ length: c.batch }, () => Buffer.allocUnsafe(recordBytes));
+    while (next < ids.length) {
+      const n = Math.min(c.batch, ids.length - next);
+      const positions: number[] = [];
+      for (let k = 0; k < n; k++) positions.push(ids[next++] * recordBytes);
+      await nativePreadBatch(fh.fd, bufs.slice(0, n), positions);
+    }
+  };
   const worker = async (): Promise<void> => {
     const buf = Buffer.allocUnsafe(Math.max(extentBytes, recordBytes));
     while (next < ids.length) {
@@ -119,10 +138,11 @@ async function runCell(path: string, fileBytes: number, recordBytes: number, c: 
     }
   };
   try {
-    await Promise.all(Array.from({ length: c.concurrency }, worker));
+    await Promise.all(Array.from({ length: c.concurrency }, c.batch > 1 ? batched : worker));
   } finally {
     await fh.close();
   }
+  const busyMs = performance.eventLoopUtilization(elu).active;
   const seconds = (performance.now() - started) / 1000;
   const after = deviceReadBytes();
   const asked = ids.length * recordBytes;
@@ -135,6 +155,7 @@ async function runCell(path: string, fileBytes: number, recordBytes: number, c: 
     deviceMiB: device === null ? null : Math.round(device / MiB),
     amplification: device === null ? null : Math.round((device / asked) * 100) / 100,
     sweeps,
+    mainThreadUsPerRecord: Math.round((busyMs * 1000 * 100) / Math.max(1, ids.length)) / 100,
   };
 }
 
@@ -148,10 +169,15 @@ async function main(): Promise<void> {
     .option('--concurrency <list>', 'reads in flight, comma-separated', numberList('--concurrency', 1, 1024, true), [3])
     .option('--extent-kib <list>', 'extent read whole after --sweep-after reads in it, KiB, comma-separated; 0: never', numberList('--extent-kib', 0, 1024 * 1024, true), [0, 128, 1024])
     .option('--sweep-after <n>', 'reads landing in an extent before it is read whole', positiveInt('--sweep-after', 1_000_000), 2)
+    .option('--batch <list>', 'records per read call, comma-separated: 1 is one fs.read each, more goes through the native batch reader (needs --extent-kib 0)', numberList('--batch', 1, 10_000, true), [1])
     .option('--seed <n>', 'seed of the record picks and their order', positiveInt('--seed', 0xffff_ffff), 1)
     .option('--json', 'print the cells as one JSON object on the last line');
   cmd.parse(process.argv.slice(2), { from: 'user' });
-  const o = cmd.opts<{ dir?: string; fileGib: number; recordBytes: number; coverage: number[]; concurrency: number[]; extentKib: number[]; sweepAfter: number; seed: number; json?: boolean }>();
+  const o = cmd.opts<{ dir?: string; fileGib: number; recordBytes: number; coverage: number[]; concurrency: number[]; extentKib: number[]; sweepAfter: number; batch: number[]; seed: number; json?: boolean }>();
+  if (o.batch.some((b) => b > 1)) {
+    if (o.extentKib.some((x) => x > 0)) cmd.error('--batch above 1 reads records only: give --extent-kib 0');
+    if (nativePreadBatch === null) cmd.error(`--batch above 1 needs the native batch reader, which is not available: ${nativePreadUnavailable}`);
+  }
   const pool = libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE);
   if (Math.max(...o.concurrency) > pool) {
     console.error(`note: libuv has ${pool} threads (UV_THREADPOOL_SIZE), so at most ${pool} reads are really in flight`);
@@ -168,12 +194,16 @@ async function main(): Promise<void> {
     for (const coverage of o.coverage) {
       for (const concurrency of o.concurrency) {
         for (const extentKiB of o.extentKib) {
-          const cell = await runCell(path, fileBytes, o.recordBytes, { coverage, concurrency, extentKiB, sweepAfter: o.sweepAfter }, o.seed);
-          cells.push(cell);
-          console.error(
-            `coverage ${coverage}, ${concurrency} in flight, ${extentKiB === 0 ? 'no sweeps' : `${extentKiB} KiB extents swept after ${o.sweepAfter} reads`}: ` +
-              `${cell.records} records in ${cell.seconds} s = ${cell.recordMiBps} MiB/s; device read ${cell.deviceMiB ?? 'n/a'} MiB (${cell.amplification ?? 'n/a'} x asked); ${cell.sweeps} sweeps`,
-          );
+          for (const batch of o.batch) {
+            const cell = await runCell(path, fileBytes, o.recordBytes, { coverage, concurrency, extentKiB, sweepAfter: o.sweepAfter, batch }, o.seed);
+            cells.push(cell);
+            console.error(
+              `coverage ${coverage}, ${concurrency} in flight, ${extentKiB === 0 ? 'no sweeps' : `${extentKiB} KiB extents swept after ${o.sweepAfter} reads`}, ` +
+                `${batch === 1 ? 'one fs.read per record' : `native batches of ${batch}`}: ` +
+                `${cell.records} records in ${cell.seconds} s = ${cell.recordMiBps} MiB/s; device read ${cell.deviceMiB ?? 'n/a'} MiB (${cell.amplification ?? 'n/a'} x asked); ` +
+                `${cell.sweeps} sweeps; main thread ${cell.mainThreadUsPerRecord} us per record`,
+            );
+          }
         }
       }
     }

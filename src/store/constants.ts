@@ -181,6 +181,14 @@ export const APPEND_QUIET_MS = 100;
  */
 export const RECENT_READ_MEMORY_MULTIPLE = 4;
 
+/**
+ * A history read waits at most this long for the log writes and syncs in flight to finish before
+ * it goes to the device anyway (native batch reader only; docs/store.md, "Eleventh pass"). Reads
+ * beside an fdatasync lengthen it, and every acknowledged append waits for the sync; waiting
+ * longer than about one slow sync would starve history readers under a continuous write load.
+ */
+export const HISTORY_READ_YIELD_MAX_US = 2000;
+
 /** Cold reads of neighbouring records are merged into one pread when the gap is at most this. */
 export const READ_COALESCE_GAP_BYTES = 64 * KiB;
 

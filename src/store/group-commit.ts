@@ -227,6 +227,9 @@ export class GroupCommit {
   }
 
   private async run(flight: Flight, groups: { segStart: number; position: number; bufs: Buffer[] }[]): Promise<void> {
+    // History reads wait while a flush is in flight (write and fdatasync alike): opening the gate
+    // between the two would let reads reach the device just as the sync does.
+    this.segments.flushGate.hold();
     try {
       await this.hooks.beforeWrite();
       const touched: Segment[] = [];
@@ -251,6 +254,8 @@ export class GroupCommit {
     } catch (err) {
       flight.error = err ?? new Error('flush failed');
       this.failing = true;
+    } finally {
+      this.segments.flushGate.release();
     }
     flight.settled = true;
     this.advance();

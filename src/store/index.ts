@@ -12,7 +12,7 @@ export {
   StoreLimitError,
   STORE_ERROR_CODES,
 } from './errors.js';
-export { nodeIo, type StoreIo, type StoreFile } from './io.js';
+export { createNodeIo, nodeIo, type NodeIoOptions, type ReadGate, type StoreIo, type StoreFile } from './io.js';
 export type { DamageReport, RecordVerdict } from './recovery.js';
 export * from './types.js';
 export * from './constants.js';

@@ -4,6 +4,7 @@
  */
 import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node:fs';
 import { errnoCode } from '../common/index.js';
+import { nativePreadBatch, type PreadBatch } from './pread-batch.js';
 
 /*
  * The hot calls (read, writev, fdatasync) go through the callback API on the handle's fd: a
@@ -18,6 +19,17 @@ function preadOnce(fd: number, buf: Uint8Array, offset: number, length: number, 
   });
 }
 
+/** Loops on short reads until `length` bytes or the file's end; returns the bytes read. */
+async function preadFully(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const bytesRead = await preadOnce(fd, buf, offset + done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
 function fdatasyncOnce(fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
     fdatasync(fd, (err) => (err ? reject(err) : resolve()));
@@ -30,11 +42,26 @@ function pwritevOnce(fd: number, buffers: Uint8Array[], position: number): Promi
   });
 }
 
+/** Holds reads back while something more urgent uses the device (see StoreFile.readBatch). */
+export interface ReadGate {
+  /** Shared memory; reads wait while its first element is above zero. */
+  readonly flag: Int32Array;
+  readonly maxYieldUs: number;
+}
+
 export interface StoreFile {
   /** Writes every byte of `buffers` at `position` (loops on short writes). */
   writev(buffers: readonly Uint8Array[], position: number): Promise<void>;
   /** Reads `length` bytes into `buf` at `offset` from `position` (loops on short reads); fewer only where the file ends. Returns bytes read. */
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * Fills each of `buffers` from the matching entry of `positions`, as `read` would; resolves
+   * with the bytes read into each. Fails as a whole when any read fails. One hand-off to the
+   * thread pool for all of them where the native batch reader is built (pread-batch.ts).
+   * `gate`: each read first waits while `gate.flag[0] > 0`, up to `gate.maxYieldUs` (the native
+   * reader only; one fs.read at a time cannot be held back once submitted, and ignores it).
+   */
+  readBatch(buffers: readonly Uint8Array[], positions: readonly number[], gate?: ReadGate): Promise<number[]>;
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;
@@ -42,6 +69,8 @@ export interface StoreFile {
 }
 
 export interface StoreIo {
+  /** true when files' readBatch is one native job (pread-batch.ts); reported by stats(). */
+  readonly nativeReads?: boolean;
   /** `create`: create when missing, never truncate. Otherwise the file must exist. */
   open(path: string, mode: 'read' | 'readwrite' | 'create'): Promise<StoreFile>;
   readdir(dir: string): Promise<string[]>;
@@ -72,7 +101,10 @@ class NodeFile implements StoreFile {
   private whenIdle: (() => void) | null = null;
   private closing: Promise<void> | null = null;
 
-  constructor(private readonly fh: fsp.FileHandle) {}
+  constructor(
+    private readonly fh: fsp.FileHandle,
+    private readonly batch: PreadBatch | null,
+  ) {}
 
   /**
    * Runs `call` on the raw descriptor, counted as in flight until it settles; rejects with EBADF
@@ -115,14 +147,22 @@ class NodeFile implements StoreFile {
   }
 
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    return this.withFd((fd) => preadFully(fd, buf, offset, length, position));
+  }
+
+  readBatch(buffers: readonly Uint8Array[], positions: readonly number[], gate?: ReadGate): Promise<number[]> {
+    if (buffers.length !== positions.length) return Promise.reject(new RangeError(`readBatch: ${buffers.length} buffers, ${positions.length} positions`));
+    const batch = this.batch;
+    // A fresh array each call: the native job holds on to it, and with it to the buffers.
+    if (batch !== null) {
+      return this.withFd((fd) =>
+        gate ? batch(fd, buffers.slice(), positions.slice(), gate.flag, gate.maxYieldUs) : batch(fd, buffers.slice(), positions.slice()),
+      );
+    }
     return this.withFd(async (fd) => {
-      let done = 0;
-      while (done < length) {
-        const bytesRead = await preadOnce(fd, buf, offset + done, length - done, position + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      return done;
+      const got: number[] = [];
+      for (let k = 0; k < buffers.length; k++) got.push(await preadFully(fd, buffers[k], 0, buffers[k].byteLength, positions[k]));
+      return got;
     });
   }
 
@@ -154,12 +194,28 @@ function isMissing(err: unknown): boolean {
   return errnoCode(err) === 'ENOENT';
 }
 
-/** The real file system. */
-export const nodeIo: StoreIo = {
-  async open(path, mode) {
-    const flags = mode === 'read' ? fsc.O_RDONLY : mode === 'readwrite' ? fsc.O_RDWR : fsc.O_RDWR | fsc.O_CREAT;
-    return new NodeFile(await fsp.open(path, flags, 0o644));
-  },
+export interface NodeIoOptions {
+  /**
+   * Read batches through the native batch reader (default: wherever it is built). false reads
+   * them one fs.read at a time, as a store does where the addon did not build.
+   */
+  nativeReads?: boolean;
+}
+
+/** The real file system; `nodeIo` is this with the defaults. */
+export function createNodeIo(options: NodeIoOptions = {}): StoreIo {
+  const batch = options.nativeReads === false ? null : nativePreadBatch;
+  return {
+    nativeReads: batch !== null,
+    async open(path, mode) {
+      const flags = mode === 'read' ? fsc.O_RDONLY : mode === 'readwrite' ? fsc.O_RDWR : fsc.O_RDWR | fsc.O_CREAT;
+      return new NodeFile(await fsp.open(path, flags, 0o644), batch);
+    },
+    ...fsCalls,
+  };
+}
+
+const fsCalls: Omit<StoreIo, 'open'> = {
   readdir: (dir) => fsp.readdir(dir),
   async mkdirp(dir) {
     await fsp.mkdir(dir, { recursive: true });
@@ -193,3 +249,6 @@ export const nodeIo: StoreIo = {
   },
   now: () => Date.now(),
 };
+
+/** The real file system. */
+export const nodeIo = createNodeIo();

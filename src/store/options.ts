@@ -24,9 +24,12 @@ export interface ResolvedOptions {
   retention: RetentionOptions | null;
   sync: SyncPolicy;
   maxMessageBytes: number;
+  /** History read batches in flight at most while appends run: the option, at most libuv's pool - 1. */
   coldReadConcurrency: number;
-  /** History reads in flight at most while appends are quiet (APPEND_QUIET_MS). */
+  /** History read batches in flight at most while appends are quiet (APPEND_QUIET_MS): libuv's pool - 1. */
   idleColdReadConcurrency: number;
+  /** Whether history reads wait at the flush gate (see gateHistoryReads). */
+  gateHistoryReads: boolean;
 }
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
@@ -55,13 +58,20 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     if (r.maxTotalBytes !== undefined) checkIntOption('retention.maxTotalBytes', r.maxTotalBytes, 1, MAX_BUDGET_BYTES);
     if (r.maxAgeMs !== undefined || r.maxTotalBytes !== undefined) retention = { ...r };
   }
-  const coldReadConcurrency =
+  const pool = libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE);
+  // A history read batch holds its pool thread for all of its preads, and while a flush runs each
+  // of them waits at the flush gate: with every thread taken, the flush's writev could not start
+  // until whole batches had finished. So history batches never take more than pool - 1 threads,
+  // whatever was asked, appends running or quiet (docs/store.md, "Eleventh pass").
+  const historyCap = historyReadCap(pool);
+  const coldReadConcurrency = Math.min(
+    historyCap,
     options.coldReadConcurrency === undefined
       ? defaultColdReadConcurrency(process.env.UV_THREADPOOL_SIZE)
-      : checkIntOption('coldReadConcurrency', options.coldReadConcurrency, 1, MAX_COLD_READ_CONCURRENCY);
-  // With no flush to protect, readers may have the whole pool (but no more: reads queued inside
-  // libuv would hold their buffers and sit in front of the next flush's writev).
-  const idleColdReadConcurrency = Math.max(coldReadConcurrency, libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE));
+      : checkIntOption('coldReadConcurrency', options.coldReadConcurrency, 1, MAX_COLD_READ_CONCURRENCY),
+  );
+  // With no flush to protect, readers may have the rest of the pool.
+  const idleColdReadConcurrency = Math.max(coldReadConcurrency, historyCap);
   return {
     dir: options.dir,
     memoryCacheBytes,
@@ -73,6 +83,7 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     maxMessageBytes,
     coldReadConcurrency,
     idleColdReadConcurrency,
+    gateHistoryReads: gateHistoryReads(pool),
   };
 }
 
@@ -86,6 +97,19 @@ export function libuvThreadpoolSize(uvThreadpoolSize: string | undefined): numbe
 }
 
 /** DEFAULT_COLD_READ_CONCURRENCY, but never more than libuv's pool less one thread (at least 1). */
+/** History read batches in flight at most, for a pool of `pool` threads: one stays free for the group commit. */
+export function historyReadCap(pool: number): number {
+  return Math.max(1, pool - 1);
+}
+
+/**
+ * Whether history reads may wait at the flush gate: not with a one-thread pool, where a waiting
+ * batch would hold the only thread the flush could run on.
+ */
+export function gateHistoryReads(pool: number): boolean {
+  return pool >= 2;
+}
+
 export function defaultColdReadConcurrency(uvThreadpoolSize: string | undefined): number {
   return Math.max(1, Math.min(DEFAULT_COLD_READ_CONCURRENCY, libuvThreadpoolSize(uvThreadpoolSize) - 1));
 }

@@ -16,7 +16,7 @@ import {
 import { StoreCorruptError } from './errors.js';
 import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
 import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js';
-import type { SegmentSet } from './segment-set.js';
+import type { Segment, SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 
 /** The queue a read is for, as records name it. */
@@ -148,9 +148,10 @@ export class RecordReader {
     /** Bytes of the spans that read-ahead bodies were cut from (what those views keep alive). */
     let aheadSpanBytes = 0;
     const all = fromLog.concat(ahead);
+    // Spans: records of one segment, close together, bounded in size ([first, past) into `all`).
+    const spans: { seg: Segment; first: number; past: number; start: number; end: number; history: boolean }[] = [];
     let i = 0;
     while (i < all.length) {
-      // One span: records of one segment, close together, bounded in size.
       const seg = this.segments.find(all[i].position);
       if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${t.name}/${t.queueId}: its segment is missing`, all[i].position);
       const spanStart = all[i].position;
@@ -169,22 +170,41 @@ export class RecordReader {
       // Recently written data is likely still in the OS page cache and costs the device nothing;
       // its readers (tail readers that fell out of the memory tier) must not queue behind history.
       const history = spanStart < visibleEnd - this.recentReadBytes;
-      const span = await this.segments.readAt(seg, spanEnd - spanStart, spanStart - seg.start, history);
-      const keptBefore = aheadBodies.length;
-      for (let k = i; k < j; k++) {
-        const m = all[k];
-        const at = m.position - spanStart;
-        const problem = recordProblem(span, at, m.length, t, m.offset);
-        if (m.slot < requested) {
-          if (problem) throw new StoreCorruptError(`offset ${m.offset} of ${t.name}/${t.queueId} on disk: ${problem}`, m.position);
-          out[m.slot] = span.subarray(at + RECORD_HEADER_BYTES, at + m.length);
-        } else if (aheadOk) {
-          if (problem) aheadOk = false;
-          else aheadBodies.push(span.subarray(at + RECORD_HEADER_BYTES, at + m.length));
-        }
-      }
-      if (aheadBodies.length > keptBefore) aheadSpanBytes += span.length;
+      spans.push({ seg, first: i, past: j, start: spanStart, end: spanEnd, history });
       i = j;
+    }
+    // One batch per run of spans in the same segment and class: one hand-off to the thread pool.
+    let b = 0;
+    while (b < spans.length) {
+      let e = b + 1;
+      while (e < spans.length && spans[e].seg === spans[b].seg && spans[e].history === spans[b].history) e++;
+      const seg = spans[b].seg;
+      const positions: number[] = [];
+      const lengths: number[] = [];
+      for (let k = b; k < e; k++) {
+        positions.push(spans[k].start - seg.start);
+        lengths.push(spans[k].end - spans[k].start);
+      }
+      const bufs = await this.segments.readBatchAt(seg, positions, lengths, spans[b].history);
+      for (let k = b; k < e; k++) {
+        const span = bufs[k - b];
+        const { first, past, start: spanStart } = spans[k];
+        const keptBefore = aheadBodies.length;
+        for (let r = first; r < past; r++) {
+          const m = all[r];
+          const at = m.position - spanStart;
+          const problem = recordProblem(span, at, m.length, t, m.offset);
+          if (m.slot < requested) {
+            if (problem) throw new StoreCorruptError(`offset ${m.offset} of ${t.name}/${t.queueId} on disk: ${problem}`, m.position);
+            out[m.slot] = span.subarray(at + RECORD_HEADER_BYTES, at + m.length);
+          } else if (aheadOk) {
+            if (problem) aheadOk = false;
+            else aheadBodies.push(span.subarray(at + RECORD_HEADER_BYTES, at + m.length));
+          }
+        }
+        if (aheadBodies.length > keptBefore) aheadSpanBytes += span.length;
+      }
+      b = e;
     }
     if (aheadBodies.length === 0) return;
     let keptBytes = 0;

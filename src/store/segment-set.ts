@@ -9,10 +9,11 @@
 import { join } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
-import { APPEND_QUIET_MS, MAX_OPEN_READ_FILES } from './constants.js';
+import { APPEND_QUIET_MS, HISTORY_READ_YIELD_MAX_US, MAX_OPEN_READ_FILES } from './constants.js';
 import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
-import type { StoreFile, StoreIo } from './io.js';
+import type { ReadGate, StoreFile, StoreIo } from './io.js';
+import { FlushGate } from './pread-batch.js';
 import type { HistoryReadStats } from './types.js';
 
 export interface Segment {
@@ -42,6 +43,12 @@ export class SegmentSet {
   /** Log writes and syncs in flight, and when the last one ended: whether appends are quiet. */
   private writesInFlight = 0;
   private lastWriteEndMs = Number.NEGATIVE_INFINITY;
+  /**
+   * Held by the group commit while a flush (write + fdatasync) is in flight: the native batch
+   * reader's pool threads hold history reads back meanwhile (HISTORY_READ_YIELD_MAX_US at most
+   * per read), so the device serves the flush without cold reads queued beside it.
+   */
+  readonly flushGate = new FlushGate(HISTORY_READ_YIELD_MAX_US);
   /** Set by closeAll: a read that was still waiting for its slot must not reopen a file. */
   private closed = false;
 
@@ -50,6 +57,8 @@ export class SegmentSet {
     readonly dir: string,
     private readonly coldReadConcurrency: number,
     private readonly idleColdReadConcurrency: number,
+    /** History reads wait at the flush gate (not with a one-thread pool: options.ts). */
+    private readonly gateHistoryReads: boolean,
   ) {
     invariant(idleColdReadConcurrency >= coldReadConcurrency, 'idle history reads are at least as many as busy ones');
     this.readSlots = pLimit(coldReadConcurrency);
@@ -169,19 +178,28 @@ export class SegmentSet {
 
   /** History reads allowed in flight now, in flight, and waiting for a slot. */
   historyReads(): HistoryReadStats {
-    return { limit: this.readSlots.concurrency, inFlight: this.readSlots.activeCount, waiting: this.readSlots.pendingCount };
+    return {
+      limit: this.readSlots.concurrency,
+      inFlight: this.readSlots.activeCount,
+      waiting: this.readSlots.pendingCount,
+      nativeBatches: this.io.nativeReads === true,
+    };
   }
 
   /**
-   * Up to `length` bytes of `seg` from `position` (shorter only at the file's end). `history`: a
-   * read of old data, which waits for a slot (`coldReadConcurrency` of them while appends are
-   * under way, the whole pool once they are quiet); its buffer is only allocated once it has one,
-   * so waiting reads hold no memory.
+   * Spans of `seg`, `lengths[k]` bytes from `positions[k]` (relative to the segment), read as one
+   * batch: one hand-off to libuv's thread pool where the native batch reader is built (a cold
+   * reader's spans are one per record, hundreds of MB apart). Each buffer is shorter than asked
+   * only where the file ends. `history`: reads of old data, which wait for a slot
+   * (`coldReadConcurrency` of them while appends are under way, the whole pool once they are
+   * quiet); a batch takes one slot, as it keeps one pool thread busy, and its buffers are only
+   * allocated once it has it, so waiting reads hold no memory.
    */
-  readAt(seg: Segment, length: number, position: number, history: boolean): Promise<Buffer> {
-    if (!history) return this.readNow(seg, length, position);
+  readBatchAt(seg: Segment, positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
+    invariant(positions.length === lengths.length && positions.length > 0, 'a read batch has one length per position, and at least one');
+    if (!history) return this.readNow(seg, positions, lengths, undefined);
     this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
-    return this.readSlots(() => this.readNow(seg, length, position));
+    return this.readSlots(() => this.readNow(seg, positions, lengths, this.gateHistoryReads ? this.flushGate : undefined));
   }
 
   private setHistoryReadLimit(n: number): void {
@@ -204,11 +222,13 @@ export class SegmentSet {
     return this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
   }
 
-  private readNow(seg: Segment, length: number, position: number): Promise<Buffer> {
+  private readNow(seg: Segment, positions: readonly number[], lengths: readonly number[], gate: ReadGate | undefined): Promise<Buffer[]> {
     return this.withFile(seg, false, async (file) => {
-      const buf = Buffer.allocUnsafe(length);
-      const got = await file.read(buf, 0, length, position);
-      return got === length ? buf : buf.subarray(0, got);
+      const bufs = lengths.map((n) => Buffer.allocUnsafe(n));
+      const got = await file.readBatch(bufs, positions, gate);
+      invariant(got.length === bufs.length, 'a read batch reports every buffer');
+      for (let k = 0; k < bufs.length; k++) if (got[k] !== bufs[k].length) bufs[k] = bufs[k].subarray(0, got[k]);
+      return bufs;
     });
   }
 

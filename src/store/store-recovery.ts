@@ -190,7 +190,7 @@ async function recoverWith(
 
   // Phase 3: the segment set, the active segment open for writing.
   const last = found[found.length - 1];
-  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency);
+  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads);
   for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
   if (last) await segments.openActive(last, false);
   else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);

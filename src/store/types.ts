@@ -58,13 +58,21 @@ export interface TierStats {
   budgetBytes: number;
 }
 
-/** History reads (cold reads that go to the log) right now: see `coldReadConcurrency`. */
+/**
+ * History reads (cold reads that go to the log) right now: see `coldReadConcurrency`. A cold
+ * getRange reads its records' spans of one segment as one batch, which counts as one read here.
+ */
 export interface HistoryReadStats {
-  /** Reads allowed in flight now: `coldReadConcurrency` while appends run, libuv's pool once they are quiet. */
+  /** Read batches allowed in flight now: `coldReadConcurrency` while appends run, libuv's pool once they are quiet. */
   limit: number;
   inFlight: number;
-  /** Reads waiting for a slot (they hold no buffer yet). */
+  /** Read batches waiting for a slot (they hold no buffer yet). */
   waiting: number;
+  /**
+   * true: a batch is one job on the thread pool (the native batch reader). false: one fs.read per
+   * span, slower (the addon did not build, CIRRUS_NATIVE_READS=off, or a custom StoreIo).
+   */
+  nativeBatches: boolean;
 }
 
 /** Index checkpoints (docs/store.md, "Recovery"): what a reopen after a crash would start from. */

@@ -45,7 +45,7 @@ export function payload(topic: string, queueId: number, offset: number, size: nu
 
 export type FaultOp = 'writev' | 'datasync' | 'truncate' | 'open';
 
-export type TraceEvent = 'writev' | 'read' | 'datasync-done' | 'rename' | 'readFile';
+export type TraceEvent = 'writev' | 'read' | 'readBatch' | 'datasync-done' | 'rename' | 'readFile';
 
 export interface FaultRule {
   op: FaultOp;
@@ -75,7 +75,7 @@ export class FaultyIo implements StoreIo {
   /** When set, datasync waits for it (to hold appends unacknowledged). */
   datasyncGate: Promise<void> | null = null;
   /**
-   * When set, told of every writev and read as it starts (with its byte count), every datasync
+   * When set, told of every writev, read and read batch as it starts (with its byte count), every datasync
    * as it completes, every rename (its target) and every whole-file read.
    */
   trace: ((event: TraceEvent, path: string, bytes: number) => void) | null = null;
@@ -127,6 +127,10 @@ export class FaultyIo implements StoreIo {
         io.trace?.('read', path, length);
         return inner.read(buf, offset, length, position);
       },
+      readBatch(buffers, positions, gate) {
+        io.trace?.('readBatch', path, buffers.reduce((n, b) => n + b.byteLength, 0));
+        return inner.readBatch(buffers, positions, gate);
+      },
       async datasync() {
         if (io.datasyncGate) await io.datasyncGate;
         const rule = io.take('datasync', path);
@@ -144,6 +148,7 @@ export class FaultyIo implements StoreIo {
     };
   }
 
+  readonly nativeReads = nodeIo.nativeReads;
   readdir = nodeIo.readdir;
   mkdirp = nodeIo.mkdirp;
   unlink = nodeIo.unlink;

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { join } from 'node:path';
 import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
 import { APPEND_QUIET_MS } from '../../src/store/constants.js';
-import { defaultColdReadConcurrency, libuvThreadpoolSize } from '../../src/store/options.js';
+import { defaultColdReadConcurrency, historyReadCap, libuvThreadpoolSize } from '../../src/store/options.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
 import { payload, removeDir, tempDir } from './helpers.js';
 
@@ -185,12 +185,26 @@ async function filledDir(): Promise<string> {
   return dir;
 }
 
-/** The real file system, counting reads of segment files in flight (each held 5 ms so they overlap). */
+/**
+ * The real file system, counting reads of segment files in flight (each held 5 ms so they overlap);
+ * a read batch (a cold getRange's spans) is one read, as it is one thread-pool job.
+ */
 function countingIo(): { io: StoreIo; maxInFlight: () => number; resetMax: () => void; reads: () => number; openSegments: () => number } {
   let inFlight = 0;
   let max = 0;
   let reads = 0;
   let openSegments = 0;
+  async function held<T>(call: () => Promise<T>): Promise<T> {
+    inFlight++;
+    reads++;
+    max = Math.max(max, inFlight);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return await call();
+    } finally {
+      inFlight--;
+    }
+  }
   const io: StoreIo = {
     ...nodeIo,
     async open(path, mode) {
@@ -206,17 +220,8 @@ function countingIo(): { io: StoreIo; maxInFlight: () => number; resetMax: () =>
           openSegments--;
           return file.close();
         },
-        async read(buf, offset, length, position) {
-          inFlight++;
-          reads++;
-          max = Math.max(max, inFlight);
-          try {
-            await new Promise((resolve) => setTimeout(resolve, 5));
-            return await file.read(buf, offset, length, position);
-          } finally {
-            inFlight--;
-          }
-        },
+        read: (buf, offset, length, position) => held(() => file.read(buf, offset, length, position)),
+        readBatch: (buffers, positions, gate) => held(() => file.readBatch(buffers, positions, gate)),
       };
     },
   };
@@ -266,9 +271,10 @@ test('cold reads: while appends are under way, coldReadConcurrency bounds histor
     // budget, and all history with none (none also turns read-ahead off, so every range is read).
     const defaultLimit = defaultColdReadConcurrency(process.env.UV_THREADPOOL_SIZE);
     for (const [limit, memoryCacheBytes, check] of [
-      [2, 0, (max: number) => max === 2],
+      [2, 0, (max: number) => max === Math.min(2, historyReadCap(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE)))],
       [undefined, 0, (max: number) => max === defaultLimit],
-      [1024, 0, (max: number) => max > defaultLimit],
+      // Asked for more than the pool: capped at its size - 1, one thread stays free for flushes.
+      [1024, 0, (max: number) => max === historyReadCap(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE))],
       [2, 4 << 20, (max: number) => max > 2],
     ] as const) {
       const c = countingIo();
@@ -290,22 +296,22 @@ test('cold reads: while appends are under way, coldReadConcurrency bounds histor
   }
 });
 
-test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use all of libuv\'s pool; the first append brings the limit back', async () => {
+test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use all of libuv\'s pool but one thread; the first append brings the limit back', async () => {
   const dir = await filledDir();
   const c = countingIo();
   const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, ...SHAPE, coldReadConcurrency: 1 });
   // readAllRanges starts 24 reads at once: a pool larger than that cannot be filled.
-  const idle = Math.min(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE), QUEUES * 3);
+  const idle = Math.min(historyReadCap(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE)), QUEUES * 3);
   try {
     // Nothing appended since open: quiet.
     const quietReads = readAllRanges(s);
     await new Promise((resolve) => setTimeout(resolve, 2)); // reads under way (each is held 5 ms)
     const during = s.stats().historyReads;
-    assert.equal(during.limit, libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE), 'stats: the limit is the pool');
+    assert.equal(during.limit, historyReadCap(libuvThreadpoolSize(process.env.UV_THREADPOOL_SIZE)), 'stats: the limit is the pool but one thread');
     assert.ok(during.inFlight >= 1 && during.inFlight <= during.limit, `stats: ${during.inFlight} in flight`);
     await quietReads;
-    assert.equal(c.maxInFlight(), idle, 'quiet: as many history reads as libuv has threads');
-    assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0 }, 'stats: nothing left in flight or waiting');
+    assert.equal(c.maxInFlight(), idle, 'quiet: as many history reads as libuv has threads, but one');
+    assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0, nativeBatches: nodeIo.nativeReads === true }, 'stats: nothing left in flight or waiting');
     // Appends under way: back to coldReadConcurrency.
     const appends = appendLoop(s);
     await appends.started;
@@ -318,7 +324,7 @@ test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use 
     await new Promise((resolve) => setTimeout(resolve, APPEND_QUIET_MS + 20));
     c.resetMax();
     await readAllRanges(s);
-    assert.equal(c.maxInFlight(), idle, 'quiet again: the pool');
+    assert.equal(c.maxInFlight(), idle, 'quiet again: the pool but one thread');
   } finally {
     await s.close();
     removeDir(dir);

@@ -1,0 +1,83 @@
+/**
+ * The native batch reader (native/pread-batch.c): many preads of one file in one job on libuv's
+ * thread pool. A cold reader needs one pread per record, and each node:fs call is a hand-off to
+ * the pool and back, which on this 2-core machine cost more than the device (docs/store.md,
+ * "Eleventh pass"). Built at `npm install` (native/build.mjs); where it did not build, or with
+ * CIRRUS_NATIVE_READS=off, `nativePreadBatch` is null and NodeFile reads one record at a time.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Fills each buffer from its position; resolves with the bytes read into each (fewer only at the
+ * file's end). With `gate`, each pread first waits (up to `maxYieldUs`) while `gate[0] > 0`.
+ */
+export type PreadBatch = (fd: number, buffers: Uint8Array[], positions: number[], gate?: Int32Array, maxYieldUs?: number) => Promise<number[]>;
+
+/** Wakes every read waiting on `gate[0]` (call it when gate[0] drops to zero and gate[1] > 0). */
+export type OpenGate = (gate: Int32Array) => void;
+
+interface NativeModule {
+  preadBatch: PreadBatch;
+  openGate: OpenGate;
+}
+
+/** Where node-gyp puts the addon, from this file's place in dist/src/store/ (or src/store/). */
+function addonPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 4; up++) {
+    const candidate = join(dir, 'build', 'Release', 'pread_batch.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return '';
+}
+
+function load(): { mod: NativeModule | null; why: string } {
+  if (process.env.CIRRUS_NATIVE_READS === 'off') return { mod: null, why: 'CIRRUS_NATIVE_READS=off' };
+  const path = addonPath();
+  if (path === '') return { mod: null, why: 'build/Release/pread_batch.node not found (it is built by `npm install`, or `npm run build:native`)' };
+  try {
+    const mod = createRequire(import.meta.url)(path) as Partial<NativeModule>;
+    if (typeof mod.preadBatch !== 'function' || typeof mod.openGate !== 'function') return { mod: null, why: `${path} lacks preadBatch or openGate` };
+    return { mod: { preadBatch: mod.preadBatch, openGate: mod.openGate }, why: '' };
+  } catch (err) {
+    return { mod: null, why: `${path} did not load: ${(err as Error).message}` };
+  }
+}
+
+const loaded = load();
+
+/** The native batch reader, or null where it is not available (see `nativePreadUnavailable`). */
+export const nativePreadBatch: PreadBatch | null = loaded.mod?.preadBatch ?? null;
+
+/** Why `nativePreadBatch` is null ('' when it is loaded). */
+export const nativePreadUnavailable: string = loaded.why;
+
+/**
+ * Holds history reads back while flushes (a log write and its fdatasync) are in flight: passed to
+ * StoreFile.readBatch, whose native reads each wait while `flag[0] > 0`, at most `maxYieldUs`.
+ * flag[1] counts reads waiting, so that releasing the last flush wakes them (one futex wake)
+ * only when there are any.
+ */
+export class FlushGate {
+  readonly flag = new Int32Array(new SharedArrayBuffer(8));
+
+  constructor(readonly maxYieldUs: number) {}
+
+  hold(): void {
+    Atomics.add(this.flag, 0, 1);
+  }
+
+  release(): void {
+    const before = Atomics.sub(this.flag, 0, 1);
+    if (before === 1 && Atomics.load(this.flag, 1) > 0) loaded.mod?.openGate(this.flag);
+  }
+
+  /** Flushes holding it now. */
+  get held(): number {
+    return Atomics.load(this.flag, 0);
+  }
+}
