@@ -96,7 +96,6 @@ export function libuvThreadpoolSize(uvThreadpoolSize: string | undefined): numbe
   return n < 0 ? MAX_COLD_READ_CONCURRENCY : Math.min(n, MAX_COLD_READ_CONCURRENCY);
 }
 
-/** DEFAULT_COLD_READ_CONCURRENCY, but never more than libuv's pool less one thread (at least 1). */
 /** History read batches in flight at most, for a pool of `pool` threads: one stays free for the group commit. */
 export function historyReadCap(pool: number): number {
   return Math.max(1, pool - 1);
@@ -110,6 +109,7 @@ export function gateHistoryReads(pool: number): boolean {
   return pool >= 2;
 }
 
+/** DEFAULT_COLD_READ_CONCURRENCY, but never more than libuv's pool less one thread (at least 1). */
 export function defaultColdReadConcurrency(uvThreadpoolSize: string | undefined): number {
   return Math.max(1, Math.min(DEFAULT_COLD_READ_CONCURRENCY, libuvThreadpoolSize(uvThreadpoolSize) - 1));
 }
