@@ -52,8 +52,8 @@ export const RECOMMENDED_NODE_FLAGS: readonly string[] = ['--initial-old-space-s
 /**
  * libuv thread pool size recommended for a process that hosts a busy store (docs/store.md,
  * "Runtime"): `UV_THREADPOOL_SIZE=8`. While appends are under way history reads keep to
- * `coldReadConcurrency` (3) whatever the pool; once appends are quiet they may use the whole pool,
- * and 8 threads read history faster than 4 on an SSD. Measured (docs/store.md, "Sixth pass"): the
+ * `coldReadConcurrency` (3) whatever the pool; once appends are quiet they may use all of it but
+ * one thread, and 8 threads read history faster than 4 on an SSD. Measured (docs/store.md, "Sixth pass"): the
  * benchmark's read-only last phase 14.5-14.8 s with 4 threads, 10.3-11.2 with 8, 9.2-10.4 with
  * 16 (which holds 27 MiB more peak RSS in record Buffers). Like the Node flags, only the host
  * can set it, before its first use of the pool.

@@ -191,8 +191,8 @@ export class SegmentSet {
    * batch: one hand-off to libuv's thread pool where the native batch reader is built (a cold
    * reader's spans are one per record, hundreds of MB apart). Each buffer is shorter than asked
    * only where the file ends. `history`: reads of old data, which wait for a slot
-   * (`coldReadConcurrency` of them while appends are under way, the whole pool once they are
-   * quiet); a batch takes one slot, as it keeps one pool thread busy, and its buffers are only
+   * (`coldReadConcurrency` of them while appends are under way, the pool but one thread once
+   * they are quiet); a batch takes one slot, as it keeps one pool thread busy, and its buffers are only
    * allocated once it has it, so waiting reads hold no memory.
    */
   readBatchAt(seg: Segment, positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
