@@ -1,7 +1,7 @@
 // Builds the store's native batch reader (src/store/native/pread-batch.c) at `npm install`.
 // It is optional: where it cannot build (no C compiler, no Node headers) the store reads history
 // one fs.read per record instead, slower but the same bytes; this script says so and does not
-// fail the install. `stats().nativeReads` and `cirrus store inspect` tell which path a store uses.
+// fail the install. `stats().historyReads.nativeBatches` tells which path a store uses.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
