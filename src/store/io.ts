@@ -153,11 +153,10 @@ class NodeFile implements StoreFile {
   readBatch(buffers: readonly Uint8Array[], positions: readonly number[], gate?: ReadGate): Promise<number[]> {
     if (buffers.length !== positions.length) return Promise.reject(new RangeError(`readBatch: ${buffers.length} buffers, ${positions.length} positions`));
     const batch = this.batch;
-    // A fresh array each call: the native job holds on to it, and with it to the buffers.
+    // A fresh array of buffers each call: the native job holds on to it, and with it to the
+    // buffers (the positions it copies before returning).
     if (batch !== null) {
-      return this.withFd((fd) =>
-        gate ? batch(fd, buffers.slice(), positions.slice(), gate.flag, gate.maxYieldUs) : batch(fd, buffers.slice(), positions.slice()),
-      );
+      return this.withFd((fd) => (gate ? batch(fd, buffers.slice(), positions, gate.flag, gate.maxYieldUs) : batch(fd, buffers.slice(), positions)));
     }
     return this.withFd(async (fd) => {
       const got: number[] = [];

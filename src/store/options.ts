@@ -71,7 +71,7 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
       : checkIntOption('coldReadConcurrency', options.coldReadConcurrency, 1, MAX_COLD_READ_CONCURRENCY),
   );
   // With no flush to protect, readers may have the rest of the pool.
-  const idleColdReadConcurrency = Math.max(coldReadConcurrency, historyCap);
+  const idleColdReadConcurrency = historyCap;
   return {
     dir: options.dir,
     memoryCacheBytes,
@@ -111,5 +111,5 @@ export function gateHistoryReads(pool: number): boolean {
 
 /** DEFAULT_COLD_READ_CONCURRENCY, but never more than libuv's pool less one thread (at least 1). */
 export function defaultColdReadConcurrency(uvThreadpoolSize: string | undefined): number {
-  return Math.max(1, Math.min(DEFAULT_COLD_READ_CONCURRENCY, libuvThreadpoolSize(uvThreadpoolSize) - 1));
+  return Math.min(DEFAULT_COLD_READ_CONCURRENCY, historyReadCap(libuvThreadpoolSize(uvThreadpoolSize)));
 }

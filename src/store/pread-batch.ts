@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
  * Fills each buffer from its position; resolves with the bytes read into each (fewer only at the
  * file's end). With `gate`, each pread first waits (up to `maxYieldUs`) while `gate[0] > 0`.
  */
-export type PreadBatch = (fd: number, buffers: Uint8Array[], positions: number[], gate?: Int32Array, maxYieldUs?: number) => Promise<number[]>;
+export type PreadBatch = (fd: number, buffers: Uint8Array[], positions: readonly number[], gate?: Int32Array, maxYieldUs?: number) => Promise<number[]>;
 
 /** Wakes every read waiting on `gate[0]` (call it when gate[0] drops to zero and gate[1] > 0). */
 export type OpenGate = (gate: Int32Array) => void;

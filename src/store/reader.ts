@@ -16,7 +16,7 @@ import {
 import { StoreCorruptError } from './errors.js';
 import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
 import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js';
-import type { Segment, SegmentSet } from './segment-set.js';
+import type { SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 
 /** The queue a read is for, as records name it. */
@@ -148,49 +148,39 @@ export class RecordReader {
     /** Bytes of the spans that read-ahead bodies were cut from (what those views keep alive). */
     let aheadSpanBytes = 0;
     const all = fromLog.concat(ahead);
-    // Spans: records of one segment, close together, bounded in size ([first, past) into `all`).
-    const spans: { seg: Segment; first: number; past: number; start: number; end: number; history: boolean }[] = [];
+    // Recently written data is likely still in the OS page cache and costs the device nothing;
+    // its readers (tail readers that fell out of the memory tier) must not queue behind history.
+    const historyBelow = visibleEnd - this.recentReadBytes;
     let i = 0;
     while (i < all.length) {
+      // One batch (one hand-off to the thread pool): the spans of one segment and class. A span is
+      // records close together, bounded in size: `all[firsts[k]]` up to `all[firsts[k + 1]]`.
       const seg = this.segments.find(all[i].position);
       if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${t.name}/${t.queueId}: its segment is missing`, all[i].position);
-      const spanStart = all[i].position;
-      let spanEnd = spanStart + all[i].length;
-      let j = i + 1;
-      while (
-        j < all.length &&
-        all[j].position >= spanEnd &&
-        all[j].position - spanEnd <= READ_COALESCE_GAP_BYTES &&
-        all[j].position + all[j].length - spanStart <= MAX_READ_SPAN_BYTES &&
-        all[j].position + all[j].length <= seg.start + seg.size
-      ) {
-        spanEnd = all[j].position + all[j].length;
-        j++;
-      }
-      // Recently written data is likely still in the OS page cache and costs the device nothing;
-      // its readers (tail readers that fell out of the memory tier) must not queue behind history.
-      const history = spanStart < visibleEnd - this.recentReadBytes;
-      spans.push({ seg, first: i, past: j, start: spanStart, end: spanEnd, history });
-      i = j;
-    }
-    // One batch per run of spans in the same segment and class: one hand-off to the thread pool.
-    let b = 0;
-    while (b < spans.length) {
-      let e = b + 1;
-      while (e < spans.length && spans[e].seg === spans[b].seg && spans[e].history === spans[b].history) e++;
-      const seg = spans[b].seg;
+      const history = all[i].position < historyBelow;
+      const firsts: number[] = [];
       const positions: number[] = [];
       const lengths: number[] = [];
-      for (let k = b; k < e; k++) {
-        positions.push(spans[k].start - seg.start);
-        lengths.push(spans[k].end - spans[k].start);
-      }
-      const bufs = await this.segments.readBatchAt(seg, positions, lengths, spans[b].history);
-      for (let k = b; k < e; k++) {
-        const span = bufs[k - b];
-        const { first, past, start: spanStart } = spans[k];
+      do {
+        const spanStart = all[i].position;
+        let spanEnd = spanStart + all[i].length;
+        firsts.push(i);
+        for (i++; i < all.length; i++) {
+          const next = all[i];
+          if (next.position < spanEnd || next.position - spanEnd > READ_COALESCE_GAP_BYTES) break;
+          if (next.position + next.length - spanStart > MAX_READ_SPAN_BYTES || next.position + next.length > seg.start + seg.size) break;
+          spanEnd = next.position + next.length;
+        }
+        positions.push(spanStart - seg.start);
+        lengths.push(spanEnd - spanStart);
+      } while (i < all.length && this.segments.find(all[i].position) === seg && all[i].position < historyBelow === history);
+      firsts.push(i);
+      const bufs = await this.segments.readBatchAt(seg, positions, lengths, history);
+      for (let k = 0; k < bufs.length; k++) {
+        const span = bufs[k];
+        const spanStart = seg.start + positions[k];
         const keptBefore = aheadBodies.length;
-        for (let r = first; r < past; r++) {
+        for (let r = firsts[k]; r < firsts[k + 1]; r++) {
           const m = all[r];
           const at = m.position - spanStart;
           const problem = recordProblem(span, at, m.length, t, m.offset);
@@ -204,7 +194,6 @@ export class RecordReader {
         }
         if (aheadBodies.length > keptBefore) aheadSpanBytes += span.length;
       }
-      b = e;
     }
     if (aheadBodies.length === 0) return;
     let keptBytes = 0;

@@ -41,6 +41,14 @@
 #include <node_api.h>
 #include <uv.h>
 
+/* One pread of a batch: fill `length` bytes at `data` from `position`; `got` says how many came. */
+typedef struct {
+  uint8_t *data;
+  size_t length;
+  int64_t position;
+  size_t got;
+} read_t;
+
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
@@ -50,20 +58,9 @@ typedef struct {
   int64_t max_yield_ns;
   int fd;
   uint32_t n;
-  uint8_t **data;
-  size_t *length;
-  int64_t *position;
-  size_t *got;
   int err; /* errno of the first failed pread, 0 when none */
+  read_t reads[];
 } batch_t;
-
-static void batch_free(batch_t *b) {
-  free(b->data);
-  free(b->length);
-  free(b->position);
-  free(b->got);
-  free(b);
-}
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -96,10 +93,11 @@ static void execute(napi_env env, void *arg) {
   (void)env;
   batch_t *b = arg;
   for (uint32_t i = 0; i < b->n; i++) {
+    read_t *rd = &b->reads[i];
     wait_at_gate(b);
     size_t done = 0;
-    while (done < b->length[i]) {
-      ssize_t r = pread(b->fd, b->data[i] + done, b->length[i] - done, (off_t)(b->position[i] + (int64_t)done));
+    while (done < rd->length) {
+      ssize_t r = pread(b->fd, rd->data + done, rd->length - done, (off_t)(rd->position + (int64_t)done));
       if (r < 0) {
         if (errno == EINTR) continue;
         b->err = errno;
@@ -108,7 +106,7 @@ static void execute(napi_env env, void *arg) {
       if (r == 0) break; /* the file ends here */
       done += (size_t)r;
     }
-    b->got[i] = done;
+    rd->got = done;
   }
 }
 
@@ -143,7 +141,7 @@ static void complete(napi_env env, napi_status status, void *arg) {
     napi_create_array_with_length(env, b->n, &got);
     for (uint32_t i = 0; i < b->n; i++) {
       napi_value v;
-      napi_create_double(env, (double)b->got[i], &v);
+      napi_create_double(env, (double)b->reads[i].got, &v);
       napi_set_element(env, got, i, v);
     }
     napi_resolve_deferred(env, b->deferred, got);
@@ -151,12 +149,22 @@ static void complete(napi_env env, napi_status status, void *arg) {
   napi_delete_reference(env, b->keep);
   if (b->keep_gate != NULL) napi_delete_reference(env, b->keep_gate);
   napi_delete_async_work(env, b->work);
-  batch_free(b);
+  free(b);
 }
 
 static napi_value type_error(napi_env env, const char *what) {
   napi_throw_type_error(env, "CIRRUS_STORE_INVALID_ARGUMENT", what);
   return NULL;
+}
+
+/* The data and element count of `value` when it is a typed array of `type` with at least `min_count` elements. */
+static bool typed_array_of(napi_env env, napi_value value, napi_typedarray_type type, size_t min_count, void **data, size_t *count) {
+  bool is_typed;
+  napi_typedarray_type got;
+  size_t byte_offset;
+  napi_value ab;
+  return napi_is_typedarray(env, value, &is_typed) == napi_ok && is_typed &&
+         napi_get_typedarray_info(env, value, &got, count, data, &ab, &byte_offset) == napi_ok && got == type && *count >= min_count;
 }
 
 static napi_value pread_batch(napi_env env, napi_callback_info info) {
@@ -168,15 +176,9 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   int32_t *gate = NULL;
   double max_yield_us = 0;
   if (argc == 5) {
-    bool is_typed;
-    napi_typedarray_type type;
-    size_t count, byte_offset;
     void *data;
-    napi_value ab;
-    if (napi_is_typedarray(env, argv[3], &is_typed) != napi_ok || !is_typed ||
-        napi_get_typedarray_info(env, argv[3], &type, &count, &data, &ab, &byte_offset) != napi_ok || type != napi_int32_array || count < 2) {
-      return type_error(env, "preadBatch: gate must be an Int32Array of two elements");
-    }
+    size_t count;
+    if (!typed_array_of(env, argv[3], napi_int32_array, 2, &data, &count)) return type_error(env, "preadBatch: gate must be an Int32Array of two elements");
     if (napi_get_value_double(env, argv[4], &max_yield_us) != napi_ok || !(max_yield_us >= 0) || max_yield_us > 1e7) {
       return type_error(env, "preadBatch: maxYieldUs must be a number of microseconds from 0 to 10 s");
     }
@@ -192,16 +194,8 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   napi_get_array_length(env, argv[2], &n_positions);
   if (n != n_positions) return type_error(env, "preadBatch: one position per buffer");
 
-  batch_t *b = calloc(1, sizeof *b);
-  size_t slots = n > 0 ? n : 1;
-  if (b != NULL) {
-    b->data = calloc(slots, sizeof *b->data);
-    b->length = calloc(slots, sizeof *b->length);
-    b->position = calloc(slots, sizeof *b->position);
-    b->got = calloc(slots, sizeof *b->got);
-  }
-  if (b == NULL || b->data == NULL || b->length == NULL || b->position == NULL || b->got == NULL) {
-    if (b != NULL) batch_free(b);
+  batch_t *b = calloc(1, sizeof *b + (size_t)n * sizeof(read_t));
+  if (b == NULL) {
     napi_throw_error(env, "ENOMEM", "preadBatch: out of memory");
     return NULL;
   }
@@ -211,26 +205,20 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   b->max_yield_ns = (int64_t)(max_yield_us * 1000);
   for (uint32_t i = 0; i < n; i++) {
     napi_value buf, pos;
-    bool is_typed;
-    napi_typedarray_type type;
-    size_t count, byte_offset;
     void *data;
-    napi_value ab;
+    size_t count;
     double p;
     napi_get_element(env, argv[1], i, &buf);
-    if (napi_is_typedarray(env, buf, &is_typed) != napi_ok || !is_typed ||
-        napi_get_typedarray_info(env, buf, &type, &count, &data, &ab, &byte_offset) != napi_ok || type != napi_uint8_array) {
-      batch_free(b);
+    if (!typed_array_of(env, buf, napi_uint8_array, 0, &data, &count)) {
+      free(b);
       return type_error(env, "preadBatch: every buffer must be a Uint8Array");
     }
     napi_get_element(env, argv[2], i, &pos);
     if (napi_get_value_double(env, pos, &p) != napi_ok || !(p >= 0) || p > 9007199254740991.0 || p != (double)(int64_t)p) {
-      batch_free(b);
+      free(b);
       return type_error(env, "preadBatch: every position must be a non-negative safe integer");
     }
-    b->data[i] = data;
-    b->length[i] = count;
-    b->position[i] = (int64_t)p;
+    b->reads[i] = (read_t){.data = data, .length = count, .position = (int64_t)p, .got = 0};
   }
   napi_value promise, name;
   napi_create_reference(env, argv[1], 1, &b->keep);
@@ -245,13 +233,9 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
 static napi_value open_gate(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  bool is_typed;
-  napi_typedarray_type type;
-  size_t count, byte_offset;
   void *data;
-  napi_value ab;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_is_typedarray(env, argv[0], &is_typed) != napi_ok ||
-      !is_typed || napi_get_typedarray_info(env, argv[0], &type, &count, &data, &ab, &byte_offset) != napi_ok || type != napi_int32_array || count < 2) {
+  size_t count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || !typed_array_of(env, argv[0], napi_int32_array, 2, &data, &count)) {
     return type_error(env, "openGate(gate): gate must be an Int32Array of two elements");
   }
   syscall(SYS_futex, (int32_t *)data, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
