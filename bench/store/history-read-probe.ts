@@ -8,11 +8,12 @@
  * read (/proc/self/io) and their ratio to the bytes asked for, and the device's readahead setting,
  * which decides how much the kernel reads around a random pread on its own. With `--batch 1,40`
  * (and `--extent-kib 0`), the reads go through the store's native batch reader, N records per
- * call, each line then also giving the main thread's busy time per record.
- * docs/store.md ("Sixth pass", "Eleventh pass") has the results and what they decided.
+ * call, each line then also giving the main thread's busy time per record; `--prefetch 0,16` has
+ * each batch announce that many reads ahead of the one it is on (posix_fadvise WILLNEED).
+ * docs/store.md ("Sixth pass", "Eleventh pass", "Twelfth pass") has the results and what they decided.
  *
  *   UV_THREADPOOL_SIZE=16 node dist/bench/store/history-read-probe.js [--dir DIR] [--coverage 0.05,0.5]
- *     [--concurrency 3,8] [--extent-kib 0,128,1024] [--sweep-after 2] [--batch 1,40] [--json] (--help)
+ *     [--concurrency 3,8] [--extent-kib 0,128,1024] [--sweep-after 2] [--batch 1,40] [--prefetch 0,16] [--json] (--help)
  *
  * Run it with UV_THREADPOOL_SIZE at least the largest --concurrency, or libuv's 4 threads cap it.
  */
@@ -23,7 +24,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { invariant } from '../../src/common/index.js';
 import { libuvThreadpoolSize } from '../../src/store/options.js';
-import { nativePreadBatch, nativePreadUnavailable } from '../../src/store/pread-batch.js';
+import { MAX_READ_PREFETCH, nativePreadBatch, nativePreadUnavailable } from '../../src/store/pread-batch.js';
 import { positiveInt } from './options.js';
 import { randomPool } from './payload.js';
 import { Prng } from './prng.js';
@@ -47,6 +48,8 @@ interface Cell {
   sweeps: number;
   /** Records per read call: 1 is one fs.read each; more is the native batch reader. */
   batch: number;
+  /** Reads a native batch announces ahead of the one it is on (0: none; batches only). */
+  prefetch: number;
   /** Main thread busy (event-loop utilization) per record read, microseconds. */
   mainThreadUsPerRecord: number;
 }
@@ -118,7 +121,7 @@ async function runCell(path: string, fileBytes: number, recordBytes: number, c: 
       const n = Math.min(c.batch, ids.length - next);
       const positions: number[] = [];
       for (let k = 0; k < n; k++) positions.push(ids[next++] * recordBytes);
-      await nativePreadBatch(fh.fd, bufs.slice(0, n), positions);
+      await nativePreadBatch(fh.fd, bufs.slice(0, n), positions, c.prefetch);
     }
   };
   const worker = async (): Promise<void> => {
@@ -170,10 +173,11 @@ async function main(): Promise<void> {
     .option('--extent-kib <list>', 'extent read whole after --sweep-after reads in it, KiB, comma-separated; 0: never', numberList('--extent-kib', 0, 1024 * 1024, true), [0, 128, 1024])
     .option('--sweep-after <n>', 'reads landing in an extent before it is read whole', positiveInt('--sweep-after', 1_000_000), 2)
     .option('--batch <list>', 'records per read call, comma-separated: 1 is one fs.read each, more goes through the native batch reader (needs --extent-kib 0)', numberList('--batch', 1, 10_000, true), [1])
+    .option('--prefetch <list>', 'reads a native batch announces to the kernel ahead of the one it is on, comma-separated (batches above 1 only)', numberList('--prefetch', 0, MAX_READ_PREFETCH, true), [0])
     .option('--seed <n>', 'seed of the record picks and their order', positiveInt('--seed', 0xffff_ffff), 1)
     .option('--json', 'print the cells as one JSON object on the last line');
   cmd.parse(process.argv.slice(2), { from: 'user' });
-  const o = cmd.opts<{ dir?: string; fileGib: number; recordBytes: number; coverage: number[]; concurrency: number[]; extentKib: number[]; sweepAfter: number; batch: number[]; seed: number; json?: boolean }>();
+  const o = cmd.opts<{ dir?: string; fileGib: number; recordBytes: number; coverage: number[]; concurrency: number[]; extentKib: number[]; sweepAfter: number; batch: number[]; prefetch: number[]; seed: number; json?: boolean }>();
   if (o.batch.some((b) => b > 1)) {
     if (o.extentKib.some((x) => x > 0)) cmd.error('--batch above 1 reads records only: give --extent-kib 0');
     if (nativePreadBatch === null) cmd.error(`--batch above 1 needs the native batch reader, which is not available: ${nativePreadUnavailable}`);
@@ -195,14 +199,16 @@ async function main(): Promise<void> {
       for (const concurrency of o.concurrency) {
         for (const extentKiB of o.extentKib) {
           for (const batch of o.batch) {
-            const cell = await runCell(path, fileBytes, o.recordBytes, { coverage, concurrency, extentKiB, sweepAfter: o.sweepAfter, batch }, o.seed);
-            cells.push(cell);
-            console.error(
-              `coverage ${coverage}, ${concurrency} in flight, ${extentKiB === 0 ? 'no sweeps' : `${extentKiB} KiB extents swept after ${o.sweepAfter} reads`}, ` +
-                `${batch === 1 ? 'one fs.read per record' : `native batches of ${batch}`}: ` +
-                `${cell.records} records in ${cell.seconds} s = ${cell.recordMiBps} MiB/s; device read ${cell.deviceMiB ?? 'n/a'} MiB (${cell.amplification ?? 'n/a'} x asked); ` +
-                `${cell.sweeps} sweeps; main thread ${cell.mainThreadUsPerRecord} us per record`,
-            );
+            for (const prefetch of batch === 1 ? [0] : o.prefetch) {
+              const cell = await runCell(path, fileBytes, o.recordBytes, { coverage, concurrency, extentKiB, sweepAfter: o.sweepAfter, batch, prefetch }, o.seed);
+              cells.push(cell);
+              console.error(
+                `coverage ${coverage}, ${concurrency} in flight, ${extentKiB === 0 ? 'no sweeps' : `${extentKiB} KiB extents swept after ${o.sweepAfter} reads`}, ` +
+                  `${batch === 1 ? 'one fs.read per record' : `native batches of ${batch}, prefetch ${prefetch}`}: ` +
+                  `${cell.records} records in ${cell.seconds} s = ${cell.recordMiBps} MiB/s; device read ${cell.deviceMiB ?? 'n/a'} MiB (${cell.amplification ?? 'n/a'} x asked); ` +
+                  `${cell.sweeps} sweeps; main thread ${cell.mainThreadUsPerRecord} us per record`,
+              );
+            }
           }
         }
       }

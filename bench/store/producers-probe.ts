@@ -40,7 +40,7 @@ function segmentIo(mode: IoMode): StoreIo {
         writev: mode === 'no-sync' ? (buffers, position) => file.writev(buffers, position) : () => Promise.resolve(),
         datasync: mode === 'no-write' ? () => file.datasync() : () => Promise.resolve(),
         read: (buf, offset, length, position) => file.read(buf, offset, length, position),
-        readBatch: (buffers, positions, gate) => file.readBatch(buffers, positions, gate),
+        readBatch: (buffers, positions, how) => file.readBatch(buffers, positions, how),
         truncate: (length) => file.truncate(length),
         size: () => file.size(),
         close: () => file.close(),

@@ -189,6 +189,16 @@ export const RECENT_READ_MEMORY_MULTIPLE = 4;
  */
 export const HISTORY_READ_YIELD_MAX_US = 2000;
 
+/**
+ * Reads of a batch announced to the kernel ahead of the one being read (posix_fadvise WILLNEED,
+ * native batch reader only), so they reach the device together instead of one per pool thread.
+ * While appends run, the reads a batch puts before the device compete with the flushes' writes
+ * and syncs: HISTORY_READ_PREFETCH then; once appends are quiet, HISTORY_READ_PREFETCH_IDLE.
+ * Measured in docs/store.md, "Twelfth pass".
+ */
+export const HISTORY_READ_PREFETCH = 4;
+export const HISTORY_READ_PREFETCH_IDLE = 16;
+
 /** Cold reads of neighbouring records are merged into one pread when the gap is at most this. */
 export const READ_COALESCE_GAP_BYTES = 64 * KiB;
 
@@ -214,6 +224,15 @@ export const READ_AHEAD_MAX_BYTES = 2 * MiB;
  * buffers beyond the cache budget 49-100 MiB before the copy, 47-64 MiB with it.
  */
 export const READ_AHEAD_MAX_SPAN_RATIO = 1.25;
+
+/**
+ * Records handed to readers are cut from slabs of this size (read-slab.ts); a record a caller
+ * keeps keeps its slab alive, so this bounds what one kept record can pin.
+ */
+export const READ_SLAB_BYTES = 256 * KiB;
+
+/** Cuts above this get an allocation of their own rather than a slab's tail. */
+export const READ_SLAB_MAX_CUT_BYTES = 64 * KiB;
 
 /** Share of the memory budget that read-ahead may hold (the rest is the hot tail). */
 export const READ_AHEAD_BUDGET_FRACTION = 0.25;

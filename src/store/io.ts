@@ -49,6 +49,14 @@ export interface ReadGate {
   readonly maxYieldUs: number;
 }
 
+/** How a batch of reads runs (see StoreFile.readBatch). */
+export interface ReadBatchOptions {
+  /** Each read first waits while `gate.flag[0] > 0`, up to `gate.maxYieldUs`. */
+  readonly gate?: ReadGate;
+  /** Reads announced to the kernel ahead of the one being read, so they reach the device together (0: none). */
+  readonly prefetch?: number;
+}
+
 export interface StoreFile {
   /** Writes every byte of `buffers` at `position` (loops on short writes). */
   writev(buffers: readonly Uint8Array[], position: number): Promise<void>;
@@ -58,10 +66,10 @@ export interface StoreFile {
    * Fills each of `buffers` from the matching entry of `positions`, as `read` would; resolves
    * with the bytes read into each. Fails as a whole when any read fails. One hand-off to the
    * thread pool for all of them where the native batch reader is built (pread-batch.ts).
-   * `gate`: each read first waits while `gate.flag[0] > 0`, up to `gate.maxYieldUs` (the native
-   * reader only; one fs.read at a time cannot be held back once submitted, and ignores it).
+   * `options.gate` and `options.prefetch` are honoured by the native reader only; one fs.read at
+   * a time cannot be held back once submitted, and ignores them.
    */
-  readBatch(buffers: readonly Uint8Array[], positions: readonly number[], gate?: ReadGate): Promise<number[]>;
+  readBatch(buffers: readonly Uint8Array[], positions: readonly number[], options?: ReadBatchOptions): Promise<number[]>;
   datasync(): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;
@@ -150,13 +158,14 @@ class NodeFile implements StoreFile {
     return this.withFd((fd) => preadFully(fd, buf, offset, length, position));
   }
 
-  readBatch(buffers: readonly Uint8Array[], positions: readonly number[], gate?: ReadGate): Promise<number[]> {
+  readBatch(buffers: readonly Uint8Array[], positions: readonly number[], options: ReadBatchOptions = {}): Promise<number[]> {
     if (buffers.length !== positions.length) return Promise.reject(new RangeError(`readBatch: ${buffers.length} buffers, ${positions.length} positions`));
     const batch = this.batch;
     // A fresh array of buffers each call: the native job holds on to it, and with it to the
     // buffers (the positions it copies before returning).
     if (batch !== null) {
-      return this.withFd((fd) => (gate ? batch(fd, buffers.slice(), positions, gate.flag, gate.maxYieldUs) : batch(fd, buffers.slice(), positions)));
+      const { gate, prefetch = 0 } = options;
+      return this.withFd((fd) => (gate ? batch(fd, buffers.slice(), positions, prefetch, gate.flag, gate.maxYieldUs) : batch(fd, buffers.slice(), positions, prefetch)));
     }
     return this.withFd(async (fd) => {
       const got: number[] = [];

@@ -12,9 +12,14 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Fills each buffer from its position; resolves with the bytes read into each (fewer only at the
- * file's end). With `gate`, each pread first waits (up to `maxYieldUs`) while `gate[0] > 0`.
+ * file's end). Before each pread, the reads up to `prefetch` (0 to MAX_READ_PREFETCH) ahead are
+ * announced to the kernel (posix_fadvise WILLNEED), which starts them at once. With `gate`, each
+ * pread first waits (up to `maxYieldUs`) while `gate[0] > 0`.
  */
-export type PreadBatch = (fd: number, buffers: Uint8Array[], positions: readonly number[], gate?: Int32Array, maxYieldUs?: number) => Promise<number[]>;
+export type PreadBatch = (fd: number, buffers: Uint8Array[], positions: readonly number[], prefetch: number, gate?: Int32Array, maxYieldUs?: number) => Promise<number[]>;
+
+/** The largest `prefetch` preadBatch takes (MAX_PREFETCH in native/pread-batch.c). */
+export const MAX_READ_PREFETCH = 1024;
 
 /** Wakes every read waiting on `gate[0]` (call it when gate[0] drops to zero and gate[1] > 0). */
 export type OpenGate = (gate: Int32Array) => void;

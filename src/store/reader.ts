@@ -13,6 +13,7 @@ import {
   READ_AHEAD_RECORDS,
   READ_COALESCE_GAP_BYTES,
 } from './constants.js';
+import { ReadSlab } from './read-slab.js';
 import { StoreCorruptError } from './errors.js';
 import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
 import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js';
@@ -64,6 +65,9 @@ export interface ReadCounters {
 }
 
 export class RecordReader {
+  /** Memory for the records hot reads copy out for their callers (read-slab.ts). */
+  private readonly slab = new ReadSlab();
+
   constructor(
     private readonly index: QueueIndex,
     private readonly segments: SegmentSet,
@@ -91,7 +95,7 @@ export class RecordReader {
         const at = position - chunk.start;
         const problem = recordProblem(chunk.buf, at, length, t, o, false);
         if (problem) throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} in memory: ${problem}`, position);
-        out[o - from] = Buffer.from(chunk.buf.subarray(at + RECORD_HEADER_BYTES, at + length));
+        out[o - from] = this.slab.copy(chunk.buf, at + RECORD_HEADER_BYTES, at + length);
         this.mem.counter.hits++;
         continue;
       }

@@ -9,10 +9,10 @@
 import { join } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
-import { APPEND_QUIET_MS, HISTORY_READ_YIELD_MAX_US, MAX_OPEN_READ_FILES } from './constants.js';
+import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE, HISTORY_READ_YIELD_MAX_US, MAX_OPEN_READ_FILES } from './constants.js';
 import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
-import type { ReadGate, StoreFile, StoreIo } from './io.js';
+import type { ReadBatchOptions, StoreFile, StoreIo } from './io.js';
 import { FlushGate } from './pread-batch.js';
 import type { HistoryReadStats } from './types.js';
 
@@ -197,9 +197,15 @@ export class SegmentSet {
    */
   readBatchAt(seg: Segment, positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
     invariant(positions.length === lengths.length && positions.length > 0, 'a read batch has one length per position, and at least one');
-    if (!history) return this.readNow(seg, positions, lengths, undefined);
+    if (!history) return this.readNow(seg, positions, lengths, { prefetch: this.readPrefetch() });
     this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
-    return this.readSlots(() => this.readNow(seg, positions, lengths, this.gateHistoryReads ? this.flushGate : undefined));
+    // The prefetch depth is chosen when the batch starts: a batch started while appends were
+    // quiet keeps its depth if appends resume (at most HISTORY_READ_PREFETCH_IDLE reads ahead).
+    return this.readSlots(() => this.readNow(seg, positions, lengths, { gate: this.gateHistoryReads ? this.flushGate : undefined, prefetch: this.readPrefetch() }));
+  }
+
+  private readPrefetch(): number {
+    return this.appendsQuiet() ? HISTORY_READ_PREFETCH_IDLE : HISTORY_READ_PREFETCH;
   }
 
   private setHistoryReadLimit(n: number): void {
@@ -222,10 +228,10 @@ export class SegmentSet {
     return this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
   }
 
-  private readNow(seg: Segment, positions: readonly number[], lengths: readonly number[], gate: ReadGate | undefined): Promise<Buffer[]> {
+  private readNow(seg: Segment, positions: readonly number[], lengths: readonly number[], how: ReadBatchOptions): Promise<Buffer[]> {
     return this.withFile(seg, false, async (file) => {
       const bufs = lengths.map((n) => Buffer.allocUnsafe(n));
-      const got = await file.readBatch(bufs, positions, gate);
+      const got = await file.readBatch(bufs, positions, how);
       invariant(got.length === bufs.length, 'a read batch reports every buffer');
       for (let k = 0; k < bufs.length; k++) if (got[k] !== bufs[k].length) bufs[k] = bufs[k].subarray(0, got[k]);
       return bufs;

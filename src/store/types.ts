@@ -131,7 +131,12 @@ export interface QueueInfo {
 export interface MessageStoreApi {
   /** Durable per `sync` before it resolves; resolves to the record's offset in its queue. */
   append(topic: string, queueId: number, data: Uint8Array): Promise<number>;
-  /** Records offset .. offset+n-1 (n <= fetchNum <= 100); [] past the end. */
+  /**
+   * Records offset .. offset+n-1 (n <= fetchNum <= 100); [] past the end. The buffers are the
+   * caller's own (nothing else writes them), but several may share one allocation: keeping one
+   * record for long keeps up to READ_SLAB_BYTES (256 KiB), or the span of log it was read with,
+   * alive. Copy records you keep for long.
+   */
   getRange(topic: string, queueId: number, offset: number, fetchNum: number): Promise<Buffer[]>;
   /** One past the last offset of the queue; 0 for an unknown queue. */
   endOffset(topic: string, queueId: number): number;

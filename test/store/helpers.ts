@@ -127,9 +127,9 @@ export class FaultyIo implements StoreIo {
         io.trace?.('read', path, length);
         return inner.read(buf, offset, length, position);
       },
-      readBatch(buffers, positions, gate) {
+      readBatch(buffers, positions, how) {
         io.trace?.('readBatch', path, buffers.reduce((n, b) => n + b.byteLength, 0));
-        return inner.readBatch(buffers, positions, gate);
+        return inner.readBatch(buffers, positions, how);
       },
       async datasync() {
         if (io.datasyncGate) await io.datasyncGate;

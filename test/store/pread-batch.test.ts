@@ -24,7 +24,7 @@ test('native batch reader: built by npm install and loaded (null, saying why, on
   assert.equal(createNodeIo({ nativeReads: false }).nativeReads, false);
 });
 
-test('readBatch: native and one-read-at-a-time give every buffer the file\'s bytes, short only where the file ends (property)', async () => {
+test('readBatch: native (any prefetch depth) and one-read-at-a-time give every buffer the file\'s bytes, short only where the file ends (property)', async () => {
   const dir = tempDir();
   try {
     const path = join(dir, 'data');
@@ -36,10 +36,11 @@ test('readBatch: native and one-read-at-a-time give every buffer the file\'s byt
       await fc.assert(
         fc.asyncProperty(
           fc.array(fc.record({ position: fc.integer({ min: 0, max: size + 5_000 }), length: fc.integer({ min: 0, max: 70_000 }) }), { minLength: 1, maxLength: 40 }),
-          async (reads) => {
+          fc.integer({ min: 0, max: 50 }),
+          async (reads, prefetch) => {
             for (const f of files) {
               const bufs = reads.map((r) => Buffer.alloc(r.length, 0xee));
-              const got = await f.readBatch(bufs, reads.map((r) => r.position));
+              const got = await f.readBatch(bufs, reads.map((r) => r.position), { prefetch });
               reads.forEach((r, k) => {
                 const want = bytes.subarray(Math.min(r.position, size), Math.min(r.position + r.length, size));
                 assert.equal(got[k], want.length, `read ${k} (${r.length} bytes at ${r.position}): bytes read`);
@@ -68,7 +69,8 @@ test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad
     // A directory opens read-only but every pread of it fails with EISDIR.
     const fd = openSync(dir, 'r');
     try {
-      await assert.rejects(batch(fd, [Buffer.alloc(10)], [0]), { code: 'EISDIR', errno: -21, syscall: 'pread' });
+      await assert.rejects(batch(fd, [Buffer.alloc(10)], [0], 0), { code: 'EISDIR', errno: -21, syscall: 'pread' });
+      await assert.rejects(batch(fd, [Buffer.alloc(10)], [0], 8), { code: 'EISDIR', errno: -21, syscall: 'pread' }, 'advice that fails changes nothing');
     } finally {
       closeSync(fd);
     }
@@ -77,14 +79,20 @@ test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad
     const file = openSync(path, 'r');
     try {
       const invalid = { code: 'CIRRUS_STORE_INVALID_ARGUMENT' };
-      assert.throws(() => batch(file, [Buffer.alloc(1)], [0, 1]), { ...invalid, message: /one position per buffer/ });
-      assert.throws(() => batch(file, [new Uint16Array(2) as unknown as Uint8Array], [0]), { ...invalid, message: /Uint8Array/ });
-      assert.throws(() => batch(file, [Buffer.alloc(1)], [-1]), { ...invalid, message: /non-negative safe integer/ });
-      assert.throws(() => batch(file, [Buffer.alloc(1)], [0.5]), { ...invalid, message: /non-negative safe integer/ });
-      assert.throws(() => batch(-1, [Buffer.alloc(1)], [0]), { ...invalid, message: /descriptor/ });
+      assert.throws(() => batch(file, [Buffer.alloc(1)], [0, 1], 0), { ...invalid, message: /one position per buffer/ });
+      assert.throws(() => batch(file, [new Uint16Array(2) as unknown as Uint8Array], [0], 0), { ...invalid, message: /Uint8Array/ });
+      assert.throws(() => batch(file, [Buffer.alloc(1)], [-1], 0), { ...invalid, message: /non-negative safe integer/ });
+      assert.throws(() => batch(file, [Buffer.alloc(1)], [0.5], 0), { ...invalid, message: /non-negative safe integer/ });
+      for (const prefetch of [-1, 1.5, 1025, Number.NaN, '4' as unknown as number]) {
+        assert.throws(() => batch(file, [Buffer.alloc(1)], [0], prefetch), { ...invalid, message: /prefetch must be a whole number of reads from 0 to 1024/ }, `prefetch ${String(prefetch)}`);
+      }
+      const arity = batch as unknown as (...args: unknown[]) => Promise<number[]>;
+      assert.throws(() => arity(file, [Buffer.alloc(1)], [0]), { ...invalid, message: /four or six arguments/ });
+      assert.throws(() => arity(file, [Buffer.alloc(1)], [0], 0, new Int32Array(2)), { ...invalid, message: /four or six arguments/ });
+      assert.throws(() => batch(-1, [Buffer.alloc(1)], [0], 0), { ...invalid, message: /descriptor/ });
       // Views into a larger buffer are filled where they lie, not at the start of their memory.
       const whole = Buffer.alloc(30, 0xee);
-      assert.deepEqual(await batch(file, [whole.subarray(10, 20)], [95]), [5]);
+      assert.deepEqual(await batch(file, [whole.subarray(10, 20)], [95], 1), [5]);
       assert.deepEqual([...whole], [...Buffer.alloc(10, 0xee), ...Buffer.alloc(5, 1), ...Buffer.alloc(15, 0xee)]);
     } finally {
       closeSync(file);
@@ -111,7 +119,7 @@ test('readBatch with a flush gate: reads wait while a flush holds it, go on when
       assert.equal(gate.held, 2);
       const bufs = [Buffer.alloc(1000), Buffer.alloc(2000)];
       let settled = false;
-      const reading = f.readBatch(bufs, [5, 40_000], gate).then((got) => {
+      const reading = f.readBatch(bufs, [5, 40_000], { gate, prefetch: 2 }).then((got) => {
         settled = true;
         return got;
       });
@@ -128,12 +136,12 @@ test('readBatch with a flush gate: reads wait while a flush holds it, go on when
       // A gate held for good: with no yield allowed the reads go on at once.
       const stuck = new FlushGate(0);
       stuck.hold();
-      assert.deepEqual(await f.readBatch([Buffer.alloc(10)], [0], stuck), [10]);
+      assert.deepEqual(await f.readBatch([Buffer.alloc(10)], [0], { gate: stuck }), [10]);
       // Bad gate arguments are refused, naming what was wrong.
       const batch = nativePreadBatch;
       assert.ok(batch !== null);
-      assert.throws(() => batch(0, [], [], new Int32Array(1), 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /two elements/ });
-      assert.throws(() => batch(0, [], [], new Int32Array(2), -1), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /maxYieldUs/ });
+      assert.throws(() => batch(0, [], [], 0, new Int32Array(1), 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /two elements/ });
+      assert.throws(() => batch(0, [], [], 0, new Int32Array(2), -1), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /maxYieldUs/ });
     } finally {
       await f.close();
     }

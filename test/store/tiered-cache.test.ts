@@ -4,7 +4,7 @@ import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
-import { APPEND_QUIET_MS } from '../../src/store/constants.js';
+import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE } from '../../src/store/constants.js';
 import { defaultColdReadConcurrency, historyReadCap, libuvThreadpoolSize } from '../../src/store/options.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
 import { payload, removeDir, tempDir } from './helpers.js';
@@ -189,7 +189,9 @@ async function filledDir(): Promise<string> {
  * The real file system, counting reads of segment files in flight (each held 5 ms so they overlap);
  * a read batch (a cold getRange's spans) is one read, as it is one thread-pool job.
  */
-function countingIo(): { io: StoreIo; maxInFlight: () => number; resetMax: () => void; reads: () => number; openSegments: () => number } {
+function countingIo(): { io: StoreIo; maxInFlight: () => number; resetMax: () => void; reads: () => number; openSegments: () => number; prefetches: Set<number> } {
+  /** The prefetch depths read batches were given (cleared by the tests as they go). */
+  const prefetches = new Set<number>();
   let inFlight = 0;
   let max = 0;
   let reads = 0;
@@ -221,11 +223,14 @@ function countingIo(): { io: StoreIo; maxInFlight: () => number; resetMax: () =>
           return file.close();
         },
         read: (buf, offset, length, position) => held(() => file.read(buf, offset, length, position)),
-        readBatch: (buffers, positions, gate) => held(() => file.readBatch(buffers, positions, gate)),
+        readBatch: (buffers, positions, how) => {
+          prefetches.add(how?.prefetch ?? 0);
+          return held(() => file.readBatch(buffers, positions, how));
+        },
       };
     },
   };
-  return { io, maxInFlight: () => max, resetMax: () => (max = inFlight), reads: () => reads, openSegments: () => openSegments };
+  return { io, maxInFlight: () => max, resetMax: () => (max = inFlight), reads: () => reads, openSegments: () => openSegments, prefetches };
 }
 
 /** 24 cold reads at once: 8 queues x 3 ranges, each checked byte for byte. */
@@ -296,7 +301,7 @@ test('cold reads: while appends are under way, coldReadConcurrency bounds histor
   }
 });
 
-test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use all of libuv\'s pool but one thread; the first append brings the limit back', async () => {
+test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use all of libuv\'s pool but one thread and prefetch deeper; the first append brings both back', async () => {
   const dir = await filledDir();
   const c = countingIo();
   const s = await MessageStore.open({ dir, io: c.io, memoryCacheBytes: 0, ...SHAPE, coldReadConcurrency: 1 });
@@ -311,20 +316,25 @@ test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use 
     assert.ok(during.inFlight >= 1 && during.inFlight <= during.limit, `stats: ${during.inFlight} in flight`);
     await quietReads;
     assert.equal(c.maxInFlight(), idle, 'quiet: as many history reads as libuv has threads, but one');
+    assert.deepEqual([...c.prefetches], [HISTORY_READ_PREFETCH_IDLE], 'quiet: batches announce HISTORY_READ_PREFETCH_IDLE reads ahead');
     assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0, nativeBatches: nodeIo.nativeReads === true }, 'stats: nothing left in flight or waiting');
     // Appends under way: back to coldReadConcurrency.
     const appends = appendLoop(s);
     await appends.started;
     c.resetMax();
+    c.prefetches.clear();
     await readAllRanges(s);
     assert.equal(c.maxInFlight(), 1, 'appends under way: coldReadConcurrency');
+    assert.deepEqual([...c.prefetches], [HISTORY_READ_PREFETCH], 'appends under way: HISTORY_READ_PREFETCH reads ahead');
     assert.equal(s.stats().historyReads.limit, 1, 'stats: coldReadConcurrency while appending');
     // Appends stop; once quiet for longer than APPEND_QUIET_MS, the pool again.
     await appends.stop();
     await new Promise((resolve) => setTimeout(resolve, APPEND_QUIET_MS + 20));
     c.resetMax();
+    c.prefetches.clear();
     await readAllRanges(s);
     assert.equal(c.maxInFlight(), idle, 'quiet again: the pool but one thread');
+    assert.deepEqual([...c.prefetches], [HISTORY_READ_PREFETCH_IDLE], 'quiet again: the deeper prefetch');
   } finally {
     await s.close();
     removeDir(dir);
@@ -583,6 +593,32 @@ test('memory tier: a batch read from memory is the reader\'s own copy; evicting 
     assert.deepEqual(batch[11], payload('t', 0, 11, 711));
     // And the store still serves its own bytes.
     assert.deepEqual((await s.getRange('t', 0, 10, 1))[0], payload('t', 0, 10, 710));
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('cold reads: records read from the log are the reader\'s own; writing into one changes nothing else', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, ...SHAPE });
+  try {
+    // Each record of 'sparse' is followed by 9 x 8 KB of other queues: more than the read
+    // coalescing gap, so every record is a span of its own.
+    for (let o = 0; o < 40; o++) {
+      await Promise.all([s.append('sparse', 0, payload('sparse', 0, o, BODY)), ...Array.from({ length: 9 }, (_, k) => s.append('bulk', k, payload('bulk', k, o, 8000)))]);
+    }
+    for (let round = 0; round < 16; round++) await Promise.all(Array.from({ length: 64 }, (_, k) => s.append('other', k, payload('other', k, round, 8000))));
+    const before = s.stats().cache.memory;
+    const batch = await s.getRange('sparse', 0, 0, 20);
+    assert.equal(s.stats().cache.memory.misses - before.misses, 20, 'all 20 came from the log');
+    batch.forEach((b, i) => assert.deepEqual(b, payload('sparse', 0, i, BODY), `offset ${i}`));
+    batch[5].fill(0);
+    batch.forEach((b, i) => i === 5 || assert.deepEqual(b, payload('sparse', 0, i, BODY), `offset ${i} after offset 5 was overwritten`));
+    // The rest (read ahead meanwhile) and offset 5 again, from the log: the store's bytes are intact.
+    const rest = await s.getRange('sparse', 0, 20, 20);
+    rest.forEach((b, i) => assert.deepEqual(b, payload('sparse', 0, 20 + i, BODY), `offset ${20 + i}`));
+    assert.deepEqual((await s.getRange('sparse', 0, 5, 1))[0], payload('sparse', 0, 5, BODY));
   } finally {
     await s.close();
     removeDir(dir);

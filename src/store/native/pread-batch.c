@@ -1,10 +1,13 @@
 /*
  * The store's native batch reader (docs/store.md, "Eleventh pass" and "Runtime").
  *
- * preadBatch(fd, buffers, positions[, gate, maxYieldUs]) -> Promise<number[]>
+ * preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs]) -> Promise<number[]>
  *   Fills each buffer from its file position with pread(2), all of them in one job on libuv's
  *   thread pool, and resolves with the bytes read into each (fewer than its length only where
- *   the file ends). Rejects like node:fs (code, errno, syscall) when a pread fails.
+ *   the file ends). Rejects like node:fs (code, errno, syscall) when a pread fails. Before each
+ *   pread, the reads up to `prefetch` ahead of it are announced to the kernel
+ *   (posix_fadvise WILLNEED), which starts them at once: one thread keeps that many reads
+ *   before the device instead of one.
  *
  * Why: a cold reader needs one pread per record (a queue's records lie hundreds of MB apart in
  * the log), and each pread through node:fs is a separate hand-off to the pool and back. On a
@@ -28,6 +31,7 @@
  */
 #define NAPI_VERSION 8
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdint.h>
@@ -40,6 +44,12 @@
 
 #include <node_api.h>
 #include <uv.h>
+
+/* Reads advised ahead at most (a bound on the requests one batch puts before the device). */
+#define MAX_PREFETCH 1024
+/* Bytes advised and not yet read at most, beyond the read in progress: large spans (a queue
+ * written alone reads in spans of up to 4 MiB) are not announced many at a time. */
+#define MAX_PREFETCH_BYTES (2u << 20)
 
 /* One pread of a batch: fill `length` bytes at `data` from `position`; `got` says how many came. */
 typedef struct {
@@ -56,6 +66,7 @@ typedef struct {
   napi_ref keep_gate; /* the gate's array, when there is one */
   int32_t *gate;
   int64_t max_yield_ns;
+  uint32_t prefetch; /* reads advised ahead of the pread (POSIX_FADV_WILLNEED), 0: none */
   int fd;
   uint32_t n;
   int err; /* errno of the first failed pread, 0 when none */
@@ -92,9 +103,26 @@ static void wait_at_gate(const batch_t *b) {
 static void execute(napi_env env, void *arg) {
   (void)env;
   batch_t *b = arg;
+  /* Advice runs `prefetch` reads (and at most MAX_PREFETCH_BYTES) ahead of the pread: the device
+   * gets that many requests at once rather than one per pool thread (random reads of an uncached
+   * file, batches of 40, 3 batches in flight: 179-235 MiB/s without, 305-385 with 4-16 ahead;
+   * docs/store.md "Twelfth pass"). */
+  uint32_t advised = 0;
+  uint64_t outstanding = 0; /* bytes of the reads advised and not yet read, [i, advised) */
   for (uint32_t i = 0; i < b->n; i++) {
     read_t *rd = &b->reads[i];
     wait_at_gate(b);
+    if (b->prefetch > 0) {
+      if (i > 0) outstanding -= b->reads[i - 1].length;
+      uint32_t until = b->n - i - 1 > b->prefetch ? i + 1 + b->prefetch : b->n;
+      while (advised < until && (advised == i || outstanding + b->reads[advised].length <= MAX_PREFETCH_BYTES)) {
+        read_t *ahead = &b->reads[advised++];
+        outstanding += ahead->length;
+        /* Advice only: a failure leaves the pread to find the data the usual way. A length of 0
+         * would advise the whole rest of the file. */
+        if (ahead->length > 0) (void)posix_fadvise(b->fd, (off_t)ahead->position, (off_t)ahead->length, POSIX_FADV_WILLNEED);
+      }
+    }
     size_t done = 0;
     while (done < rd->length) {
       ssize_t r = pread(b->fd, rd->data + done, rd->length - done, (off_t)(rd->position + (int64_t)done));
@@ -168,18 +196,22 @@ static bool typed_array_of(napi_env env, napi_value value, napi_typedarray_type 
 }
 
 static napi_value pread_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 3 && argc != 5)) {
-    return type_error(env, "preadBatch(fd, buffers, positions[, gate, maxYieldUs]): three or five arguments");
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 4 && argc != 6)) {
+    return type_error(env, "preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs]): four or six arguments");
+  }
+  double prefetch;
+  if (napi_get_value_double(env, argv[3], &prefetch) != napi_ok || !(prefetch >= 0) || prefetch > MAX_PREFETCH || prefetch != (double)(uint32_t)prefetch) {
+    return type_error(env, "preadBatch: prefetch must be a whole number of reads from 0 to 1024");
   }
   int32_t *gate = NULL;
   double max_yield_us = 0;
-  if (argc == 5) {
+  if (argc == 6) {
     void *data;
     size_t count;
-    if (!typed_array_of(env, argv[3], napi_int32_array, 2, &data, &count)) return type_error(env, "preadBatch: gate must be an Int32Array of two elements");
-    if (napi_get_value_double(env, argv[4], &max_yield_us) != napi_ok || !(max_yield_us >= 0) || max_yield_us > 1e7) {
+    if (!typed_array_of(env, argv[4], napi_int32_array, 2, &data, &count)) return type_error(env, "preadBatch: gate must be an Int32Array of two elements");
+    if (napi_get_value_double(env, argv[5], &max_yield_us) != napi_ok || !(max_yield_us >= 0) || max_yield_us > 1e7) {
       return type_error(env, "preadBatch: maxYieldUs must be a number of microseconds from 0 to 10 s");
     }
     gate = data;
@@ -203,6 +235,7 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   b->n = n;
   b->gate = gate;
   b->max_yield_ns = (int64_t)(max_yield_us * 1000);
+  b->prefetch = (uint32_t)prefetch;
   for (uint32_t i = 0; i < n; i++) {
     napi_value buf, pos;
     void *data;
@@ -222,7 +255,7 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   }
   napi_value promise, name;
   napi_create_reference(env, argv[1], 1, &b->keep);
-  if (gate != NULL) napi_create_reference(env, argv[3], 1, &b->keep_gate);
+  if (gate != NULL) napi_create_reference(env, argv[4], 1, &b->keep_gate);
   napi_create_promise(env, &b->deferred, &promise);
   napi_create_string_utf8(env, "cirrus.preadBatch", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, execute, complete, b, &b->work);
