@@ -4,9 +4,9 @@
  * and swept by the collector); cut from a shared slab, about 1 us. Slabs are all one size, so the
  * allocator reuses their memory cleanly; a slab is freed by the collector once the last record cut
  * from it is, so one record a caller keeps pins at most READ_SLAB_BYTES. Cold reads do not use it:
- * their records are views of the spans they were read with, and read-ahead accounts for the
- * spans it keeps (tiered-cache.ts ReadAhead); cutting those spans from slabs too was measured and
- * gained nothing (docs/store.md, "Twelfth pass").
+ * their records are views of the spans they were read with, and read-ahead counts the spans it
+ * keeps (tiered-cache.ts ReadAhead); cutting those spans from slabs, or from one buffer per batch,
+ * was measured and slowed phase 2 (docs/store.md, "Twelfth pass").
  */
 import { invariant } from '../common/index.js';
 import { READ_SLAB_BYTES, READ_SLAB_MAX_CUT_BYTES } from './constants.js';
