@@ -191,7 +191,8 @@ export const HISTORY_READ_YIELD_MAX_US = 2000;
 
 /**
  * Reads of a batch announced to the kernel ahead of the one being read (posix_fadvise WILLNEED,
- * native batch reader only), so they reach the device together instead of one per pool thread.
+ * native batch reader only, and at most 2 MiB ahead: MAX_PREFETCH_BYTES in pread-batch.c), so
+ * they reach the device together instead of one per pool thread.
  * While appends run, the reads a batch puts before the device compete with the flushes' writes
  * and syncs: HISTORY_READ_PREFETCH then; once appends are quiet, HISTORY_READ_PREFETCH_IDLE.
  * Measured in docs/store.md, "Twelfth pass".

@@ -13,10 +13,10 @@ import {
   READ_AHEAD_RECORDS,
   READ_COALESCE_GAP_BYTES,
 } from './constants.js';
-import { ReadSlab } from './read-slab.js';
 import { StoreCorruptError } from './errors.js';
 import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
 import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js';
+import { ReadSlab } from './read-slab.js';
 import type { SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 

@@ -105,7 +105,7 @@ static void execute(napi_env env, void *arg) {
   batch_t *b = arg;
   /* Advice runs `prefetch` reads (and at most MAX_PREFETCH_BYTES) ahead of the pread: the device
    * gets that many requests at once rather than one per pool thread (random reads of an uncached
-   * file, batches of 40, 3 batches in flight: 179-235 MiB/s without, 305-385 with 4-16 ahead;
+   * file, batches of 40, 3 batches in flight: 243 MiB/s without, 320 and 382 with 4 and 16 ahead;
    * docs/store.md "Twelfth pass"). */
   uint32_t advised = 0;
   uint64_t outstanding = 0; /* bytes of the reads advised and not yet read, [i, advised) */
