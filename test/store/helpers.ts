@@ -1,5 +1,5 @@
 /** Shared helpers of the store tests: temp dirs, crash snapshots, a fault-injecting StoreIo. */
-import { cpSync, mkdtempSync, rmSync, readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeIo, type StoreFile, type StoreIo } from '../../src/store/index.js';
@@ -20,6 +20,18 @@ export function crashSnapshot(dir: string): string {
   const copy = tempDir('cirrus-crash-');
   cpSync(dir, copy, { recursive: true, filter: (src) => !src.endsWith('/LOCK') });
   return copy;
+}
+
+/** Runs `fn` on a file named `data` holding `bytes`, in a temp dir (`dir`) removed afterwards. */
+export async function withScratchFile<T>(bytes: Uint8Array, fn: (path: string, dir: string) => Promise<T>): Promise<T> {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'data');
+    writeFileSync(path, bytes);
+    return await fn(path, dir);
+  } finally {
+    removeDir(dir);
+  }
 }
 
 export function segmentFiles(dir: string): string[] {

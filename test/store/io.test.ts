@@ -1,17 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeIo } from '../../src/store/index.js';
-import { removeDir, tempDir } from './helpers.js';
+import { removeDir, tempDir, withScratchFile } from './helpers.js';
 
 test('nodeIo: close() waits for the reads in flight on the raw descriptor; later calls reject with EBADF', async () => {
-  const dir = tempDir();
-  try {
-    const path = join(dir, 'data');
-    const bytes = randomBytes(16 << 20);
-    writeFileSync(path, bytes);
+  const bytes = randomBytes(16 << 20);
+  await withScratchFile(bytes, async (path) => {
     const f = await nodeIo.open(path, 'readwrite');
     const order: string[] = [];
     const bufs = Array.from({ length: 4 }, () => Buffer.alloc(4 << 20));
@@ -35,9 +31,7 @@ test('nodeIo: close() waits for the reads in flight on the raw descriptor; later
     await assert.rejects(f.datasync(), ebadf);
     await assert.rejects(f.truncate(0), ebadf);
     await assert.rejects(f.size(), ebadf);
-  } finally {
-    removeDir(dir);
-  }
+  });
 });
 
 test('nodeIo: close() waits for a write and a sync in flight, and the data is there', async () => {

@@ -1,13 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import fc from 'fast-check';
 import { MessageStore, createNodeIo, nodeIo } from '../../src/store/index.js';
 import { resolveOptions } from '../../src/store/options.js';
 import { FlushGate, nativePreadBatch, nativePreadUnavailable } from '../../src/store/pread-batch.js';
-import { payload, removeDir, tempDir } from './helpers.js';
+import { payload, removeDir, tempDir, withScratchFile } from './helpers.js';
 
 const nativeOff = process.env.CIRRUS_NATIVE_READS === 'off';
 
@@ -25,12 +24,9 @@ test('native batch reader: built by npm install and loaded (null, saying why, on
 });
 
 test('readBatch: native (any prefetch depth) and one-read-at-a-time give every buffer the file\'s bytes, short only where the file ends (property)', async () => {
-  const dir = tempDir();
-  try {
-    const path = join(dir, 'data');
-    const size = 200_000;
-    const bytes = randomBytes(size);
-    writeFileSync(path, bytes);
+  const size = 200_000;
+  const bytes = randomBytes(size);
+  await withScratchFile(bytes, async (path) => {
     const files = [await nodeIo.open(path, 'read'), await createNodeIo({ nativeReads: false }).open(path, 'read')];
     try {
       await fc.assert(
@@ -56,16 +52,13 @@ test('readBatch: native (any prefetch depth) and one-read-at-a-time give every b
     } finally {
       for (const f of files) await f.close();
     }
-  } finally {
-    removeDir(dir);
-  }
+  });
 });
 
 test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad arguments throw naming them', { skip: nativeOff && 'CIRRUS_NATIVE_READS=off: the addon is not loaded; the fallback is the node:fs read tested above' }, async () => {
   const batch = nativePreadBatch;
   assert.ok(batch !== null);
-  const dir = tempDir();
-  try {
+  await withScratchFile(Buffer.alloc(100, 1), async (path, dir) => {
     // A directory opens read-only but every pread of it fails with EISDIR.
     const fd = openSync(dir, 'r');
     try {
@@ -74,8 +67,6 @@ test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad
     } finally {
       closeSync(fd);
     }
-    const path = join(dir, 'data');
-    writeFileSync(path, Buffer.alloc(100, 1));
     const file = openSync(path, 'r');
     try {
       const invalid = { code: 'CIRRUS_STORE_INVALID_ARGUMENT' };
@@ -100,17 +91,12 @@ test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad
     const closed = await nodeIo.open(path, 'read');
     await closed.close();
     await assert.rejects(closed.readBatch([Buffer.alloc(1)], [0]), { code: 'EBADF' }, 'a batch on a closed file rejects before any pread');
-  } finally {
-    removeDir(dir);
-  }
+  });
 });
 
 test('readBatch with a flush gate: reads wait while a flush holds it, go on when it is released, and never wait past maxYieldUs', { skip: nativeOff && 'CIRRUS_NATIVE_READS=off: only the native reader honours the gate' }, async () => {
-  const dir = tempDir();
-  try {
-    const path = join(dir, 'data');
-    const bytes = randomBytes(64 << 10);
-    writeFileSync(path, bytes);
+  const bytes = randomBytes(64 << 10);
+  await withScratchFile(bytes, async (path) => {
     const f = await nodeIo.open(path, 'read');
     try {
       const gate = new FlushGate(10_000_000);
@@ -145,9 +131,7 @@ test('readBatch with a flush gate: reads wait while a flush holds it, go on when
     } finally {
       await f.close();
     }
-  } finally {
-    removeDir(dir);
-  }
+  });
 });
 
 test('history read batches never take the whole thread pool (a flush waiting behind batches at its own gate would stall), and a one-thread pool turns the gate off', () => {
