@@ -42,6 +42,18 @@ export async function probeCeiling(
   return { cells, best };
 }
 
+/**
+ * What the device gives one file's append rounds of `roundBytes`, each round written and
+ * fdatasync'd only after the previous one is durable. That is the most a log can get from
+ * closed-loop producers who keep `roundBytes` in flight between them (each waits for its append
+ * before the next: Little's law), whatever the engine does; the ceiling's best cell keeps more in
+ * flight than that. Reported beside the ceiling so a run shows how much of the gap is the
+ * workload's and how much the engine's.
+ */
+export async function probeRounds(dir: string, roundBytes: number, cellBytes: number): Promise<CeilingCell> {
+  return probeCell(dir, 1, roundBytes, cellBytes, randomPool(7, roundBytes));
+}
+
 async function probeCell(
   dir: string,
   files: number,

@@ -4,7 +4,7 @@
  * (216,996 queues, 4.33 M messages, each to a random queue). A full checkpoint is taken halfway;
  * after it a delta every 256 MiB of log, as the store does; a reopen loads the full one and then
  * the deltas, which the store lets grow up to the full one's size before it writes a new full one
- * (the worst case timed here). No files. docs/store.md ("Ninth pass") has this machine's results.
+ * (the worst case timed here). No files. docs/store-measurements.md ("Ninth pass") has this machine's results.
  *
  *   node dist/bench/store/checkpoint-probe.js [--queues 216996] [--messages 4331517] [--record-bytes 9216] [--repeats 3] [--json] (--help)
  */
@@ -120,7 +120,7 @@ function once(queues: number, messages: number, recordBytes: number): Repeat {
 
 function main(): void {
   const o = new Command('checkpoint-probe')
-    .description('index checkpoints alone: longest encoding slice, and reopen load times of a full checkpoint and a delta chain (docs/store.md, "Ninth pass")')
+    .description('index checkpoints alone: longest encoding slice, and reopen load times of a full checkpoint and a delta chain (docs/store-measurements.md, "Ninth pass")')
     .option('--queues <n>', 'queues (over 100 topics)', positiveInt('--queues'), 216_996)
     .option('--messages <n>', 'messages, each to a random queue', positiveInt('--messages'), 4_331_517)
     .option('--record-bytes <n>', 'bytes of log per message (sets how many messages a 256 MiB delta covers)', positiveInt('--record-bytes'), 9216)

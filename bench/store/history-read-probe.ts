@@ -10,7 +10,7 @@
  * (and `--extent-kib 0`), the reads go through the store's native batch reader, N records per
  * call, each line then also giving the main thread's busy time per record; `--prefetch 0,16` has
  * each batch announce that many reads ahead of the one it is on (posix_fadvise WILLNEED).
- * docs/store.md ("Sixth pass", "Eleventh pass", "Twelfth pass") has the results and what they decided.
+ * docs/store-measurements.md ("Sixth pass", "Eleventh pass", "Twelfth pass") has the results and what they decided.
  *
  *   UV_THREADPOOL_SIZE=16 node dist/bench/store/history-read-probe.js [--dir DIR] [--coverage 0.05,0.5]
  *     [--concurrency 3,8] [--extent-kib 0,128,1024] [--sweep-after 2] [--batch 1,40] [--prefetch 0,16] [--json] (--help)

@@ -3,7 +3,7 @@
  * chunk one `Buffer.from` each (an ArrayBuffer per record, as the reader did until the twelfth
  * pass) against `ReadSlab.copy` (cut from shared 256 KiB slabs, what it does now). Records of
  * the benchmark's sizes (100 B .. 17 KiB), `--records` per call, alternated `--rounds` times,
- * each for `--calls` calls; main-thread and process CPU per record. docs/store.md
+ * each for `--calls` calls; main-thread and process CPU per record. docs/store-measurements.md
  * ("Twelfth pass") has this machine's results.
  *
  *   node dist/bench/store/hot-copy-probe.js [--records 100] [--calls 3000] [--rounds 2] [--json] (--help)

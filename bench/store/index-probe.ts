@@ -1,7 +1,7 @@
 /**
  * The queue index alone, in memory: how long a checkpoint-style load (queue by queue, each
  * reserved first), round-robin appends (as a log interleaves its queues) and lookups take for
- * many small queues, and what the index holds per queue and per message. No files. docs/store.md
+ * many small queues, and what the index holds per queue and per message. No files. docs/store-measurements.md
  * ("Eighth pass") has this machine's results.
  *
  *   node --expose-gc dist/bench/store/index-probe.js [--queues 216996] [--messages 20] [--repeats 3] [--json] (--help)
@@ -58,7 +58,7 @@ function once(queues: number, messages: number): Repeat {
 
 async function main(): Promise<void> {
   const o = new Command('index-probe')
-    .description('the queue index alone: load, append and lookup times and bytes per queue (docs/store.md, "Eighth pass")')
+    .description('the queue index alone: load, append and lookup times and bytes per queue (docs/store-measurements.md, "Eighth pass")')
     .option('--queues <n>', 'queues (over 100 topics)', positiveInt('--queues'), 216_996)
     .option('--messages <n>', 'messages per queue', positiveInt('--messages'), 20)
     .option('--repeats <n>', 'repetitions (the first warms the JIT up)', positiveInt('--repeats'), 3)

@@ -74,7 +74,8 @@ export function benchCommand(): Command {
   return new Command('bench-store')
     .description(
       'Replays the storage challenge workload against the Cirrus store: probes the disk\'s durable ' +
-        'write ceiling, writes (phase 1), writes while hot and cold readers read (phase 2), reads ' +
+        'write ceiling and what it gives one file\'s rounds of what the producers keep in flight ' +
+        '(the closed-loop reference), writes (phase 1), writes while hot and cold readers read (phase 2), reads ' +
         'to the end (phase 3), verifies every byte read, then runs the same producers against ' +
         'SQLite, LevelDB and Redis Streams. Progress on stderr; a table, then one JSON line, on stdout.',
     )
@@ -88,7 +89,7 @@ export function benchCommand(): Command {
     .option('--max-queues <n>', `queues per topic are drawn from 1..n (n <= ${MAX_QUEUES_PER_TOPIC}); the default keeps ~20 messages per queue at 4 GiB as the challenge had at 75 GiB`, positiveInt('--max-queues', MAX_QUEUES_PER_TOPIC), 500)
     .option('--peers <list>', `peers to compare with: none, or a comma list of ${PEER_NAMES.join(',')}`, peerList, [...PEER_NAMES])
     .option('--peer-gib <GiB>', 'GiB each peer writes (same producers, same message mix)', positiveNumber('--peer-gib'), 1)
-    .option('--ceiling-mib <MiB>', `MiB written per ceiling probe cell (default ${CEILING_CELL_BYTES / MiB}, quick ${CEILING_CELL_BYTES_QUICK / MiB})`, positiveInt('--ceiling-mib'))
+    .option('--ceiling-mib <MiB>', `MiB written per ceiling probe cell and by the closed-loop reference (default ${CEILING_CELL_BYTES / MiB}, quick ${CEILING_CELL_BYTES_QUICK / MiB})`, positiveInt('--ceiling-mib'))
     .option('--memory-cache-mib <MiB>', 'store memory read-cache budget (default: the store\'s default)', positiveInt('--memory-cache-mib'))
     .option('--segment-mib <MiB>', 'store segment size (default: the store\'s default)', positiveInt('--segment-mib'))
     .option(

@@ -10,7 +10,7 @@
  *               asynchronous file calls cost on top of the device.
  * It prints throughput and round latency per mode, the time the preallocation took, and the
  * throughput once that time is counted too (the zero fill writes every byte a second time).
- * docs/store.md ("Third pass") has the results and what they decided.
+ * docs/store-measurements.md ("Third pass") has the results and what they decided.
  *
  *   node dist/bench/store/prealloc-probe.js [--dir DIR] [--seconds S] [--repeats N] [--round-kib K] (--help)
  */
@@ -118,7 +118,7 @@ async function runMode(dir: string, mode: Mode, seconds: number, round: Buffer):
 
 async function main(): Promise<void> {
   const o = new Command('prealloc-probe')
-    .description('write + fdatasync rounds into a growing, a fallocate(1)d and a zero-filled file (docs/store.md, "Third pass")')
+    .description('write + fdatasync rounds into a growing, a fallocate(1)d and a zero-filled file (docs/store-measurements.md, "Third pass")')
     .option('--dir <path>', 'where the two 4 GiB probe files go (default: a new temp dir); pick the device you want measured')
     .option('--seconds <s>', 'seconds per mode', positiveNumber('--seconds'), 4)
     .option('--repeats <n>', 'passes over all modes', positiveInt('--repeats'), 2)

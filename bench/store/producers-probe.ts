@@ -4,7 +4,7 @@
  * independent stores (directories), pinned by queue, to measure what striping the log over N
  * files would give before building it. `--io` takes segment file calls away to see what each
  * costs: `null` (writes and syncs return at once: the append path's CPU alone), `no-sync`
- * (writes only), `no-write` (syncs only), `real` (default). docs/store.md ("Third pass") has this
+ * (writes only), `no-write` (syncs only), `real` (default). docs/store-measurements.md ("Third pass") has this
  * machine's results.
  *
  *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null] (--help)
@@ -51,7 +51,7 @@ function segmentIo(mode: IoMode): StoreIo {
 
 async function main(): Promise<void> {
   const o = new Command('producers-probe')
-    .description('closed-loop producers on bare stores: the append path alone (docs/store.md, "Third pass")')
+    .description('closed-loop producers on bare stores: the append path alone (docs/store-measurements.md, "Third pass")')
     .option('--producers <n>', 'concurrent producers, each with one append in flight', positiveInt('--producers'), 40)
     .option('--stores <n>', 'independent stores the queues are pinned over (what striping would give)', positiveInt('--stores'), 1)
     .option('--seconds <s>', 'how long the producers run', positiveNumber('--seconds'), 8)

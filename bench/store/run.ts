@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
-import { probeCeiling, type CeilingResult } from './ceiling.js';
+import { RECORD_HEADER_BYTES } from '../../src/store/format.js';
+import { probeCeiling, probeRounds, type CeilingResult } from './ceiling.js';
 import { measureKillReopen, type KillReopen } from './kill-reopen.js';
-import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, LOOP_DELAY_RESOLUTION_MS, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
+import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, LOOP_DELAY_RESOLUTION_MS, MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
 import { makeLayout } from './layout.js';
 import { checkTargets } from './targets.js';
 import { parseBenchOptions, type BenchOptions } from './options.js';
@@ -388,6 +389,16 @@ async function rerunWithRuntime(flags: readonly string[], uvThreadpoolSize: numb
   return code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1);
 }
 
+/**
+ * Bytes closed-loop producers keep in flight between them: each has one append outstanding, of
+ * the workload's mean message (sizes are uniform over MIN..MAX) plus the log record's header;
+ * rounded up to whole 4 KiB pages as the log's writes end up on the device.
+ */
+function closedLoopRoundBytes(producers: number): number {
+  const meanRecordBytes = (MIN_MESSAGE_BYTES + MAX_MESSAGE_BYTES) / 2 + RECORD_HEADER_BYTES;
+  return Math.ceil((producers * meanRecordBytes) / 4096) * 4096;
+}
+
 async function main(): Promise<number> {
   const o = parseBenchOptions(process.argv.slice(2));
   const rerun = await rerunWithRuntime(o.nodeFlags, o.uvThreadpoolSize);
@@ -405,9 +416,15 @@ async function main(): Promise<number> {
       blockSizes: CEILING_BLOCK_BYTES,
       onCell: (c) => log(`  ${c.files} file(s) x ${c.blockBytes / 1024} KiB: ${c.mibps.toFixed(0)} MiB/s`),
     });
-    rmSync(ceilingDir, { recursive: true, force: true });
     const ceilingMiBps = ceiling.best.mibps;
     log(`ceiling ${ceilingMiBps.toFixed(0)} MiB/s (${ceiling.best.files} x ${ceiling.best.blockBytes / 1024} KiB)`);
+    const roundBytes = closedLoopRoundBytes(o.producers);
+    const closedLoop = await probeRounds(ceilingDir, roundBytes, o.ceilingCellBytes);
+    rmSync(ceilingDir, { recursive: true, force: true });
+    log(
+      `closed-loop reference: 1 file x ${roundBytes / 1024} KiB rounds (${o.producers} producers' mean record each): ` +
+        `${closedLoop.mibps.toFixed(0)} MiB/s = ${(closedLoop.mibps / ceilingMiBps).toFixed(2)} x ceiling`,
+    );
 
     const storeDir = join(base, 'store');
     const run = await runStore(o, storeDir);
@@ -438,8 +455,11 @@ async function main(): Promise<number> {
       ceilingMiBps: round(ceilingMiBps),
       ceilingCell: `${ceiling.best.files}x${ceiling.best.blockBytes / 1024}KiB`,
       ceilingGrid: ceiling.cells.map((c) => ({ files: c.files, blockKiB: c.blockBytes / 1024, mibps: round(c.mibps) })),
+      closedLoopRoundKiB: roundBytes / 1024,
+      closedLoopMiBps: round(closedLoop.mibps),
       appendMiBps: round(run.appendMiBps),
       ratioToCeiling: round(run.appendMiBps / ceilingMiBps, 3),
+      ratioToClosedLoop: round(run.appendMiBps / closedLoop.mibps, 3),
       totalSeconds: round(run.totalSeconds),
       idealSeconds: round(run.idealSeconds),
       phaseSeconds: [round(run.phase1Seconds), round(run.phase2Seconds), round(run.phase3Seconds)],
@@ -511,7 +531,8 @@ async function main(): Promise<number> {
     const pct = (x: number | null): string => (x === null ? 'n/a' : `${(x * 100).toFixed(1)} %`);
     const rows: [string, string][] = [
       ['ceiling (best cell)', `${result.ceilingMiBps} MiB/s (${result.ceilingCell})`],
-      ['append, phase 1', `${result.appendMiBps} MiB/s = ${result.ratioToCeiling} x ceiling`],
+      ['closed-loop reference', `${result.closedLoopMiBps} MiB/s (1 file x ${result.closedLoopRoundKiB} KiB rounds: what ${o.producers} producers keep in flight) = ${round(result.closedLoopMiBps / result.ceilingMiBps, 3)} x ceiling`],
+      ['append, phase 1', `${result.appendMiBps} MiB/s = ${result.ratioToCeiling} x ceiling = ${result.ratioToClosedLoop} x closed-loop reference`],
       ['append latency p50/p99/p99.9', `${result.p50AppendMs} / ${result.p99AppendMs} / ${result.p999AppendMs} ms`],
       ['total time (phases 1-3)', `${result.totalSeconds} s (ideal ${result.idealSeconds} s; phases ${result.phaseSeconds.join(' / ')} s)`],
       ['written', `${(result.bytesWritten / GiB).toFixed(2)} GiB in ${result.messagesWritten} messages`],

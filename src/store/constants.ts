@@ -53,7 +53,7 @@ export const RECOMMENDED_NODE_FLAGS: readonly string[] = ['--initial-old-space-s
  * libuv thread pool size recommended for a process that hosts a busy store (docs/store.md,
  * "Runtime"): `UV_THREADPOOL_SIZE=8`. While appends are under way history reads keep to
  * `coldReadConcurrency` (3) whatever the pool; once appends are quiet they may use all of it but
- * one thread, and 8 threads read history faster than 4 on an SSD. Measured (docs/store.md, "Sixth pass"): the
+ * one thread, and 8 threads read history faster than 4 on an SSD. Measured (docs/store-measurements.md, "Sixth pass"): the
  * benchmark's read-only last phase 14.5-14.8 s with 4 threads, 10.3-11.2 with 8, 9.2-10.4 with
  * 16 (which holds 27 MiB more peak RSS in record Buffers). Like the Node flags, only the host
  * can set it, before its first use of the pool.
@@ -129,7 +129,7 @@ export const CHECKPOINT_INTERVAL_BYTES = 256 * MiB;
  * A checkpoint is encoded in slices with the event loop free between them, so appends are never
  * held up by checkpoint work for longer than about a device sync. A slice ends after this long
  * (measured before this bound, at 16,384 entries a slice: slices of 3-5 ms, and 10-57 ms for the
- * first slice of a delta, which walked every queue in one piece; `docs/store.md`, "Ninth pass")...
+ * first slice of a delta, which walked every queue in one piece; `docs/store-measurements.md`, "Ninth pass")...
  */
 export const CHECKPOINT_ENCODE_SLICE_MS = 0.5;
 
@@ -140,7 +140,7 @@ export const CHECKPOINT_ENCODE_SLICE_UNITS = 16_384;
  * A full checkpoint is written through one buffer of this size, a chunk at a time, rather than
  * built whole in memory first: it holds about 12 bytes per message (52 MB for the `--full`
  * benchmark's 4.3 M messages, ~180 MB at the challenge's 125 GiB), all of it on top of the index
- * while it lasted (`docs/store.md`, "Tenth pass").
+ * while it lasted (`docs/store-measurements.md`, "Tenth pass").
  */
 export const CHECKPOINT_CHUNK_BYTES = 1 * MiB;
 
@@ -153,7 +153,7 @@ export const MAX_OPEN_READ_FILES = 32;
 /**
  * Default `coldReadConcurrency`: history reads in flight at most, at most one less than libuv's
  * thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise), so the group commit's writev
- * and fdatasync never queue behind reads. Measured (docs/store.md, "Fifth pass"): with 20 cold
+ * and fdatasync never queue behind reads. Measured (docs/store-measurements.md, "Fifth pass"): with 20 cold
  * readers next to 40 producers, append p99 5.4-6.0 ms unbounded, 3.7-4.1 ms at 3, at the price of
  * the cold readers catching up later (total 34 s -> 38-39 s).
  */
@@ -183,7 +183,7 @@ export const RECENT_READ_MEMORY_MULTIPLE = 4;
 
 /**
  * A history read waits at most this long for the log writes and syncs in flight to finish before
- * it goes to the device anyway (native batch reader only; docs/store.md, "Eleventh pass"). Reads
+ * it goes to the device anyway (native batch reader only; docs/store-measurements.md, "Eleventh pass"). Reads
  * beside an fdatasync lengthen it, and every acknowledged append waits for the sync; waiting
  * longer than about one slow sync would starve history readers under a continuous write load.
  */
@@ -195,7 +195,7 @@ export const HISTORY_READ_YIELD_MAX_US = 2000;
  * they reach the device together instead of one per pool thread.
  * While appends run, the reads a batch puts before the device compete with the flushes' writes
  * and syncs: HISTORY_READ_PREFETCH then; once appends are quiet, HISTORY_READ_PREFETCH_IDLE.
- * Measured in docs/store.md, "Twelfth pass".
+ * Measured in docs/store-measurements.md, "Twelfth pass".
  */
 export const HISTORY_READ_PREFETCH = 4;
 export const HISTORY_READ_PREFETCH_IDLE = 16;

@@ -19,7 +19,7 @@ export function createHistogram(): LatencyHistogram {
   const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: MAX_TRACKED_MICROS, numberOfSignificantValueDigits: 2, useWebAssembly: false });
   // The mean is kept as a running sum: hdr-histogram-js computes `mean` by walking every bucket
   // (about a millisecond here), and the benchmark's hot probes call stats() hundreds of times a
-  // run from the same thread as the appends (docs/store.md, "Eleventh pass").
+  // run from the same thread as the appends (docs/store-measurements.md, "Eleventh pass").
   let sumMicros = 0;
   return {
     record(micros) {

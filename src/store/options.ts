@@ -62,7 +62,7 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   // A history read batch holds its pool thread for all of its preads, and while a flush runs each
   // of them waits at the flush gate: with every thread taken, the flush's writev could not start
   // until whole batches had finished. So history batches never take more than pool - 1 threads,
-  // whatever was asked, appends running or quiet (docs/store.md, "Eleventh pass").
+  // whatever was asked, appends running or quiet (docs/store-measurements.md, "Eleventh pass").
   const historyCap = historyReadCap(pool);
   const coldReadConcurrency = Math.min(
     historyCap,

@@ -1,7 +1,7 @@
 /**
  * The native batch reader (native/pread-batch.c): many preads of one file in one job on libuv's
  * thread pool. A cold reader needs one pread per record, and each node:fs call is a hand-off to
- * the pool and back, which on this 2-core machine cost more than the device (docs/store.md,
+ * the pool and back, which on this 2-core machine cost more than the device (docs/store-measurements.md,
  * "Eleventh pass"). Built at `npm install` (native/build.mjs); where it did not build, or with
  * CIRRUS_NATIVE_READS=off, `nativePreadBatch` is null and NodeFile reads one record at a time.
  */

@@ -6,7 +6,7 @@
  * from it is, so one record a caller keeps pins at most READ_SLAB_BYTES. Cold reads do not use it:
  * their records are views of the spans they were read with, and read-ahead counts the spans it
  * keeps (tiered-cache.ts ReadAhead); cutting those spans from slabs, or from one buffer per batch,
- * was measured and slowed phase 2 (docs/store.md, "Twelfth pass").
+ * was measured and slowed phase 2 (docs/store-measurements.md, "Twelfth pass").
  */
 import { invariant } from '../common/index.js';
 import { READ_SLAB_BYTES, READ_SLAB_MAX_CUT_BYTES } from './constants.js';

@@ -51,7 +51,7 @@ export class MessageStore implements MessageStoreApi {
   private messagesWritten = 0;
   /**
    * Whether any queue has been read: until then evicting a tail chunk has nothing to rescue and
-   * skips walking its records (1.9 % of a write-only run's time in the CPU profile, docs/store.md).
+   * skips walking its records (1.9 % of a write-only run's time in the CPU profile, docs/store-measurements.md).
    */
   private anyQueueRead = false;
   /** The log rolled into a new segment since retention last ran. */

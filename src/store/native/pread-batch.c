@@ -1,5 +1,5 @@
 /*
- * The store's native batch reader (docs/store.md, "Eleventh pass" and "Runtime").
+ * The store's native batch reader (docs/store.md, "Runtime"; measured in docs/store-measurements.md, "Eleventh pass").
  *
  * preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs]) -> Promise<number[]>
  *   Fills each buffer from its file position with pread(2), all of them in one job on libuv's
@@ -13,7 +13,7 @@
  * the log), and each pread through node:fs is a separate hand-off to the pool and back. On a
  * 2-core VM those hand-offs cost more than the device: random 8,960-byte preads of an uncached
  * file, 3 in flight, ran at 173 MiB/s and 20 us of main thread per read through fs.read, and at
- * 232 MiB/s and 1.7 us per read in batches of 40 (docs/store.md, "Eleventh pass").
+ * 232 MiB/s and 1.7 us per read in batches of 40 (docs/store-measurements.md, "Eleventh pass").
  *
  * The gate: an Int32Array of two over shared memory, [flushes in flight, readers waiting]. Each
  * pread first waits while gate[0] is above zero, for at most maxYieldUs: history reads yield the
@@ -106,7 +106,7 @@ static void execute(napi_env env, void *arg) {
   /* Advice runs `prefetch` reads (and at most MAX_PREFETCH_BYTES) ahead of the pread: the device
    * gets that many requests at once rather than one per pool thread (random reads of an uncached
    * file, batches of 40, 3 batches in flight: 243 MiB/s without, 320 and 382 with 4 and 16 ahead;
-   * docs/store.md "Twelfth pass"). */
+   * docs/store-measurements.md "Twelfth pass"). */
   uint32_t advised = 0;
   uint64_t outstanding = 0; /* bytes of the reads advised and not yet read, [i, advised) */
   for (uint32_t i = 0; i < b->n; i++) {
