@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "pread_batch",
-      "sources": ["src/store/native/pread-batch.c"],
+      "target_name": "cirrus_store",
+      "sources": ["src/store/native/pread-batch.c", "src/store/native/crc32c.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

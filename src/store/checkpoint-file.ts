@@ -4,7 +4,7 @@
  * one) never has to fit in memory on top of the index it describes.
  */
 import { join } from 'node:path';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from './crc.js';
 import { errnoCode, invariant } from '../common/index.js';
 import {
   CHECKPOINT_CRC_FROM,

@@ -36,7 +36,7 @@
  *    then its entries: entryCount x ( position u64 | recordBytes u32 )
  *    crc32c covers bytes [16, totalBytes) of the record.
  */
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from './crc.js';
 import { invariant } from '../common/index.js';
 import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
 import { getU64, readU64, setU64, viewOf, writeU64 } from './format.js';

@@ -29,7 +29,7 @@
  *    CLEAN                      present only between a clean close and the next open
  *    LOCK                       process lock (pid of the holder), see lock.ts
  */
-import { crc32c } from '@node-rs/crc32';
+import { crc32c, crc32cRange } from './crc.js';
 
 export const RECORD_MAGIC = 0xc1a5;
 export const RECORD_VERSION = 1;
@@ -122,7 +122,7 @@ export function encodeRecord(
   writeU64(buf, at + REC.timestamp, timestampMs);
   buf.set(body, at + REC.body);
   const end = at + RECORD_HEADER_BYTES + bodyBytes;
-  buf.writeUInt32LE(crc32c(buf.subarray(at + REC.crcFrom, end)), at + REC.crc);
+  buf.writeUInt32LE(crc32cRange(buf, at + REC.crcFrom, end), at + REC.crc);
   return RECORD_HEADER_BYTES + bodyBytes;
 }
 
@@ -146,7 +146,7 @@ export function hasRecordMagic(buf: Buffer, at: number): boolean {
 /** True when the stored CRC matches header + body; the caller has checked the length fits. */
 export function recordCrcOk(buf: Buffer, at: number, bodyBytes: number): boolean {
   const end = at + RECORD_HEADER_BYTES + bodyBytes;
-  return crc32c(buf.subarray(at + REC.crcFrom, end)) === buf.readUInt32LE(at + REC.crc);
+  return crc32cRange(buf, at + REC.crcFrom, end) === buf.readUInt32LE(at + REC.crc);
 }
 
 export function segmentFileName(start: number): string {

@@ -2,13 +2,10 @@
  * The native batch reader (native/pread-batch.c): many preads of one file in one job on libuv's
  * thread pool. A cold reader needs one pread per record, and each node:fs call is a hand-off to
  * the pool and back, which on this 2-core machine cost more than the device (docs/store-measurements.md,
- * "Eleventh pass"). Built at `npm install` (native/build.mjs); where it did not build, or with
- * CIRRUS_NATIVE_READS=off, `nativePreadBatch` is null and NodeFile reads one record at a time.
+ * "Eleventh pass"). Part of the store's native addon (native.ts); where that did not build, or
+ * with CIRRUS_NATIVE_READS=off, `nativePreadBatch` is null and NodeFile reads one record at a time.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { nativeAddon, nativeAddonPath, nativeAddonUnavailable } from './native.js';
 
 /**
  * Fills each buffer from its position; resolves with the bytes read into each (fewer only at the
@@ -29,28 +26,12 @@ interface NativeModule {
   openGate: OpenGate;
 }
 
-/** Where node-gyp puts the addon, from this file's place in dist/src/store/ (or src/store/). */
-function addonPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let up = 0; up < 4; up++) {
-    const candidate = join(dir, 'build', 'Release', 'pread_batch.node');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  return '';
-}
-
 function load(): { mod: NativeModule | null; why: string } {
   if (process.env.CIRRUS_NATIVE_READS === 'off') return { mod: null, why: 'CIRRUS_NATIVE_READS=off' };
-  const path = addonPath();
-  if (path === '') return { mod: null, why: 'build/Release/pread_batch.node not found (it is built by `npm install`, or `npm run build:native`)' };
-  try {
-    const mod = createRequire(import.meta.url)(path) as Partial<NativeModule>;
-    if (typeof mod.preadBatch !== 'function' || typeof mod.openGate !== 'function') return { mod: null, why: `${path} lacks preadBatch or openGate` };
-    return { mod: { preadBatch: mod.preadBatch, openGate: mod.openGate }, why: '' };
-  } catch (err) {
-    return { mod: null, why: `${path} did not load: ${(err as Error).message}` };
-  }
+  if (nativeAddon === null) return { mod: null, why: nativeAddonUnavailable };
+  const { preadBatch, openGate } = nativeAddon;
+  if (typeof preadBatch !== 'function' || typeof openGate !== 'function') return { mod: null, why: `${nativeAddonPath} lacks preadBatch or openGate` };
+  return { mod: { preadBatch: preadBatch as PreadBatch, openGate: openGate as OpenGate }, why: '' };
 }
 
 const loaded = load();

@@ -45,6 +45,8 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "crc32c.h"
+
 /* Reads advised ahead at most (a bound on the requests one batch puts before the device). */
 #define MAX_PREFETCH 1024
 /* Bytes advised and not yet read at most, beyond the read in progress: large spans (a queue
@@ -281,5 +283,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "preadBatch", fn);
   napi_create_function(env, "openGate", NAPI_AUTO_LENGTH, open_gate, NULL, &fn);
   napi_set_named_property(env, exports, "openGate", fn);
+  crc32c_register(env, exports);
   return exports;
 }
