@@ -24,6 +24,7 @@
  * A, B and C in one chain.
  */
 #define NAPI_VERSION 8
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,6 +106,9 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t seed, const
   return ~reg;
 }
 
+/* Once per process: worker threads each load the addon, and the tables are shared. */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
 static void init_hardware(void) {
   __builtin_cpu_init();
   hardware = __builtin_cpu_supports("sse4.2");
@@ -153,7 +157,7 @@ static napi_value crc32c_js(napi_env env, napi_callback_info info) {
 
 void crc32c_register(napi_env env, napi_value exports) {
 #if HAVE_X86_CRC
-  init_hardware();
+  pthread_once(&init_once, init_hardware);
   if (!hardware) return;
   napi_value fn;
   napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c_js, NULL, &fn);
