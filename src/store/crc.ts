@@ -34,7 +34,7 @@ export function crc32c(data: Uint8Array, seed = 0): number {
 export function crc32cRange(data: Uint8Array, start: number, end: number, seed = 0): number {
   if (native !== null) return native(data, seed, start, end);
   if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= data.length)) {
-    throw new RangeError(`crc32cRange: [${start}, ${end}) is not within 0..${data.length}`);
+    throw new RangeError(`crc32c: start and end must be whole numbers with 0 <= start <= end <= data.length (got [${start}, ${end}) of ${data.length})`);
   }
   return portable(asBuffer(data).subarray(start, end), seed);
 }
