@@ -1,3 +1,5 @@
+import { RECORD_HEADER_BYTES } from '../../src/store/format.js';
+
 /**
  * Limits and defaults of the store benchmark and the crash harness. The workload numbers restate
  * the challenge (../../shared/MISSION.md, "Track 1 in detail"), scaled down by flags, never here.
@@ -7,6 +9,11 @@
 export const MIN_MESSAGE_BYTES = 100;
 /** Largest message of the challenge workload (17 KiB). */
 export const MAX_MESSAGE_BYTES = 17 * 1024;
+/**
+ * The mean log record of the workload: sizes are uniform over MIN..MAX, plus the log's record
+ * header. What each closed-loop producer keeps in flight, on average.
+ */
+export const MEAN_RECORD_BYTES = (MIN_MESSAGE_BYTES + MAX_MESSAGE_BYTES) / 2 + RECORD_HEADER_BYTES;
 /**
  * Every generated message starts with this many bytes naming where it belongs (topic, queue,
  * offset, size), so a read that returns the wrong record is caught even if its body is valid.

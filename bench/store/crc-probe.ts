@@ -10,6 +10,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { crc32cImplementation, crc32cRange, portableCrc32c } from '../../src/store/crc.js';
+import { MEAN_RECORD_BYTES } from './constants.js';
 import { positiveInt } from './options.js';
 import { randomPool } from './payload.js';
 
@@ -36,7 +37,7 @@ function sizeList(raw: string): number[] {
 function main(): void {
   const cmd = new Command('crc-probe')
     .description('per-record cost of CRC32C: @node-rs/crc32 against the store\'s native addon, data in cache and spread')
-    .option('--sizes <list>', 'record sizes in bytes, comma separated (8,790 is the benchmark\'s mean record)', sizeList, [100, 1024, 8790, 65536])
+    .option('--sizes <list>', `record sizes in bytes, comma separated (${MEAN_RECORD_BYTES} is the benchmark's mean record)`, sizeList, [100, 1024, MEAN_RECORD_BYTES, 65536])
     .option('--rounds <n>', 'times each cell is measured, alternated', positiveInt('--rounds', 100), 2)
     .option('--json', 'print the rows as one JSON object on the last line');
   cmd.parse(process.argv.slice(2), { from: 'user' });

@@ -12,10 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
-import { RECORD_HEADER_BYTES } from '../../src/store/format.js';
 import { probeCeiling, probeRounds, type CeilingResult } from './ceiling.js';
 import { measureKillReopen, type KillReopen } from './kill-reopen.js';
-import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, LOOP_DELAY_RESOLUTION_MS, MAX_MESSAGE_BYTES, MIN_MESSAGE_BYTES, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
+import { CEILING_BLOCK_BYTES, CEILING_FILE_COUNTS, LOOP_DELAY_RESOLUTION_MS, MEAN_RECORD_BYTES, PROGRESS_INTERVAL_MS, SAMPLE_INTERVAL_MS } from './constants.js';
 import { makeLayout } from './layout.js';
 import { checkTargets } from './targets.js';
 import { parseBenchOptions, type BenchOptions } from './options.js';
@@ -390,13 +389,11 @@ async function rerunWithRuntime(flags: readonly string[], uvThreadpoolSize: numb
 }
 
 /**
- * Bytes closed-loop producers keep in flight between them: each has one append outstanding, of
- * the workload's mean message (sizes are uniform over MIN..MAX) plus the log record's header;
- * rounded up to whole 4 KiB pages as the log's writes end up on the device.
+ * Bytes closed-loop producers keep in flight between them: one mean record each, rounded up to
+ * whole 4 KiB pages as the log's writes end up on the device.
  */
 function closedLoopRoundBytes(producers: number): number {
-  const meanRecordBytes = (MIN_MESSAGE_BYTES + MAX_MESSAGE_BYTES) / 2 + RECORD_HEADER_BYTES;
-  return Math.ceil((producers * meanRecordBytes) / 4096) * 4096;
+  return Math.ceil((producers * MEAN_RECORD_BYTES) / 4096) * 4096;
 }
 
 async function main(): Promise<number> {

@@ -27,7 +27,7 @@ export function portableCrc32c(data: Uint8Array, seed = 0): number {
 
 /** CRC32C of `data`, continued from `seed` (the CRC of the bytes before it; 0 to start afresh). */
 export function crc32c(data: Uint8Array, seed = 0): number {
-  return native === null ? portable(asBuffer(data), seed) : native(data, seed, 0, data.length);
+  return crc32cRange(data, 0, data.length, seed);
 }
 
 /** CRC32C of data[start, end) without a view of it; start and end as for `subarray`, but checked. */

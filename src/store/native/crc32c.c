@@ -32,6 +32,7 @@
 #include <node_api.h>
 
 #include "crc32c.h"
+#include "napi-args.h"
 
 /* Bytes per stream of the long and short three-stream blocks: a record of the benchmark's mean
  * size (8.8 KB) takes two long blocks and a few short ones; shorter data goes one chain. */
@@ -121,11 +122,6 @@ static void init_hardware(void) {
 #define HAVE_X86_CRC 0
 #endif
 
-static napi_value type_error(napi_env env, const char *what) {
-  napi_throw_type_error(env, "CIRRUS_STORE_INVALID_ARGUMENT", what);
-  return NULL;
-}
-
 #if HAVE_X86_CRC
 static napi_value crc32c_js(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -133,15 +129,9 @@ static napi_value crc32c_js(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) {
     return type_error(env, "crc32c(data, seed, start, end): four arguments");
   }
-  bool is_typed;
-  napi_typedarray_type type;
-  size_t length, byte_offset;
+  size_t length;
   void *bytes;
-  napi_value ab;
-  if (napi_is_typedarray(env, argv[0], &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, argv[0], &type, &length, &bytes, &ab, &byte_offset) != napi_ok || type != napi_uint8_array) {
-    return type_error(env, "crc32c: data must be a Uint8Array");
-  }
+  if (!typed_array_of(env, argv[0], napi_uint8_array, 0, &bytes, &length)) return type_error(env, "crc32c: data must be a Uint8Array");
   uint32_t seed;
   double start, end;
   if (napi_get_value_uint32(env, argv[1], &seed) != napi_ok) return type_error(env, "crc32c: seed must be a number");
@@ -165,6 +155,5 @@ void crc32c_register(napi_env env, napi_value exports) {
 #else
   (void)env;
   (void)exports;
-  (void)type_error;
 #endif
 }

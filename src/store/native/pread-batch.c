@@ -46,6 +46,7 @@
 #include <uv.h>
 
 #include "crc32c.h"
+#include "napi-args.h"
 
 /* Reads advised ahead at most (a bound on the requests one batch puts before the device). */
 #define MAX_PREFETCH 1024
@@ -180,21 +181,6 @@ static void complete(napi_env env, napi_status status, void *arg) {
   if (b->keep_gate != NULL) napi_delete_reference(env, b->keep_gate);
   napi_delete_async_work(env, b->work);
   free(b);
-}
-
-static napi_value type_error(napi_env env, const char *what) {
-  napi_throw_type_error(env, "CIRRUS_STORE_INVALID_ARGUMENT", what);
-  return NULL;
-}
-
-/* The data and element count of `value` when it is a typed array of `type` with at least `min_count` elements. */
-static bool typed_array_of(napi_env env, napi_value value, napi_typedarray_type type, size_t min_count, void **data, size_t *count) {
-  bool is_typed;
-  napi_typedarray_type got;
-  size_t byte_offset;
-  napi_value ab;
-  return napi_is_typedarray(env, value, &is_typed) == napi_ok && is_typed &&
-         napi_get_typedarray_info(env, value, &got, count, data, &ab, &byte_offset) == napi_ok && got == type && *count >= min_count;
 }
 
 static napi_value pread_batch(napi_env env, napi_callback_info info) {
