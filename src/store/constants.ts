@@ -96,6 +96,13 @@ export const MAX_FLUSHES_IN_FLIGHT = 4;
  */
 export const MIN_OVERLAP_FLUSH_BYTES = 128 * KiB;
 
+/**
+ * Alignment of O_DIRECT segment writes (buffer, file offset, length): the page size, which covers
+ * every logical block size Linux file systems use. A segment file written this way may end in
+ * fewer than this many zero bytes after its last record (recovery.ts reads them as its end).
+ */
+export const DIRECT_WRITE_ALIGN_BYTES = 4096;
+
 /** Index entries are allocated per queue in blocks of this many messages (power of two). */
 export const INDEX_BLOCK_ENTRIES = 8;
 export const INDEX_BLOCK_SHIFT = 3;

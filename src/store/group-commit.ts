@@ -3,8 +3,9 @@
  *
  * An append reserves its bytes at the end of the log (`reserved`) and copies its record into the
  * current write chunk, synchronously, so queue offsets follow call order. A flush takes what lies
- * between `launched` and `reserved` (at most MAX_FLUSH_BYTES), writes it with one positional
- * writev per segment and runs one fdatasync. Up to MAX_FLUSHES_IN_FLIGHT flushes run at once
+ * between `launched` and `reserved` (at most MAX_FLUSH_BYTES) and, per segment, writes it and
+ * runs one fdatasync ('always': both in one call, StoreFile.writeDurable, O_DIRECT where the
+ * file system allows it). Up to MAX_FLUSHES_IN_FLIGHT flushes run at once
  * (the next one starts when MIN_OVERLAP_FLUSH_BYTES wait, or at once when none runs), so new
  * appends fill the next chunks while earlier ones sync (pipelining) and the batch size follows
  * the load by itself: one record when idle, megabytes under pressure. Flushes complete in any
@@ -45,6 +46,14 @@ interface Waiter {
   readonly reject: (err: unknown) => void;
 }
 
+/** One segment's part of a flush: chunk slices written at log position `position`. */
+interface WriteGroup {
+  readonly segStart: number;
+  readonly position: number;
+  readonly bufs: Buffer[];
+  bytes: number;
+}
+
 interface Flight {
   readonly from: number;
   readonly target: number;
@@ -78,6 +87,8 @@ export class GroupCommit {
   private flights: Flight[] = [];
   /** The pending macrotask of a deferred launch (see deferLaunch); null when none. */
   private deferredLaunch: NodeJS.Immediate | null = null;
+  /** Resolves once the last launched flush has issued its writes (see run). */
+  private issueTurn: Promise<void> = Promise.resolve();
   /** Appends the last commit resolved, and appends enqueued since: see deferLaunch. */
   private cohort = 0;
   private joined = 0;
@@ -199,7 +210,7 @@ export class GroupCommit {
   private launch(): void {
     const from = this.launched;
     // Chunk slices from `from`, cut at chunk ends (always record boundaries), one group per segment.
-    const groups: { segStart: number; position: number; bufs: Buffer[] }[] = [];
+    const groups: WriteGroup[] = [];
     let target = from;
     let bytes = 0;
     for (const c of this.mem.range(from, this.reserved)) {
@@ -211,10 +222,11 @@ export class GroupCommit {
       if (bytes > 0 && bytes + (e - s) > MAX_FLUSH_BYTES) break;
       let g = groups[groups.length - 1];
       if (!g || g.segStart !== c.segStart) {
-        g = { segStart: c.segStart, position: s, bufs: [] };
+        g = { segStart: c.segStart, position: s, bufs: [], bytes: 0 };
         groups.push(g);
       }
       g.bufs.push(c.buf.subarray(s - c.start, e - c.start));
+      g.bytes += e - s;
       bytes += e - s;
       target = e;
     }
@@ -226,39 +238,53 @@ export class GroupCommit {
     void this.run(flight, groups);
   }
 
-  private async run(flight: Flight, groups: { segStart: number; position: number; bufs: Buffer[] }[]): Promise<void> {
+  private async run(flight: Flight, groups: WriteGroup[]): Promise<void> {
     // History reads wait while a flush is in flight (write and fdatasync alike): opening the gate
     // between the two would let reads reach the device just as the sync does.
     this.segments.flushGate.hold();
+    // Flushes reach the files in launch order: a direct write rewrites the block the previous one
+    // ended in (native/durable-write.c), so a later flush must not overtake an earlier one on the
+    // way (a new segment's creation, the topic dictionary, opening a file).
+    const turn = this.issueTurn;
+    let issued!: () => void;
+    this.issueTurn = new Promise<void>((resolve) => (issued = resolve));
     try {
       await this.hooks.beforeWrite();
-      const touched: Segment[] = [];
-      for (const g of groups) {
-        const seg = await this.segmentFor(g.segStart);
-        await this.segments.writeAt(seg, g.bufs, g.position - seg.start);
-        const end = g.position - seg.start + g.bufs.reduce((n, b) => n + b.length, 0);
-        if (end > seg.size) seg.size = end;
-        seg.lastWriteMs = this.now();
-        touched.push(seg);
-      }
-      if (this.policy.mode === 'always') {
-        for (const seg of touched) {
-          const t0 = process.hrtime.bigint();
-          await this.segments.sync(seg);
-          this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
-          this.syncs++;
-        }
-      } else {
-        for (const seg of touched) this.dirty.add(seg);
-      }
+      const segs: Segment[] = [];
+      for (const g of groups) segs.push(await this.segmentFor(g.segStart));
+      await turn;
+      const writes = groups.map((g, k) => this.writeGroup(segs[k], g));
+      issued();
+      // Every write settles before the flush does: a rollback must not cut a file under one.
+      const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (err) {
       flight.error = err ?? new Error('flush failed');
       this.failing = true;
     } finally {
+      issued();
       this.segments.flushGate.release();
     }
     flight.settled = true;
     this.advance();
+  }
+
+  /** One segment's part of a flush: written and synced ('always'), or written ('interval'). */
+  private async writeGroup(seg: Segment, g: WriteGroup): Promise<void> {
+    const at = g.position - seg.start;
+    if (this.policy.mode === 'always') {
+      // Write and fdatasync in one call: O_DIRECT in one native job where it can (io.ts).
+      const t0 = process.hrtime.bigint();
+      await this.segments.writeDurableAt(seg, g.bufs, at);
+      this.syncLatency.record(Number(process.hrtime.bigint() - t0) / 1000);
+      this.syncs++;
+    } else {
+      await this.segments.writeAt(seg, g.bufs, at);
+      this.dirty.add(seg);
+    }
+    const end = at + g.bytes;
+    if (end > seg.size) seg.size = end;
+    seg.lastWriteMs = this.now();
   }
 
   /** Commits the contiguous prefix of completed flushes; starts the rollback once all settled. */

@@ -4,6 +4,8 @@
  */
 import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node:fs';
 import { errnoCode } from '../common/index.js';
+import { DIRECT_WRITE_ALIGN_BYTES } from './constants.js';
+import { nativeDurableWrite, type DurableWriteAddon, type DurableWriter } from './durable-write.js';
 import { nativePreadBatch, type PreadBatch } from './pread-batch.js';
 
 /*
@@ -42,6 +44,27 @@ function pwritevOnce(fd: number, buffers: Uint8Array[], position: number): Promi
   });
 }
 
+/** Writes every byte of `buffers` at `position`, looping on short writes. */
+async function writevFully(fd: number, buffers: readonly Uint8Array[], position: number): Promise<void> {
+  let pending = buffers.filter((b) => b.byteLength > 0);
+  let pos = position;
+  while (pending.length > 0) {
+    const bytesWritten = await pwritevOnce(fd, pending, pos);
+    pos += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Uint8Array[] = [];
+    for (const b of pending) {
+      if (skip >= b.byteLength) {
+        skip -= b.byteLength;
+        continue;
+      }
+      rest.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    pending = rest;
+  }
+}
+
 /** Holds reads back while something more urgent uses the device (see StoreFile.readBatch). */
 export interface ReadGate {
   /** Shared memory; reads wait while its first element is above zero. */
@@ -71,6 +94,13 @@ export interface StoreFile {
    */
   readBatch(buffers: readonly Uint8Array[], positions: readonly number[], options?: ReadBatchOptions): Promise<number[]>;
   datasync(): Promise<void>;
+  /**
+   * Writes every byte of `buffers` at `position` and makes them durable, as writev then datasync
+   * would; files without it are written that way. NodeFile writes O_DIRECT in one native job
+   * (durable-write.ts), which may leave zeros after the written end up to the next
+   * DIRECT_WRITE_ALIGN_BYTES boundary (recovery reads them as the end of the log).
+   */
+  writeDurable?(buffers: readonly Uint8Array[], position: number): Promise<void>;
   truncate(length: number): Promise<void>;
   size(): Promise<number>;
   close(): Promise<void>;
@@ -79,6 +109,8 @@ export interface StoreFile {
 export interface StoreIo {
   /** true when files' readBatch is one native job (pread-batch.ts); reported by stats(). */
   readonly nativeReads?: boolean;
+  /** true when writable files' writeDurable writes O_DIRECT where the file system allows it (durable-write.ts). */
+  readonly directWrites?: boolean;
   /** `create`: create when missing, never truncate. Otherwise the file must exist. */
   open(path: string, mode: 'read' | 'readwrite' | 'create'): Promise<StoreFile>;
   readdir(dir: string): Promise<string[]>;
@@ -109,9 +141,14 @@ class NodeFile implements StoreFile {
   private whenIdle: (() => void) | null = null;
   private closing: Promise<void> | null = null;
 
+  /** The O_DIRECT descriptor and its native writer, opened at the first writeDurable; null: write through the page cache. */
+  private direct: Promise<{ fh: fsp.FileHandle; writer: DurableWriter } | null> | null = null;
+
   constructor(
     private readonly fh: fsp.FileHandle,
     private readonly batch: PreadBatch | null,
+    private readonly path: string,
+    private readonly durable: DurableWriteAddon | null,
   ) {}
 
   /**
@@ -133,25 +170,43 @@ class NodeFile implements StoreFile {
   }
 
   writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    return this.withFd((fd) => writevFully(fd, buffers, position));
+  }
+
+  writeDurable(buffers: readonly Uint8Array[], position: number): Promise<void> {
     return this.withFd(async (fd) => {
-      let pending = buffers.filter((b) => b.byteLength > 0);
-      let pos = position;
-      while (pending.length > 0) {
-        const bytesWritten = await pwritevOnce(fd, pending, pos);
-        pos += bytesWritten;
-        let skip = bytesWritten;
-        const rest: Uint8Array[] = [];
-        for (const b of pending) {
-          if (skip >= b.byteLength) {
-            skip -= b.byteLength;
-            continue;
-          }
-          rest.push(skip > 0 ? b.subarray(skip) : b);
-          skip = 0;
-        }
-        pending = rest;
+      const direct = await this.openDirect();
+      if (direct === null) {
+        await writevFully(fd, buffers, position);
+        await fdatasyncOnce(fd);
+        return;
       }
+      await (this.durable as DurableWriteAddon).writeDurable(direct.writer, buffers, position);
     });
+  }
+
+  /**
+   * The file's O_DIRECT descriptor, opened once. null where there is no native writer or the file
+   * system refuses O_DIRECT (EINVAL: tmpfs, some FUSE and network file systems): that file is
+   * written through the page cache instead, the same bytes made durable the same way.
+   */
+  private openDirect(): Promise<{ fh: fsp.FileHandle; writer: DurableWriter } | null> {
+    const durable = this.durable;
+    this.direct ??= (async () => {
+      if (durable === null || fsc.O_DIRECT === undefined) return null;
+      let fh: fsp.FileHandle;
+      try {
+        fh = await fsp.open(this.path, fsc.O_RDWR | fsc.O_DIRECT);
+      } catch (err) {
+        if (errnoCode(err) === 'EINVAL') return null;
+        throw err;
+      }
+      return { fh, writer: durable.createWriter(fh.fd, DIRECT_WRITE_ALIGN_BYTES) };
+    })().catch((err: unknown) => {
+      this.direct = null; // a failed open is tried again by the next write
+      throw err;
+    });
+    return this.direct;
   }
 
   read(buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
@@ -192,6 +247,8 @@ class NodeFile implements StoreFile {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.busy > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
+      const direct = await this.direct?.catch(() => null);
+      if (direct) await direct.fh.close();
       await this.fh.close();
     })();
     return this.closing;
@@ -208,16 +265,24 @@ export interface NodeIoOptions {
    * them one fs.read at a time, as a store does where the addon did not build.
    */
   nativeReads?: boolean;
+  /**
+   * Write flushes O_DIRECT through the native durable writer (default: wherever it is built and
+   * CIRRUS_DIRECT_WRITES is not 'off'). false writes them through the page cache, writev then
+   * fdatasync, as a store does where the addon did not build or the file system refuses O_DIRECT.
+   */
+  directWrites?: boolean;
 }
 
 /** The real file system; `nodeIo` is this with the defaults. */
 export function createNodeIo(options: NodeIoOptions = {}): StoreIo {
   const batch = options.nativeReads === false ? null : nativePreadBatch;
+  const durable = options.directWrites === false || fsc.O_DIRECT === undefined ? null : nativeDurableWrite;
   return {
     nativeReads: batch !== null,
+    directWrites: durable !== null,
     async open(path, mode) {
       const flags = mode === 'read' ? fsc.O_RDONLY : mode === 'readwrite' ? fsc.O_RDWR : fsc.O_RDWR | fsc.O_CREAT;
-      return new NodeFile(await fsp.open(path, flags, 0o644), batch);
+      return new NodeFile(await fsp.open(path, flags, 0o644), batch, path, mode === 'read' ? null : durable);
     },
     ...fsCalls,
   };

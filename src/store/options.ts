@@ -30,6 +30,8 @@ export interface ResolvedOptions {
   idleColdReadConcurrency: number;
   /** Whether history reads wait at the flush gate (see gateHistoryReads). */
   gateHistoryReads: boolean;
+  /** Whether flushes use the files' durable write where they have one (StoreOptions.directWrites). */
+  directWrites: boolean;
 }
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
@@ -49,6 +51,8 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   }
   const fastTierBytes = checkIntOption('fastTierBytes', options.fastTierBytes ?? DEFAULT_FAST_TIER_BYTES, 0, MAX_BUDGET_BYTES);
   const sync: SyncPolicy = options.sync ?? { mode: 'always' };
+  const directWrites = options.directWrites ?? true;
+  if (typeof directWrites !== 'boolean') throw new StoreInvalidArgumentError('directWrites', 'must be true or false');
   if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
   else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
   let retention: RetentionOptions | null = null;
@@ -84,6 +88,7 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     coldReadConcurrency,
     idleColdReadConcurrency,
     gateHistoryReads: gateHistoryReads(pool),
+    directWrites,
   };
 }
 

@@ -36,7 +36,7 @@
  * record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
  */
 import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_VERSION, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
-import { MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, SCAN_READ_BYTES } from './constants.js';
+import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, SCAN_READ_BYTES } from './constants.js';
 import type { StoreFile } from './io.js';
 
 export type RecordVerdict = 'ok' | 'end' | 'torn-header' | 'bad-magic' | 'bad-length' | 'torn-body' | 'bad-crc';
@@ -76,6 +76,8 @@ export interface SegmentScanResult {
   damage: DamageReport[];
   /** Log position just past the last good record when the segment ends in a torn tail. */
   cutAt: number | null;
+  /** Zero bytes after the last record that pad the file to a DIRECT_WRITE_ALIGN_BYTES boundary (see isPadding). */
+  paddingBytes: number;
   records: number;
   lastTimestampMs: number;
 }
@@ -135,6 +137,7 @@ export async function scanSegment(
     onDamage(d);
   };
   let cutAt: number | null = null;
+  let paddingBytes = 0;
   let records = 0;
   let lastTimestampMs = 0;
   let off = fromPosition - segmentStart;
@@ -168,6 +171,10 @@ export async function scanSegment(
       continue;
     }
     if (verdict === 'end') break;
+    if (await isPadding(off)) {
+      paddingBytes = size - off;
+      break;
+    }
     if (segmentStart + off >= tailFrom) {
       report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'tail' });
       cutAt = segmentStart + off;
@@ -182,7 +189,21 @@ export async function scanSegment(
     report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'middle' });
     break;
   }
-  return { damage, cutAt, records, lastTimestampMs };
+  return { damage, cutAt, records, lastTimestampMs, paddingBytes };
+
+  /**
+   * Direct writes (durable-write.ts) fill the last block of each write with zeros, which the next
+   * write overwrites: a file can end in fewer than DIRECT_WRITE_ALIGN_BYTES zeros after its last
+   * record, reaching an aligned size. That is its end, not damage.
+   */
+  async function isPadding(at: number): Promise<boolean> {
+    const left = size - at;
+    if (size % DIRECT_WRITE_ALIGN_BYTES !== 0 || left >= DIRECT_WRITE_ALIGN_BYTES) return false;
+    const i = await win.ensure(at, left);
+    if (win.availableFrom(at) < left) return false;
+    for (let k = i; k < i + left; k++) if (win.buf[k] !== 0) return false;
+    return true;
+  }
 
   /** The next offset >= from where a record classifies ok, or null. */
   async function resync(from: number): Promise<number | null> {

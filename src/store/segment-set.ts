@@ -49,6 +49,8 @@ export class SegmentSet {
    * per read), so the device serves the flush without cold reads queued beside it.
    */
   readonly flushGate = new FlushGate(HISTORY_READ_YIELD_MAX_US);
+  /** Writable opens under way (see acquire). */
+  private readonly writableOpens = new Map<Segment, Promise<StoreFile>>();
   /** Set by closeAll: a read that was still waiting for its slot must not reopen a file. */
   private closed = false;
 
@@ -59,6 +61,8 @@ export class SegmentSet {
     private readonly idleColdReadConcurrency: number,
     /** History reads wait at the flush gate (not with a one-thread pool: options.ts). */
     private readonly gateHistoryReads: boolean,
+    /** Whether writeDurableAt uses the file's writeDurable where it has one. */
+    private readonly directWrites = true,
   ) {
     invariant(idleColdReadConcurrency >= coldReadConcurrency, 'idle history reads are at least as many as busy ones');
     this.readSlots = pLimit(coldReadConcurrency);
@@ -131,7 +135,19 @@ export class SegmentSet {
     if (this.closed) throw new StoreClosedError();
     const have = this.handles.get(seg);
     if (have && (have.writable || !writable)) return this.use(seg, have);
-    const file = await this.io.open(this.pathOf(seg.start), writable ? 'readwrite' : 'read');
+    // Concurrent writers of one segment share one opening, so they reach its file in call order
+    // (group-commit.ts issues flushes in launch order).
+    const opening = this.writableOpens.get(seg);
+    if (opening) {
+      await opening.catch(() => undefined);
+      return this.acquire(seg, writable);
+    }
+    const opened = this.io.open(this.pathOf(seg.start), writable ? 'readwrite' : 'read');
+    if (writable) {
+      this.writableOpens.set(seg, opened);
+      void opened.catch(() => undefined).finally(() => this.writableOpens.delete(seg));
+    }
+    const file = await opened;
     if (this.closed) {
       await file.close();
       throw new StoreClosedError();
@@ -246,6 +262,15 @@ export class SegmentSet {
     return this.write(seg, (file) => file.datasync());
   }
 
+  /** writeAt then sync, in one call where the file offers it (StoreFile.writeDurable). */
+  writeDurableAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {
+    return this.write(seg, async (file) => {
+      if (this.directWrites && file.writeDurable) return file.writeDurable(buffers, position);
+      await file.writev(buffers, position);
+      await file.datasync();
+    });
+  }
+
   /** Cuts `seg` to `length` bytes and syncs (rollback of a failed flush). */
   truncate(seg: Segment, length: number): Promise<void> {
     return this.write(seg, async (file) => {
@@ -287,6 +312,21 @@ export class SegmentSet {
   }
 
   /** Closes every file now, except those a read is still using: their last user closes them. */
+  /**
+   * Cuts the zeros a direct write leaves after the active segment's last record (io.ts), so a
+   * cleanly closed store's files end where their records do. Recovery reads them as the end of
+   * the log anyway (recovery.ts); sealed segments keep theirs.
+   */
+  async trimPadding(): Promise<void> {
+    const seg = this.active;
+    if (seg === undefined) return;
+    await this.write(seg, async (file) => {
+      if ((await file.size()) <= seg.size) return;
+      await file.truncate(seg.size);
+      await file.datasync();
+    });
+  }
+
   async closeAll(): Promise<void> {
     this.closed = true;
     for (const [seg, h] of [...this.handles]) {

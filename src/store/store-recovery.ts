@@ -166,6 +166,8 @@ async function recoverWith(
       );
       scannedBytes += seg.start + seg.size - from;
       scannedRecords += res.records;
+      // The zeros stay in the file: the next write to it overwrites them.
+      if (res.paddingBytes > 0) seg.size -= res.paddingBytes;
       if (res.cutAt !== null) {
         const keep = res.cutAt - seg.start;
         truncatedBytes += seg.size - keep;
@@ -190,7 +192,7 @@ async function recoverWith(
 
   // Phase 3: the segment set, the active segment open for writing.
   const last = found[found.length - 1];
-  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads);
+  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads, o.directWrites);
   for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
   if (last) await segments.openActive(last, false);
   else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);

@@ -208,6 +208,7 @@ export class MessageStore implements MessageStoreApi {
       topics: this.dict.size,
       queues: this.index.queueCount,
       syncs: gc.syncs,
+      directWrites: this.o.directWrites && this.io.directWrites === true && this.o.sync.mode === 'always',
       syncLatencyMeanMs: gc.syncLatency.meanMs(),
       syncLatencyP99Ms: gc.syncLatency.percentileMs(99),
       meanBatchMessages: gc.flushes === 0 ? 0 : gc.flushedMessages / gc.flushes,
@@ -379,6 +380,7 @@ export class MessageStore implements MessageStoreApi {
       if (this.checkpointing) await this.checkpointing;
       try {
         if (this.gc.stickyError === null) {
+          await this.segments.trimPadding();
           await this.writeCheckpoint();
           const marker = await this.io.open(join(this.o.dir, CLEAN_FILE), 'create');
           await marker.datasync();

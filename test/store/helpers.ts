@@ -93,6 +93,20 @@ export class FaultyIo implements StoreIo {
   trace: ((event: TraceEvent, path: string, bytes: number) => void) | null = null;
   private clock: number | null = null;
 
+  /**
+   * `durableWrites: false` hides the real files' writeDurable, so the store writes through the
+   * page cache (writev, then datasync) as it does without the native writer.
+   */
+  constructor(readonly options: { durableWrites?: boolean } = {}) {}
+
+  get durableWrites(): boolean {
+    return this.options.durableWrites !== false;
+  }
+
+  get directWrites(): boolean {
+    return this.durableWrites && nodeIo.directWrites === true;
+  }
+
   inject(rule: FaultRule): void {
     this.rules.push({ ...rule, left: rule.times ?? 1, passes: rule.skip ?? 0 });
   }
@@ -143,6 +157,29 @@ export class FaultyIo implements StoreIo {
         io.trace?.('readBatch', path, buffers.reduce((n, b) => n + b.byteLength, 0));
         return inner.readBatch(buffers, positions, how);
       },
+      // The store's durable write (write + fdatasync in one call, O_DIRECT: io.ts) where the real
+      // file has it and this seam passes it on: faults as for writev, then as for datasync.
+      writeDurable:
+        inner.writeDurable && io.durableWrites
+          ? async (buffers, position) => {
+              const durable = inner.writeDurable?.bind(inner) as NonNullable<typeof inner.writeDurable>;
+              const rule = io.take('writev', path);
+              if (rule) {
+                if (rule.tornBytes) {
+                  const all = Buffer.concat(buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+                  await durable([all.subarray(0, Math.min(rule.tornBytes, all.length))], position);
+                }
+                throw errnoError(rule.code, 'writev');
+              }
+              io.trace?.('writev', path, buffers.reduce((n, b) => n + b.byteLength, 0));
+              if (io.datasyncGate) await io.datasyncGate;
+              const syncRule = io.take('datasync', path);
+              // A failed sync after a write that may have reached the device: the bytes are there.
+              await durable(buffers, position);
+              if (syncRule) throw errnoError(syncRule.code, 'datasync');
+              io.trace?.('datasync-done', path, 0);
+            }
+          : undefined,
       async datasync() {
         if (io.datasyncGate) await io.datasyncGate;
         const rule = io.take('datasync', path);

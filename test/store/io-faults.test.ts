@@ -16,99 +16,104 @@ async function readAll(s: MessageStore, topic: string, q: number): Promise<Buffe
   }
 }
 
-for (const torn of [0, 700]) {
-  test(`io faults: ENOSPC on write${torn ? ' after a torn partial write' : ''} rejects the batch typed, rolls it back, and later appends succeed`, async () => {
+// Both ways a flush reaches the segment file: the store's durable write (O_DIRECT write and
+// fdatasync in one native call, io.ts) and, without it, writev then fdatasync.
+for (const durableWrites of [true, false]) {
+  const via = durableWrites ? '' : ' (writes through the page cache)';
+  for (const torn of [0, 700]) {
+    test(`io faults: ENOSPC on write${torn ? ' after a torn partial write' : ''} rejects the batch typed, rolls it back, and later appends succeed${via}`, async () => {
+      const dir = tempDir();
+      const io = new FaultyIo({ durableWrites });
+      const s = await MessageStore.open({ dir, io });
+      try {
+        for (let i = 0; i < 10; i++) await s.append('t', 0, payload('t', 0, i, 300));
+        io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '.seg', tornBytes: torn });
+        const batch = Array.from({ length: 20 }, (_, i) => s.append('t', i % 2, payload('t', i % 2, 100 + i, 300)));
+        const results = await Promise.allSettled(batch);
+        assert.ok(results.some((r) => r.status === 'rejected'), 'the failed flush rejects');
+        for (const r of results) if (r.status === 'rejected') assert.ok(isNoSpace(r.reason), String(r.reason));
+        const accepted = results.filter((r) => r.status === 'fulfilled').length;
+        // Offsets given to rejected appends are taken back; nothing half-written is visible.
+        const q0 = await readAll(s, 't', 0);
+        assert.equal(s.endOffset('t', 0), q0.length);
+        assert.deepEqual(q0.slice(0, 10), Array.from({ length: 10 }, (_, i) => payload('t', 0, i, 300)));
+        assert.equal(s.endOffset('t', 0) + s.endOffset('t', 1), 10 + accepted);
+        // The rollback cuts the file where the last accepted record ends (no padding after a cut).
+        assert.equal(statSync(segmentFiles(dir)[0]).size, (10 + accepted) * 336, 'the torn bytes were cut');
+        assert.ok(s.writeError() instanceof StoreNoSpaceError, 'the error is remembered');
+        // Space is back: the next append succeeds, offsets contiguous.
+        const next = s.endOffset('t', 0);
+        assert.equal(await s.append('t', 0, payload('t', 0, 999, 300)), next);
+        assert.equal(s.writeError(), null);
+        assert.deepEqual((await s.getRange('t', 0, next, 1))[0], payload('t', 0, 999, 300));
+      } finally {
+        await s.close();
+      }
+      const again = await MessageStore.open({ dir });
+      try {
+        assert.deepEqual(again.recovery.damage, []);
+        assert.equal((await readAll(again, 't', 0)).length, again.endOffset('t', 0));
+      } finally {
+        await again.close();
+      }
+      assert.equal((await verifyStore(dir)).ok, true);
+      removeDir(dir);
+    });
+  }
+
+  test(`io faults: EIO on fdatasync rejects typed and is sticky until reopen; reads stay available${via}`, async () => {
     const dir = tempDir();
-    const io = new FaultyIo();
+    const io = new FaultyIo({ durableWrites });
     const s = await MessageStore.open({ dir, io });
     try {
-      for (let i = 0; i < 10; i++) await s.append('t', 0, payload('t', 0, i, 300));
-      const sizeBefore = statSync(segmentFiles(dir)[0]).size;
-      io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '.seg', tornBytes: torn });
-      const batch = Array.from({ length: 20 }, (_, i) => s.append('t', i % 2, payload('t', i % 2, 100 + i, 300)));
-      const results = await Promise.allSettled(batch);
-      assert.ok(results.some((r) => r.status === 'rejected'), 'the failed flush rejects');
-      for (const r of results) if (r.status === 'rejected') assert.ok(isNoSpace(r.reason), String(r.reason));
-      const accepted = results.filter((r) => r.status === 'fulfilled').length;
-      // Offsets given to rejected appends are taken back; nothing half-written is visible.
-      const q0 = await readAll(s, 't', 0);
-      assert.equal(s.endOffset('t', 0), q0.length);
-      assert.deepEqual(q0.slice(0, 10), Array.from({ length: 10 }, (_, i) => payload('t', 0, i, 300)));
-      assert.equal(s.endOffset('t', 0) + s.endOffset('t', 1), 10 + accepted);
-      assert.equal(statSync(segmentFiles(dir)[0]).size, sizeBefore + accepted * 336, 'the torn bytes were cut');
-      assert.ok(s.writeError() instanceof StoreNoSpaceError, 'the error is remembered');
-      // Space is back: the next append succeeds, offsets contiguous.
-      const next = s.endOffset('t', 0);
-      assert.equal(await s.append('t', 0, payload('t', 0, 999, 300)), next);
-      assert.equal(s.writeError(), null);
-      assert.deepEqual((await s.getRange('t', 0, next, 1))[0], payload('t', 0, 999, 300));
+      for (let i = 0; i < 5; i++) await s.append('t', 0, payload('t', 0, i, 100));
+      io.inject({ op: 'datasync', code: 'EIO', pathIncludes: '.seg' });
+      await assert.rejects(s.append('t', 0, payload('t', 0, 5, 100)), isIo);
+      assert.equal(s.endOffset('t', 0), 5);
+      await assert.rejects(s.append('t', 0, payload('t', 0, 5, 100)), isIo, 'later appends fail with the remembered error');
+      await assert.rejects(s.append('other', 1, Buffer.from('x')), isIo);
+      assert.equal((await readAll(s, 't', 0)).length, 5);
     } finally {
       await s.close();
     }
     const again = await MessageStore.open({ dir });
     try {
-      assert.deepEqual(again.recovery.damage, []);
-      assert.equal((await readAll(again, 't', 0)).length, again.endOffset('t', 0));
+      assert.equal(again.endOffset('t', 0), 5);
+      assert.equal(await again.append('t', 0, payload('t', 0, 5, 100)), 5);
+      const all = await readAll(again, 't', 0);
+      all.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 100)));
     } finally {
       await again.close();
+      removeDir(dir);
     }
-    assert.equal((await verifyStore(dir)).ok, true);
+  });
+
+  test(`io faults: ENOSPC while rolling into a new segment removes the new segment and rolls back${via}`, async () => {
+    const dir = tempDir();
+    const io = new FaultyIo({ durableWrites });
+    const s = await MessageStore.open({ dir, io, segmentBytes: 16 * 1024, maxMessageBytes: 2048 });
+    try {
+      // Fill the first segment to near its end.
+      let n = 0;
+      while (s.stats().segments === 1 && n < 13) await s.append('t', 0, payload('t', 0, n++, 1200));
+      const segsBefore = segmentFiles(dir).length;
+      io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '.seg', times: 5 });
+      const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => s.append('t', 0, payload('t', 0, n + i, 1200))));
+      assert.ok(results.every((r) => r.status === 'rejected' && isNoSpace(r.reason)));
+      assert.equal(s.endOffset('t', 0), n);
+      assert.equal(segmentFiles(dir).length, segsBefore);
+      io.clear();
+      const more = await Promise.all(Array.from({ length: 6 }, (_, i) => s.append('t', 0, payload('t', 0, n + i, 1200))));
+      assert.deepEqual(more, [n, n + 1, n + 2, n + 3, n + 4, n + 5]);
+      const all = await readAll(s, 't', 0);
+      all.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 1200)));
+    } finally {
+      await s.close();
+    }
+    assert.equal((await verifyStore(dir, { maxMessageBytes: 2048 })).ok, true);
     removeDir(dir);
   });
 }
-
-test('io faults: EIO on fdatasync rejects typed and is sticky until reopen; reads stay available', async () => {
-  const dir = tempDir();
-  const io = new FaultyIo();
-  const s = await MessageStore.open({ dir, io });
-  try {
-    for (let i = 0; i < 5; i++) await s.append('t', 0, payload('t', 0, i, 100));
-    io.inject({ op: 'datasync', code: 'EIO', pathIncludes: '.seg' });
-    await assert.rejects(s.append('t', 0, payload('t', 0, 5, 100)), isIo);
-    assert.equal(s.endOffset('t', 0), 5);
-    await assert.rejects(s.append('t', 0, payload('t', 0, 5, 100)), isIo, 'later appends fail with the remembered error');
-    await assert.rejects(s.append('other', 1, Buffer.from('x')), isIo);
-    assert.equal((await readAll(s, 't', 0)).length, 5);
-  } finally {
-    await s.close();
-  }
-  const again = await MessageStore.open({ dir });
-  try {
-    assert.equal(again.endOffset('t', 0), 5);
-    assert.equal(await again.append('t', 0, payload('t', 0, 5, 100)), 5);
-    const all = await readAll(again, 't', 0);
-    all.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 100)));
-  } finally {
-    await again.close();
-    removeDir(dir);
-  }
-});
-
-test('io faults: ENOSPC while rolling into a new segment removes the new segment and rolls back', async () => {
-  const dir = tempDir();
-  const io = new FaultyIo();
-  const s = await MessageStore.open({ dir, io, segmentBytes: 16 * 1024, maxMessageBytes: 2048 });
-  try {
-    // Fill the first segment to near its end.
-    let n = 0;
-    while (s.stats().segments === 1 && n < 13) await s.append('t', 0, payload('t', 0, n++, 1200));
-    const segsBefore = segmentFiles(dir).length;
-    io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '.seg', times: 5 });
-    const results = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => s.append('t', 0, payload('t', 0, n + i, 1200))));
-    assert.ok(results.every((r) => r.status === 'rejected' && isNoSpace(r.reason)));
-    assert.equal(s.endOffset('t', 0), n);
-    assert.equal(segmentFiles(dir).length, segsBefore);
-    io.clear();
-    const more = await Promise.all(Array.from({ length: 6 }, (_, i) => s.append('t', 0, payload('t', 0, n + i, 1200))));
-    assert.deepEqual(more, [n, n + 1, n + 2, n + 3, n + 4, n + 5]);
-    const all = await readAll(s, 't', 0);
-    all.forEach((b, i) => assert.deepEqual(b, payload('t', 0, i, 1200)));
-  } finally {
-    await s.close();
-  }
-  assert.equal((await verifyStore(dir, { maxMessageBytes: 2048 })).ok, true);
-  removeDir(dir);
-});
 
 test('io faults: a failed topic-dictionary write rejects the appends naming the new topic; they succeed later', async () => {
   const dir = tempDir();

@@ -3,15 +3,16 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { MessageStore, StoreCorruptError, verifyStore } from '../../src/store/index.js';
+import { MessageStore, StoreCorruptError, nodeIo, verifyStore } from '../../src/store/index.js';
+import { DIRECT_WRITE_ALIGN_BYTES } from '../../src/store/constants.js';
 import { crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const SIZE = (i: number): number => 200 + ((i * 37) % 700);
 
 /** A store with `n` records in queue t/0 (record i has SIZE(i) bytes), left open (not closed). */
-async function writeStore(n: number, opts: { segmentBytes?: number } = {}): Promise<{ dir: string; store: MessageStore }> {
+async function writeStore(n: number, opts: { segmentBytes?: number; directWrites?: boolean } = {}): Promise<{ dir: string; store: MessageStore }> {
   const dir = tempDir();
-  const store = await MessageStore.open({ dir, segmentBytes: opts.segmentBytes ?? 1 << 20, maxMessageBytes: 4096 });
+  const store = await MessageStore.open({ dir, segmentBytes: opts.segmentBytes ?? 1 << 20, maxMessageBytes: 4096, directWrites: opts.directWrites });
   for (let i = 0; i < n; i++) await store.append('t', 0, payload('t', 0, i, SIZE(i)));
   return { dir, store };
 }
@@ -58,6 +59,55 @@ test('recovery: a crash snapshot reopens with every acknowledged record, not mar
     removeDir(copy);
   }
 });
+
+// Direct writes (the default where the native writer is built) and writes through the page cache.
+for (const directWrites of [true, false]) {
+  const via = directWrites ? '' : ' (directWrites: false: no padding)';
+  const direct = directWrites && nodeIo.directWrites === true;
+  test(`recovery: the zeros direct writes leave after the last record of each segment file are its end, not damage${via}`, async () => {
+    // 64 KiB segments: several of them, each ending in a partly written block.
+    const { dir, store } = await writeStore(400, { segmentBytes: 64 * 1024, directWrites });
+    const copy = crashSnapshot(dir);
+    await store.close();
+    try {
+      const files = segmentFiles(copy);
+      assert.ok(files.length >= 3, `several segments (${files.length})`);
+      const padded = files.filter((f) => {
+        const b = readFileSync(f);
+        return b.length % DIRECT_WRITE_ALIGN_BYTES === 0 && b[b.length - 1] === 0;
+      });
+      assert.equal(padded.length > 0, direct, `segment files ending in padding: ${padded.length}`);
+      const report = await verifyStore(copy, { maxMessageBytes: 4096 });
+      assert.deepEqual([report.ok, report.damage, report.tail], [true, [], null]);
+      const s = await MessageStore.open({ dir: copy, maxMessageBytes: 4096, segmentBytes: 64 * 1024, directWrites });
+      try {
+        assert.equal(s.recovery.cleanShutdown, false);
+        assert.equal(s.stats().directWrites, direct);
+        assert.deepEqual(s.recovery.damage, []);
+        assert.equal(s.recovery.truncatedBytes, 0);
+        assert.equal(s.recovery.scannedRecords, 400);
+        await expectIntact(s, 400);
+        // The log goes on over the padding of the last file.
+        assert.equal(await s.append('t', 0, payload('t', 0, 400, SIZE(400))), 400);
+        await expectIntact(s, 401);
+      } finally {
+        await s.close();
+      }
+      // A clean close cuts the padding of the last file: it ends where its last record does.
+      const last = segmentFiles(copy).at(-1) as string;
+      const again = await MessageStore.open({ dir: copy, maxMessageBytes: 4096, segmentBytes: 64 * 1024, directWrites });
+      try {
+        assert.equal(again.recovery.scannedBytes, 0, `a clean close leaves nothing to scan (${statSync(last).size} bytes in ${last})`);
+        await expectIntact(again, 401);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      removeDir(dir);
+      removeDir(copy);
+    }
+  });
+}
 
 for (const c of [
   { name: 'torn tail: the last record cut in its body', damage: (seg: string) => truncateSync(seg, recordStart(99) + 36 + 10), verdict: 'torn-body' },

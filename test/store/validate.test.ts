@@ -76,6 +76,7 @@ test('validation: bad open options name the option', async () => {
       [{ dir, sync: { mode: 'interval', intervalMs: 0 } }, 'sync.intervalMs'],
       [{ dir, sync: { mode: 'sometimes' } }, 'sync'],
       [{ dir, retention: { maxAgeMs: -5 } }, 'retention.maxAgeMs'],
+      [{ dir, directWrites: 'yes' }, 'directWrites'],
     ];
     for (const [opts, argument] of bad) {
       await assert.rejects(

@@ -1,9 +1,11 @@
-/* Argument checks shared by the addon's functions (pread-batch.c, crc32c.c). */
+/* Argument checks and errors shared by the addon's functions (pread-batch.c, crc32c.c, durable-write.c). */
 #ifndef CIRRUS_NAPI_ARGS_H
 #define CIRRUS_NAPI_ARGS_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <node_api.h>
+#include <uv.h>
 
 /* Throws a TypeError with the store's invalid-argument code; returns NULL for the caller to return. */
 static inline napi_value type_error(napi_env env, const char *what) {
@@ -19,6 +21,23 @@ static inline bool typed_array_of(napi_env env, napi_value value, napi_typedarra
   napi_value ab;
   return napi_is_typedarray(env, value, &is_typed) == napi_ok && is_typed &&
          napi_get_typedarray_info(env, value, &got, count, data, &ab, &byte_offset) == napi_ok && got == type && *count >= min_count;
+}
+
+/* An error shaped like node:fs's, e.g. code 'EIO', errno -5, syscall 'pread'. */
+static inline napi_value errno_error(napi_env env, int err, const char *syscall_name) {
+  int uverr = uv_translate_sys_error(err);
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s, %s", uv_err_name(uverr), uv_strerror(uverr), syscall_name);
+  napi_value msg, code, errnum, syscall, error;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, uv_err_name(uverr), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, NULL, msg, &error);
+  napi_set_named_property(env, error, "code", code);
+  napi_create_int32(env, uverr, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_create_string_utf8(env, syscall_name, NAPI_AUTO_LENGTH, &syscall);
+  napi_set_named_property(env, error, "syscall", syscall);
+  return error;
 }
 
 #endif

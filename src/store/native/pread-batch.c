@@ -46,6 +46,7 @@
 #include <uv.h>
 
 #include "crc32c.h"
+#include "durable-write.h"
 #include "napi-args.h"
 
 /* Reads advised ahead at most (a bound on the requests one batch puts before the device). */
@@ -141,23 +142,6 @@ static void execute(napi_env env, void *arg) {
   }
 }
 
-/* An error shaped like node:fs's: code 'EIO', errno -5, syscall 'pread'. */
-static napi_value errno_error(napi_env env, int err) {
-  int uverr = uv_translate_sys_error(err);
-  char text[160];
-  snprintf(text, sizeof text, "%s: %s, pread", uv_err_name(uverr), uv_strerror(uverr));
-  napi_value msg, code, errnum, syscall, error;
-  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-  napi_create_string_utf8(env, uv_err_name(uverr), NAPI_AUTO_LENGTH, &code);
-  napi_create_error(env, NULL, msg, &error);
-  napi_set_named_property(env, error, "code", code);
-  napi_create_int32(env, uverr, &errnum);
-  napi_set_named_property(env, error, "errno", errnum);
-  napi_create_string_utf8(env, "pread", NAPI_AUTO_LENGTH, &syscall);
-  napi_set_named_property(env, error, "syscall", syscall);
-  return error;
-}
-
 static void complete(napi_env env, napi_status status, void *arg) {
   batch_t *b = arg;
   if (status != napi_ok) {
@@ -166,7 +150,7 @@ static void complete(napi_env env, napi_status status, void *arg) {
     napi_create_error(env, NULL, msg, &error);
     napi_reject_deferred(env, b->deferred, error);
   } else if (b->err != 0) {
-    napi_reject_deferred(env, b->deferred, errno_error(env, b->err));
+    napi_reject_deferred(env, b->deferred, errno_error(env, b->err, "pread"));
   } else {
     napi_value got;
     napi_create_array_with_length(env, b->n, &got);
@@ -270,5 +254,6 @@ NAPI_MODULE_INIT() {
   napi_create_function(env, "openGate", NAPI_AUTO_LENGTH, open_gate, NULL, &fn);
   napi_set_named_property(env, exports, "openGate", fn);
   crc32c_register(env, exports);
+  durable_write_register(env, exports);
   return exports;
 }
