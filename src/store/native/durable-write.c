@@ -48,6 +48,16 @@
 #define MAX_ALIGN_BYTES 65536
 /* Buffers one write takes at most (a flush is one slice per write chunk it covers). */
 #define MAX_WRITE_BUFFERS 1024
+/* The shared staging buffer is kept between writes up to this size (a flush is at most 1 MiB
+ * plus two blocks unless one record is larger); a larger one is freed after its write. */
+#define STAGE_KEEP_BYTES ((size_t)2 << 20)
+
+/* One staging buffer for the process: writes to one file are in order anyway, and a store
+ * writes one active segment at a time (two across a roll-over), so sharing costs no
+ * parallelism and keeps the memory to one flush's size however many files were written. */
+static pthread_mutex_t stage_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *stage;
+static size_t stage_bytes;
 
 typedef struct {
   int fd;
@@ -56,9 +66,7 @@ typedef struct {
   pthread_cond_t turn_cv;
   uint64_t tickets; /* handed out, on the main thread */
   uint64_t turn;    /* the ticket whose write goes next; under mu */
-  /* Under mu: the staging buffer and the carried block (the file's bytes [carry_at, carry_at + carry_len)). */
-  uint8_t *stage;
-  size_t stage_bytes;
+  /* Under mu: the carried block, the file's bytes [carry_at, carry_at + carry_len). */
   uint8_t *carry;
   int64_t carry_at;
   size_t carry_len;
@@ -84,7 +92,6 @@ static void writer_finalize(napi_env env, void *data, void *hint) {
   writer_t *w = data;
   pthread_mutex_destroy(&w->mu);
   pthread_cond_destroy(&w->turn_cv);
-  free(w->stage);
   free(w->carry);
   free(w);
 }
@@ -136,30 +143,30 @@ static int read_block(writer_t *w, uint8_t *dst, int64_t at, size_t need) {
   return done >= need ? 0 : EIO;
 }
 
-/* Under w->mu: stages and writes one job's bytes; keeps the last block as the carry. */
-static int write_aligned(writer_t *w, job_t *j, const char **syscall_name) {
+/* Under w->mu and stage_mu: stages and writes one job's bytes; keeps the last block as the carry. */
+static int write_staged(writer_t *w, job_t *j, const char **syscall_name) {
   const size_t a = w->align;
   size_t total = 0;
   for (uint32_t i = 0; i < j->n; i++) total += j->iov[i].iov_len;
   const int64_t start = j->position & ~(int64_t)(a - 1);
   const size_t head = (size_t)(j->position - start);
   const size_t len = (head + total + a - 1) & ~(a - 1);
-  if (len > w->stage_bytes) {
-    free(w->stage);
-    w->stage = NULL;
-    w->stage_bytes = 0;
-    if (posix_memalign((void **)&w->stage, a, len) != 0) {
-      w->stage = NULL;
+  if (len > stage_bytes || ((uintptr_t)stage & (a - 1)) != 0) {
+    free(stage);
+    stage = NULL;
+    stage_bytes = 0;
+    if (posix_memalign((void **)&stage, a < 4096 ? 4096 : a, len) != 0) {
+      stage = NULL;
       *syscall_name = "posix_memalign";
       return ENOMEM;
     }
-    w->stage_bytes = len;
+    stage_bytes = len;
   }
   if (head > 0) {
     if (w->carry_at == start && w->carry_len >= head) {
-      memcpy(w->stage, w->carry, head);
+      memcpy(stage, w->carry, head);
     } else {
-      int err = read_block(w, w->stage, start, head);
+      int err = read_block(w, stage, start, head);
       if (err != 0) {
         *syscall_name = "pread";
         return err;
@@ -168,14 +175,14 @@ static int write_aligned(writer_t *w, job_t *j, const char **syscall_name) {
   }
   size_t at = head;
   for (uint32_t i = 0; i < j->n; i++) {
-    memcpy(w->stage + at, j->iov[i].iov_base, j->iov[i].iov_len);
+    memcpy(stage + at, j->iov[i].iov_base, j->iov[i].iov_len);
     at += j->iov[i].iov_len;
   }
-  memset(w->stage + at, 0, len - at);
+  memset(stage + at, 0, len - at);
   w->carry_at = -1; /* until the write succeeds */
   size_t done = 0;
   while (done < len) {
-    ssize_t r = pwrite(w->fd, w->stage + done, len - done, (off_t)(start + (int64_t)done));
+    ssize_t r = pwrite(w->fd, stage + done, len - done, (off_t)(start + (int64_t)done));
     if (r < 0) {
       if (errno == EINTR) continue;
       *syscall_name = "pwrite";
@@ -189,7 +196,7 @@ static int write_aligned(writer_t *w, job_t *j, const char **syscall_name) {
   }
   const size_t last = (head + total) & ~(a - 1);
   w->carry_len = head + total - last;
-  memcpy(w->carry, w->stage + last, w->carry_len);
+  memcpy(w->carry, stage + last, w->carry_len);
   w->carry_at = start + (int64_t)last;
   return 0;
 }
@@ -201,7 +208,14 @@ static void execute(napi_env env, void *arg) {
   writer_t *w = j->w;
   pthread_mutex_lock(&w->mu);
   while (w->turn != j->ticket) pthread_cond_wait(&w->turn_cv, &w->mu);
-  j->err = write_aligned(w, j, &j->syscall);
+  pthread_mutex_lock(&stage_mu);
+  j->err = write_staged(w, j, &j->syscall);
+  if (stage_bytes > STAGE_KEEP_BYTES) {
+    free(stage);
+    stage = NULL;
+    stage_bytes = 0;
+  }
+  pthread_mutex_unlock(&stage_mu);
   w->turn++;
   pthread_cond_broadcast(&w->turn_cv);
   pthread_mutex_unlock(&w->mu);
