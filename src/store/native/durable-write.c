@@ -231,11 +231,8 @@ static void execute(napi_env env, void *arg) {
 static void complete(napi_env env, napi_status status, void *arg) {
   job_t *j = arg;
   if (status != napi_ok) {
-    /* Never queued work that did not run: a cancelled job would hold its ticket forever. */
-    napi_value msg, error;
-    napi_create_string_utf8(env, "writeDurable: the job was cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &error);
-    napi_reject_deferred(env, j->deferred, error);
+    /* Nothing cancels these jobs: one that never ran would have kept later writes waiting. */
+    reject_with_message(env, j->deferred, "writeDurable: the job was cancelled");
   } else if (j->err != 0) {
     napi_reject_deferred(env, j->deferred, errno_error(env, j->err, j->syscall));
   } else {
@@ -297,10 +294,7 @@ static napi_value write_durable(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "cirrus.writeDurable", NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok) {
     w->tickets--; /* not queued: no later write waits for this one */
-    napi_value msg, error;
-    napi_create_string_utf8(env, "writeDurable: the job could not be created", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &error);
-    napi_reject_deferred(env, j->deferred, error);
+    reject_with_message(env, j->deferred, "writeDurable: the job could not be created");
     napi_delete_reference(env, j->keep);
     napi_delete_reference(env, j->keep_writer);
     free(j);

@@ -40,4 +40,12 @@ static inline napi_value errno_error(napi_env env, int err, const char *syscall_
   return error;
 }
 
+/* Rejects `deferred` with a plain Error carrying `text` (a job that could not run). */
+static inline void reject_with_message(napi_env env, napi_deferred deferred, const char *text) {
+  napi_value msg, error;
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_reject_deferred(env, deferred, error);
+}
+
 #endif

@@ -145,10 +145,7 @@ static void execute(napi_env env, void *arg) {
 static void complete(napi_env env, napi_status status, void *arg) {
   batch_t *b = arg;
   if (status != napi_ok) {
-    napi_value msg, error;
-    napi_create_string_utf8(env, "preadBatch: the job was cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &error);
-    napi_reject_deferred(env, b->deferred, error);
+    reject_with_message(env, b->deferred, "preadBatch: the job was cancelled");
   } else if (b->err != 0) {
     napi_reject_deferred(env, b->deferred, errno_error(env, b->err, "pread"));
   } else {
