@@ -240,7 +240,8 @@ export class SegmentSet {
     this.lastWriteEndMs = performance.now();
   }
 
-  private appendsQuiet(): boolean {
+  /** No log write or sync in flight, and none for APPEND_QUIET_MS. */
+  appendsQuiet(): boolean {
     return this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
   }
 

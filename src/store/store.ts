@@ -136,6 +136,7 @@ export class MessageStore implements MessageStoreApi {
     checkOffset(offset);
     checkFetchNum(fetchNum);
     if (this.closed) throw new StoreClosedError();
+    if (this.mem.pooled > 0 && this.segments.appendsQuiet()) this.mem.releasePool();
     const topicId = this.dict.lookup(topic);
     if (topicId === undefined) return [];
     const index = this.index;

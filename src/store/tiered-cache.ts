@@ -64,6 +64,20 @@ export class MemoryTier {
     if (chunk.buf.length === WRITE_CHUNK_BYTES && this.pool.length < WRITE_CHUNK_POOL_SIZE) this.pool.push(chunk.buf);
   }
 
+  /** Buffers kept for reuse (outside the budget: up to WRITE_CHUNK_POOL_SIZE x WRITE_CHUNK_BYTES). */
+  get pooled(): number {
+    return this.pool.length;
+  }
+
+  /**
+   * Lets the collector have the buffers kept for reuse: while nothing appends they only hold
+   * memory (16 MiB at most) beside the budget, and readers-only periods are where a store's
+   * memory peaks. The next appends allocate again.
+   */
+  releasePool(): void {
+    this.pool.length = 0;
+  }
+
   add(chunk: Chunk): void {
     const last = this.last();
     invariant(!last || last.start + last.used <= chunk.start, 'chunks are added in log order');

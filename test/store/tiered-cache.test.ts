@@ -4,7 +4,7 @@ import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
-import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE } from '../../src/store/constants.js';
+import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from '../../src/store/constants.js';
 import { defaultColdReadConcurrency, historyReadCap, libuvThreadpoolSize } from '../../src/store/options.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
 import { payload, removeDir, tempDir } from './helpers.js';
@@ -417,6 +417,40 @@ test('memory tier: finds by position, evicts oldest flushed chunks only, rolls b
   assert.equal(m.find(240)?.start, 200);
   assert.equal(m.last()?.used, 50);
   assert.equal(m.last()?.sealed, false);
+});
+
+test('memory tier: evicted write buffers are reused up to the pool size, and released on demand', () => {
+  const m = new MemoryTier(1);
+  const a = m.allocate(100);
+  assert.equal(a.length, WRITE_CHUNK_BYTES, 'a standard write chunk');
+  for (let i = 0; i < WRITE_CHUNK_POOL_SIZE + 3; i++) m.recycle({ start: 0, buf: Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES), used: 0, sealed: true, segStart: 0 });
+  assert.equal(m.pooled, WRITE_CHUNK_POOL_SIZE, 'the pool keeps at most its size');
+  const reused = m.allocate(10);
+  assert.equal(m.pooled, WRITE_CHUNK_POOL_SIZE - 1, 'an allocation takes a pooled buffer');
+  assert.equal(reused.length, WRITE_CHUNK_BYTES);
+  m.releasePool();
+  assert.equal(m.pooled, 0);
+  assert.equal(m.allocate(10).length, WRITE_CHUNK_BYTES, 'allocations go on after a release');
+});
+
+test('store: once appends are quiet, a read releases the pooled write buffers; appends refill it', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, memoryCacheBytes: 4 << 20, ...SHAPE });
+  try {
+    await fill(s); // about 7 MiB through a 3 MiB tail: chunks are evicted and pooled
+    const mem = (s as unknown as { mem: MemoryTier }).mem;
+    assert.ok(mem.pooled > 0, `evicted chunks were pooled (${mem.pooled})`);
+    await s.getRange('t', 0, 0, 1);
+    assert.ok(mem.pooled > 0, 'not while appends are recent');
+    await new Promise((r) => setTimeout(r, APPEND_QUIET_MS + 20));
+    await s.getRange('t', 0, 0, 1);
+    assert.equal(mem.pooled, 0, 'released once appends are quiet');
+    await fill(s);
+    assert.ok(mem.pooled > 0, 'appends pool evicted chunks again');
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
 });
 
 test('read-ahead: records are released as the reader passes them; the budget holds', () => {
