@@ -312,7 +312,6 @@ export class SegmentSet {
     await this.io.syncDir(this.dir);
   }
 
-  /** Closes every file now, except those a read is still using: their last user closes them. */
   /**
    * Cuts the zeros a direct write leaves after the active segment's last record (io.ts), so a
    * cleanly closed store's files end where their records do. Recovery reads them as the end of
@@ -328,6 +327,7 @@ export class SegmentSet {
     });
   }
 
+  /** Closes every file now, except those a read is still using: their last user closes them. */
   async closeAll(): Promise<void> {
     this.closed = true;
     for (const [seg, h] of [...this.handles]) {
