@@ -112,6 +112,10 @@ test('durable write: a new writer on an existing file, and a write after the fil
     truncateSync(path, 8250);
     await dw.writeDurable(writer, [data.subarray(8250, 12000)], 8250);
     assertLog(path, data.subarray(0, 12000));
+    // An empty write changes nothing (and still syncs).
+    const before = readFileSync(path);
+    await dw.writeDurable(writer, [Buffer.alloc(0)], 12000);
+    assert.ok(readFileSync(path).equals(before));
     closeSync(fd);
   } finally {
     removeDir(dir);

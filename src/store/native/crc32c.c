@@ -124,11 +124,8 @@ static void init_hardware(void) {
 
 #if HAVE_X86_CRC
 static napi_value crc32c_js(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) {
-    return type_error(env, "crc32c(data, seed, start, end): four arguments");
-  }
+  if (!exact_args(env, info, 4, argv)) return type_error(env, "crc32c(data, seed, start, end): four arguments");
   size_t length;
   void *bytes;
   if (!typed_array_of(env, argv[0], napi_uint8_array, 0, &bytes, &length)) return type_error(env, "crc32c: data must be a Uint8Array");

@@ -97,11 +97,10 @@ static void writer_finalize(napi_env env, void *data, void *hint) {
 }
 
 static napi_value create_writer(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
   int32_t fd;
   double align;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) return type_error(env, "createWriter(fd, alignBytes): two arguments");
+  if (!exact_args(env, info, 2, argv)) return type_error(env, "createWriter(fd, alignBytes): two arguments");
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return type_error(env, "createWriter: fd must be a descriptor");
   if (napi_get_value_double(env, argv[1], &align) != napi_ok || !(align >= MIN_ALIGN_BYTES && align <= MAX_ALIGN_BYTES) ||
       ((size_t)align & ((size_t)align - 1)) != 0 || align != (double)(size_t)align) {
@@ -148,6 +147,7 @@ static int write_staged(writer_t *w, job_t *j, const char **syscall_name) {
   const size_t a = w->align;
   size_t total = 0;
   for (uint32_t i = 0; i < j->n; i++) total += j->iov[i].iov_len;
+  if (total == 0) return 0; /* nothing to write; the sync still runs */
   const int64_t start = j->position & ~(int64_t)(a - 1);
   const size_t head = (size_t)(j->position - start);
   const size_t len = (head + total + a - 1) & ~(a - 1);
@@ -247,11 +247,8 @@ static void complete(napi_env env, napi_status status, void *arg) {
 }
 
 static napi_value write_durable(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) {
-    return type_error(env, "writeDurable(writer, buffers, position): three arguments");
-  }
+  if (!exact_args(env, info, 3, argv)) return type_error(env, "writeDurable(writer, buffers, position): three arguments");
   napi_valuetype type;
   writer_t *w;
   if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_external || napi_get_value_external(env, argv[0], (void **)&w) != napi_ok) {

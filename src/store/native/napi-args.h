@@ -13,6 +13,12 @@ static inline napi_value type_error(napi_env env, const char *what) {
   return NULL;
 }
 
+/* Fills argv with exactly `count` arguments of the call; false when there are more or fewer. */
+static inline bool exact_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
+  size_t argc = count;
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == count;
+}
+
 /* The data and element count of `value` when it is a typed array of `type` with at least `min_count` elements. */
 static inline bool typed_array_of(napi_env env, napi_value value, napi_typedarray_type type, size_t min_count, void **data, size_t *count) {
   bool is_typed;

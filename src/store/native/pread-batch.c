@@ -233,11 +233,10 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
 }
 
 static napi_value open_gate(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
   void *data;
   size_t count;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || !typed_array_of(env, argv[0], napi_int32_array, 2, &data, &count)) {
+  if (!exact_args(env, info, 1, argv) || !typed_array_of(env, argv[0], napi_int32_array, 2, &data, &count)) {
     return type_error(env, "openGate(gate): gate must be an Int32Array of two elements");
   }
   syscall(SYS_futex, (int32_t *)data, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
