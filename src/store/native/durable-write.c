@@ -48,16 +48,57 @@
 #define MAX_ALIGN_BYTES 65536
 /* Buffers one write takes at most (a flush is one slice per write chunk it covers). */
 #define MAX_WRITE_BUFFERS 1024
-/* The shared staging buffer is kept between writes up to this size (a flush is at most 1 MiB
- * plus two blocks unless one record is larger); a larger one is freed after its write. */
+/* Staging buffers are kept for reuse up to this size (a flush is at most 1 MiB plus two blocks
+ * unless one record is larger); a larger one is freed after its write. */
 #define STAGE_KEEP_BYTES ((size_t)2 << 20)
+/* Staging buffers kept for reuse at most: one per file being written at once. */
+#define STAGE_POOL_SIZE 4
 
-/* One staging buffer for the process: writes to one file are in order anyway, and a store
- * writes one active segment at a time (two across a roll-over), so sharing costs no
- * parallelism and keeps the memory to one flush's size however many files were written. */
+/* Staging buffers are pooled for the process rather than held per writer: a store writes one
+ * active segment at a time (writes to a file are in order anyway), so it keeps one buffer of a
+ * flush's size however many files it has written, while writers of different files (two across
+ * a roll-over, the benchmark's multi-file probe) still write at once. */
+typedef struct {
+  uint8_t *data;
+  size_t bytes;
+  size_t align;
+} stage_t;
+
 static pthread_mutex_t stage_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t *stage;
-static size_t stage_bytes;
+static stage_t stage_pool[STAGE_POOL_SIZE];
+static int stage_pooled;
+
+/* A staging buffer of at least `bytes`, aligned to `align`: a pooled one when one fits. */
+static int take_stage(stage_t *out, size_t bytes, size_t align) {
+  pthread_mutex_lock(&stage_mu);
+  for (int k = stage_pooled - 1; k >= 0; k--) {
+    if (stage_pool[k].bytes >= bytes && stage_pool[k].align >= align) {
+      *out = stage_pool[k];
+      stage_pool[k] = stage_pool[--stage_pooled];
+      pthread_mutex_unlock(&stage_mu);
+      return 0;
+    }
+  }
+  pthread_mutex_unlock(&stage_mu);
+  size_t want = bytes < (size_t)1 << 20 ? (size_t)1 << 20 : bytes; /* one flush's size, so it is reused */
+  if (align < 4096) align = 4096;
+  if (posix_memalign((void **)&out->data, align, want) != 0) return ENOMEM;
+  out->bytes = want;
+  out->align = align;
+  return 0;
+}
+
+/* Gives a staging buffer back: pooled unless the pool is full or the buffer is oversized. */
+static void give_stage(stage_t *st) {
+  pthread_mutex_lock(&stage_mu);
+  if (stage_pooled < STAGE_POOL_SIZE && st->bytes <= STAGE_KEEP_BYTES) {
+    stage_pool[stage_pooled++] = *st;
+    st->data = NULL;
+  }
+  pthread_mutex_unlock(&stage_mu);
+  free(st->data);
+  st->data = NULL;
+}
 
 typedef struct {
   int fd;
@@ -142,26 +183,11 @@ static int read_block(writer_t *w, uint8_t *dst, int64_t at, size_t need) {
   return done >= need ? 0 : EIO;
 }
 
-/* Under w->mu and stage_mu: stages and writes one job's bytes; keeps the last block as the carry. */
-static int write_staged(writer_t *w, job_t *j, const char **syscall_name) {
+/* Fills `stage` with the head, the job's bytes and zero padding, writes [start, start + len) and
+ * keeps the last block as the carry. */
+static int write_block_span(writer_t *w, uint8_t *stage, int64_t start, size_t head, size_t len, size_t total, job_t *j,
+                            const char **syscall_name) {
   const size_t a = w->align;
-  size_t total = 0;
-  for (uint32_t i = 0; i < j->n; i++) total += j->iov[i].iov_len;
-  if (total == 0) return 0; /* nothing to write; the sync still runs */
-  const int64_t start = j->position & ~(int64_t)(a - 1);
-  const size_t head = (size_t)(j->position - start);
-  const size_t len = (head + total + a - 1) & ~(a - 1);
-  if (len > stage_bytes || ((uintptr_t)stage & (a - 1)) != 0) {
-    free(stage);
-    stage = NULL;
-    stage_bytes = 0;
-    if (posix_memalign((void **)&stage, a < 4096 ? 4096 : a, len) != 0) {
-      stage = NULL;
-      *syscall_name = "posix_memalign";
-      return ENOMEM;
-    }
-    stage_bytes = len;
-  }
   if (head > 0) {
     if (w->carry_at == start && w->carry_len >= head) {
       memcpy(stage, w->carry, head);
@@ -201,6 +227,26 @@ static int write_staged(writer_t *w, job_t *j, const char **syscall_name) {
   return 0;
 }
 
+/* Under w->mu: stages and writes one job's bytes; keeps the last block as the carry. */
+static int write_staged(writer_t *w, job_t *j, const char **syscall_name) {
+  const size_t a = w->align;
+  size_t total = 0;
+  for (uint32_t i = 0; i < j->n; i++) total += j->iov[i].iov_len;
+  if (total == 0) return 0; /* nothing to write; the sync still runs */
+  const int64_t start = j->position & ~(int64_t)(a - 1);
+  const size_t head = (size_t)(j->position - start);
+  const size_t len = (head + total + a - 1) & ~(a - 1);
+  stage_t st = {0};
+  if (take_stage(&st, len, a) != 0) {
+    *syscall_name = "posix_memalign";
+    return ENOMEM;
+  }
+  uint8_t *stage = st.data;
+  int err = write_block_span(w, stage, start, head, len, total, j, syscall_name);
+  give_stage(&st);
+  return err;
+}
+
 /* On a pool thread: no JS, no napi calls. */
 static void execute(napi_env env, void *arg) {
   (void)env;
@@ -208,14 +254,7 @@ static void execute(napi_env env, void *arg) {
   writer_t *w = j->w;
   pthread_mutex_lock(&w->mu);
   while (w->turn != j->ticket) pthread_cond_wait(&w->turn_cv, &w->mu);
-  pthread_mutex_lock(&stage_mu);
   j->err = write_staged(w, j, &j->syscall);
-  if (stage_bytes > STAGE_KEEP_BYTES) {
-    free(stage);
-    stage = NULL;
-    stage_bytes = 0;
-  }
-  pthread_mutex_unlock(&stage_mu);
   w->turn++;
   pthread_cond_broadcast(&w->turn_cv);
   pthread_mutex_unlock(&w->mu);
