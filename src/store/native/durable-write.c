@@ -51,13 +51,16 @@
 /* Staging buffers are kept for reuse up to this size (a flush is at most 1 MiB plus two blocks
  * unless one record is larger); a larger one is freed after its write. */
 #define STAGE_KEEP_BYTES ((size_t)2 << 20)
-/* Staging buffers kept for reuse at most: one per file being written at once. */
-#define STAGE_POOL_SIZE 4
+/* Staging buffers kept for reuse at most: a store writes one segment, two across a roll-over;
+ * more writers at once (the benchmark's multi-file probe cells) allocate the rest each time. */
+#define STAGE_POOL_SIZE 2
 
 /* Staging buffers are pooled for the process rather than held per writer: a store writes one
  * active segment at a time (writes to a file are in order anyway), so it keeps one buffer of a
  * flush's size however many files it has written, while writers of different files (two across
- * a roll-over, the benchmark's multi-file probe) still write at once. */
+ * a roll-over, the benchmark's multi-file probe) still write at once. Staging a job's bytes
+ * before its turn, so that flushes in flight copy in parallel, was measured slower on this
+ * 2-core machine (200 producers: 631, 659 against 755 MiB/s; docs/store-measurements.md). */
 typedef struct {
   uint8_t *data;
   size_t bytes;
