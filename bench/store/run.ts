@@ -10,7 +10,7 @@ import { constants as osConstants, tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
-import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore } from '../../src/store/index.js';
+import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore, mappedBufferBytes } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
 import { probeCeiling, probeRounds, type CeilingResult } from './ceiling.js';
 import { measureKillReopen, type KillReopen } from './kill-reopen.js';
@@ -91,6 +91,7 @@ class Sampler {
         heapUsedMiB: round(mem.heapUsed / MiB, 1),
         heapTotalMiB: round(mem.heapTotal / MiB, 1),
         arrayBuffersMiB: round(mem.arrayBuffers / MiB, 1),
+        mappedMiB: round(mappedBufferBytes() / MiB, 1),
         storeCacheMiB: round(this.cacheBytes() / MiB, 1),
       };
     }
@@ -109,8 +110,9 @@ class Sampler {
 /**
  * process.memoryUsage() at the highest-RSS sample. arrayBuffers counts every Buffer's bytes: the
  * store's cache, records handed to readers and not yet collected, and the benchmark's own
- * payload pool (PAYLOAD_POOL_BYTES); RSS beyond heap + arrayBuffers is code, stacks and
- * allocator slack.
+ * payload pool (PAYLOAD_POOL_BYTES), except the store's large buffers, which it maps itself
+ * (mappedMiB: the cache's chunks, read slabs, history spans; src/store/large-buffer.ts). RSS
+ * beyond heap + arrayBuffers + mapped is code, stacks and allocator slack.
  */
 interface PeakMemory {
   phase: string;
@@ -118,6 +120,7 @@ interface PeakMemory {
   heapUsedMiB: number;
   heapTotalMiB: number;
   arrayBuffersMiB: number;
+  mappedMiB: number;
   storeCacheMiB: number;
 }
 
@@ -544,7 +547,7 @@ async function main(): Promise<number> {
       ['page cache', result.cacheDrop],
       ['peak RSS', `${result.peakRssMiB} MiB`],
       ...(result.peakMemory
-        ? [['  at the highest sample', `rss ${result.peakMemory.rssMiB} = heap ${result.peakMemory.heapTotalMiB} (used ${result.peakMemory.heapUsedMiB}) + buffers ${result.peakMemory.arrayBuffersMiB} (store cache ${result.peakMemory.storeCacheMiB}) + rest MiB, ${result.peakMemory.phase}`] as [string, string]]
+        ? [['  at the highest sample', `rss ${result.peakMemory.rssMiB} = heap ${result.peakMemory.heapTotalMiB} (used ${result.peakMemory.heapUsedMiB}) + buffers ${result.peakMemory.arrayBuffersMiB} + mapped ${result.peakMemory.mappedMiB} (store cache ${result.peakMemory.storeCacheMiB}) + rest MiB, ${result.peakMemory.phase}`] as [string, string]]
         : []),
       ['reopen after clean close', `${result.reopenSeconds} s`],
       ['reopen after kill -9', result.killReopenSeconds === null ? run.killReopen.note : `${result.killReopenSeconds} s (scanned ${((result.killReopenScannedBytes ?? 0) / MiB).toFixed(1)} MiB of log past the checkpoint)`],

@@ -22,6 +22,7 @@ import {
 import { CHECKPOINT_CHUNK_BYTES } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE } from './format.js';
 import type { StoreFile, StoreIo } from './io.js';
+import { allocLarge } from './large-buffer.js';
 import type { QueueIndex } from './queue-index.js';
 
 /** Opens `path` for reading; null when it does not exist. */
@@ -57,7 +58,7 @@ export async function checkCheckpointFile(io: StoreIo, dir: string): Promise<Che
   if (f === null) return null;
   try {
     const bytes = await f.size();
-    const buf = Buffer.allocUnsafe(CHECKPOINT_CHUNK_BYTES);
+    const buf = allocLarge(CHECKPOINT_CHUNK_BYTES);
     const headBytes = await f.read(buf, 0, Math.min(buf.length, bytes), 0);
     const head = checkpointHeader(buf.subarray(0, headBytes));
     if (head === null) return { info: null, bytes };
@@ -75,7 +76,7 @@ export async function loadCheckpointFile(io: StoreIo, dir: string, index: QueueI
   const f = await io.open(join(dir, CHECKPOINT_FILE), 'read');
   try {
     const loader = new CheckpointLoader(index);
-    const whole = await forEachChunk(f, Buffer.allocUnsafe(CHECKPOINT_CHUNK_BYTES), 0, await f.size(), (chunk) => loader.feed(chunk));
+    const whole = await forEachChunk(f, allocLarge(CHECKPOINT_CHUNK_BYTES), 0, await f.size(), (chunk) => loader.feed(chunk));
     invariant(whole, 'a checked checkpoint file keeps its size while it is loaded');
     loader.finish();
   } finally {
@@ -139,7 +140,7 @@ export async function applyDeltaFile(io: StoreIo, dir: string, index: QueueIndex
       if ((await f.read(head, 0, DELTA_HEADER_BYTES, at)) < DELTA_HEADER_BYTES) break;
       const total = deltaRecordBytes(head);
       if (total === 0 || at + total > fileBytes) break;
-      if (rec.length < total) rec = Buffer.allocUnsafe(Math.max(total, rec.length * 2));
+      if (rec.length < total) rec = allocLarge(Math.max(total, rec.length * 2));
       if ((await f.read(rec, 0, total, at)) < total) break;
       const end = applier.apply(rec.subarray(0, total), position);
       if (end === null) break;

@@ -40,6 +40,7 @@ import { crc32c } from './crc.js';
 import { invariant } from '../common/index.js';
 import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS, CHECKPOINT_ENCODE_SLICE_MS } from './constants.js';
 import { getU64, readU64, setU64, viewOf, writeU64 } from './format.js';
+import { allocLarge } from './large-buffer.js';
 import type { QueueIndex, QueueRef } from './queue-index.js';
 
 export const CHECKPOINT_MAGIC = 0x54504b43; // "CKPT"
@@ -215,7 +216,7 @@ export function* checkpointChunks(index: QueueIndex, logPosition: number, topicC
   invariant(Number.isSafeInteger(chunkBytes) && chunkBytes >= MIN_CHUNK_BYTES, `a checkpoint chunk holds at least ${MIN_CHUNK_BYTES} bytes`);
   const slice = new Slice();
   const queues = index.queueCount;
-  const buf = Buffer.allocUnsafe(chunkBytes);
+  const buf = allocLarge(chunkBytes);
   const out = viewOf(buf);
   out.setUint32(0, CHECKPOINT_MAGIC, true);
   out.setUint32(4, CHECKPOINT_VERSION, true);
@@ -409,7 +410,7 @@ export function* deltaEncoder(index: QueueIndex, basePosition: number, logPositi
       slice.restart();
     }
   }
-  const buf = Buffer.allocUnsafe(total);
+  const buf = allocLarge(total);
   const out = viewOf(buf);
   buf.writeUInt32LE(DELTA_MAGIC, 0);
   buf.writeUInt32LE(CHECKPOINT_VERSION, 4);

@@ -70,6 +70,13 @@ export const DEFAULT_FAST_TIER_BYTES = 1 * GiB;
  */
 export const WRITE_CHUNK_BYTES = 1 * MiB;
 
+/**
+ * Buffers of the store from this size up are mapped with mmap rather than taken from malloc
+ * (large-buffer.ts, native/mapped-buffer.c): glibc's initial mmap threshold, which freeing a
+ * larger malloc'd block would raise for the whole process.
+ */
+export const MAPPED_BUFFER_MIN_BYTES = 128 * KiB;
+
 /** Evicted write chunks kept for reuse: enough to cover a burst of flushes without new allocations. */
 export const WRITE_CHUNK_POOL_SIZE = 16;
 

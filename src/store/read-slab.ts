@@ -10,9 +10,10 @@
  */
 import { invariant } from '../common/index.js';
 import { READ_SLAB_BYTES, READ_SLAB_MAX_CUT_BYTES } from './constants.js';
+import { allocLarge } from './large-buffer.js';
 
 export class ReadSlab {
-  private slab: Buffer = Buffer.allocUnsafeSlow(READ_SLAB_BYTES);
+  private slab: Buffer = allocLarge(READ_SLAB_BYTES);
   private used = 0;
 
   /** A copy of `src[from, to)` of the caller's own. */
@@ -26,9 +27,9 @@ export class ReadSlab {
   /** `bytes` of memory, uninitialised, that nothing else reads or writes. */
   private take(bytes: number): Buffer {
     invariant(Number.isInteger(bytes) && bytes >= 0, 'a slab cut is a whole number of bytes');
-    if (bytes > READ_SLAB_MAX_CUT_BYTES) return Buffer.allocUnsafeSlow(bytes);
+    if (bytes > READ_SLAB_MAX_CUT_BYTES) return allocLarge(bytes);
     if (this.used + bytes > READ_SLAB_BYTES) {
-      this.slab = Buffer.allocUnsafeSlow(READ_SLAB_BYTES);
+      this.slab = allocLarge(READ_SLAB_BYTES);
       this.used = 0;
     }
     const at = this.used;

@@ -19,6 +19,7 @@ import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js
 import { ReadSlab } from './read-slab.js';
 import type { SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
+import { allocLarge } from './large-buffer.js';
 
 /** The queue a read is for, as records name it. */
 interface ReadTarget {
@@ -42,7 +43,7 @@ function recordProblem(buf: Buffer, at: number, length: number, t: ReadTarget, o
 
 /** Copies `bodies` into one new buffer and replaces each with its view there (releases their spans). */
 function compactInPlace(bodies: Buffer[], total: number): void {
-  const into = Buffer.allocUnsafeSlow(total);
+  const into = allocLarge(total);
   let at = 0;
   for (let k = 0; k < bodies.length; k++) {
     const n = bodies[k].copy(into, at);

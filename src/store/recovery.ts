@@ -38,6 +38,7 @@
 import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_VERSION, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
 import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, SCAN_READ_BYTES } from './constants.js';
 import type { StoreFile } from './io.js';
+import { allocLarge } from './large-buffer.js';
 
 export type RecordVerdict = 'ok' | 'end' | 'torn-header' | 'bad-magic' | 'bad-length' | 'torn-body' | 'bad-crc';
 
@@ -93,14 +94,14 @@ class Window {
     private readonly size: number,
     windowBytes: number,
   ) {
-    this.buf = Buffer.allocUnsafe(windowBytes);
+    this.buf = allocLarge(windowBytes);
   }
 
   /** Makes [off, off + n) (clipped to the file) readable in buf; returns the index of `off`. */
   async ensure(off: number, n: number): Promise<number> {
     const want = Math.min(n, this.size - off);
     if (off >= this.start && off + want <= this.start + this.length) return off - this.start;
-    if (want > this.buf.length) this.buf = Buffer.allocUnsafe(want);
+    if (want > this.buf.length) this.buf = allocLarge(want);
     const len = Math.min(this.buf.length, this.size - off);
     this.length = await this.file.read(this.buf, 0, len, off);
     this.start = off;

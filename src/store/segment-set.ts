@@ -14,6 +14,7 @@ import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
 import type { ReadBatchOptions, StoreFile, StoreIo } from './io.js';
 import { FlushGate } from './pread-batch.js';
+import { allocLarge } from './large-buffer.js';
 import type { HistoryReadStats } from './types.js';
 
 export interface Segment {
@@ -247,7 +248,7 @@ export class SegmentSet {
 
   private readNow(seg: Segment, positions: readonly number[], lengths: readonly number[], how: ReadBatchOptions): Promise<Buffer[]> {
     return this.withFile(seg, false, async (file) => {
-      const bufs = lengths.map((n) => Buffer.allocUnsafe(n));
+      const bufs = lengths.map((n) => allocLarge(n));
       const got = await file.readBatch(bufs, positions, how);
       invariant(got.length === bufs.length, 'a read batch reports every buffer');
       for (let k = 0; k < bufs.length; k++) if (got[k] !== bufs[k].length) bufs[k] = bufs[k].subarray(0, got[k]);

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { invariant } from '../common/index.js';
 import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
+import { allocLarge } from './large-buffer.js';
 import type { TierStats } from './types.js';
 
 /** A contiguous slice of the log held in memory; records never straddle two chunks. */
@@ -52,8 +53,8 @@ export class MemoryTier {
 
   /** A write buffer of at least `bytes`: a recycled one when the standard size fits. */
   allocate(bytes: number): Buffer {
-    if (bytes <= WRITE_CHUNK_BYTES) return this.pool.pop() ?? Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES);
-    return Buffer.allocUnsafeSlow(bytes);
+    if (bytes <= WRITE_CHUNK_BYTES) return this.pool.pop() ?? allocLarge(WRITE_CHUNK_BYTES);
+    return allocLarge(bytes);
   }
 
   /**
@@ -400,7 +401,7 @@ export class FastTier {
     }
     if (!found || position + length > found.start + found.length) return null;
     try {
-      const buf = Buffer.allocUnsafe(length);
+      const buf = allocLarge(length);
       const got = await found.file.file.read(buf, 0, length, found.fileOffset + (position - found.start));
       return got === length ? buf : null;
     } catch {

@@ -47,6 +47,7 @@
 
 #include "crc32c.h"
 #include "durable-write.h"
+#include "mapped-buffer.h"
 #include "napi-args.h"
 
 /* Reads advised ahead at most (a bound on the requests one batch puts before the device). */
@@ -251,5 +252,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "openGate", fn);
   crc32c_register(env, exports);
   durable_write_register(env, exports);
+  mapped_buffer_register(env, exports);
   return exports;
 }

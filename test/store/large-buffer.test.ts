@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import fc from 'fast-check';
+import { MAPPED_BUFFER_MIN_BYTES, WRITE_CHUNK_BYTES } from '../../src/store/constants.js';
+import { allocLarge, largeBuffersMapped, mappedBufferBytes } from '../../src/store/large-buffer.js';
+import { nativeAddon, nativeAddonUnavailable } from '../../src/store/native.js';
+import { MessageStore } from '../../src/store/index.js';
+import { removeDir, tempDir } from './helpers.js';
+
+// The addon is skipped at install only with CIRRUS_NATIVE_READS=off; CIRRUS_MAPPED_BUFFERS=off turns mapping off.
+const expectMapped = process.platform === 'linux' && process.env.CIRRUS_NATIVE_READS !== 'off' && process.env.CIRRUS_MAPPED_BUFFERS !== 'off';
+const skipUnmapped = largeBuffersMapped ? false : `large buffers are not mapped here: ${nativeAddonUnavailable || 'CIRRUS_MAPPED_BUFFERS=off'}`;
+const PAGE_BYTES = 4096;
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/** Collects until the mapped bytes fall to `atMost` (finalizers unmap on a later turn of the loop). */
+async function collectUntil(atMost: number): Promise<number> {
+  for (let round = 0; round < 50 && mappedBufferBytes() > atMost; round++) {
+    gc();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return mappedBufferBytes();
+}
+
+test('large buffers: mapped wherever the addon is built on Linux', () => {
+  assert.equal(largeBuffersMapped, expectMapped, nativeAddonUnavailable);
+});
+
+test('large buffers: every buffer is its own, holds what is written to it end to end, and is freed by the collector (property)', { skip: skipUnmapped }, async () => {
+  const before = await collectUntil(0);
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 3 * MAPPED_BUFFER_MIN_BYTES }), { minLength: 1, maxLength: 12 }), async (sizes) => {
+      const start = mappedBufferBytes();
+      let bufs: Buffer[] | null = sizes.map((n) => allocLarge(n));
+      const expectedMapped = sizes.filter((n) => n >= MAPPED_BUFFER_MIN_BYTES).reduce((sum, n) => sum + Math.ceil(n / PAGE_BYTES) * PAGE_BYTES, 0);
+      assert.equal(mappedBufferBytes() - start, expectedMapped, 'buffers from MAPPED_BUFFER_MIN_BYTES up are mapped, whole pages');
+      bufs.forEach((b, i) => {
+        assert.ok(Buffer.isBuffer(b));
+        assert.equal(b.length, sizes[i]);
+        b.fill(i + 1);
+      });
+      bufs.forEach((b, i) => assert.ok(b.every((x) => x === i + 1), `buffer ${i} kept its bytes beside the others`));
+      bufs = null;
+      assert.equal(await collectUntil(start), start, 'the collector unmaps what nothing references');
+    }),
+    { numRuns: 30 },
+  );
+  assert.equal(await collectUntil(before), before);
+});
+
+test('large buffers: bad sizes are refused by name and map nothing', { skip: nativeAddon === null ? nativeAddonUnavailable : false }, () => {
+  const allocMapped = nativeAddon?.allocMapped as (bytes: unknown) => Buffer;
+  const start = mappedBufferBytes();
+  for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 40, '4096', undefined]) {
+    assert.throws(() => allocMapped(bad), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /allocMapped\(bytes\)/ }, String(bad));
+  }
+  assert.equal(mappedBufferBytes(), start);
+});
+
+/** Reads queue 3 back (in a function of its own, so nothing it read stays referenced). */
+async function checkQueue3(store: MessageStore): Promise<void> {
+  const got = await store.getRange('t', 3, 0, 100);
+  assert.equal(got.length, 43);
+  got.forEach((b, k) => assert.ok(b.equals(Buffer.alloc(10_000, (3 + 7 * k) & 0xff)), `record ${k} of queue 3`));
+}
+
+test('large buffers: a store keeps its cache chunks in mapped memory and gives it back when closed', { skip: skipUnmapped }, async () => {
+  const dir = tempDir();
+  try {
+    const before = await collectUntil(0);
+    let store: MessageStore | null = await MessageStore.open({ dir });
+    for (let i = 0; i < 300; i++) await store.append('t', i % 7, Buffer.alloc(10_000, i & 0xff));
+    assert.ok(mappedBufferBytes() - before >= 2 * WRITE_CHUNK_BYTES, `the cache's chunks are mapped (${mappedBufferBytes() - before} bytes)`);
+    await checkQueue3(store);
+    await store.close();
+    store = null;
+    assert.ok((await collectUntil(before)) <= before, 'a closed store holds no mapped memory once collected');
+  } finally {
+    removeDir(dir);
+  }
+});
