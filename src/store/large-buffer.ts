@@ -2,8 +2,8 @@
  * Large buffers of the store (write chunks, read slabs, history spans, checkpoint chunks), mapped
  * with mmap by the native addon rather than taken from malloc. Freeing a malloc'd block above
  * glibc's mmap threshold raises that threshold for the whole process; afterwards every smaller
- * buffer comes from malloc's heaps, whose freed memory stays resident (a `--full` benchmark
- * peaked 25 MiB higher for it; native/mapped-buffer.c, docs/store.md "Memory"). A mapped buffer
+ * buffer comes from malloc's heaps, whose freed memory stays resident (`--full` benchmarks peaked
+ * 12-16 MiB lower with these buffers mapped; native/mapped-buffer.c, docs/store.md "Runtime"). A mapped buffer
  * is an ordinary Buffer whose memory goes back to the kernel when the collector frees it.
  * Where the addon is absent, or with CIRRUS_MAPPED_BUFFERS=off, they come from Buffer.allocUnsafe.
  */
@@ -33,6 +33,8 @@ const loaded = load();
 /** Whether large buffers are mapped (false: they come from Node's allocator). */
 export const largeBuffersMapped: boolean = loaded.alloc !== null;
 
+let mapFailures = 0;
+
 /** `bytes` of uninitialised memory of the caller's own: mapped from MAPPED_BUFFER_MIN_BYTES up. */
 export function allocLarge(bytes: number): PlainBuffer {
   if (loaded.alloc !== null && bytes >= MAPPED_BUFFER_MIN_BYTES) {
@@ -46,8 +48,6 @@ export function allocLarge(bytes: number): PlainBuffer {
   }
   return Buffer.allocUnsafe(bytes);
 }
-
-let mapFailures = 0;
 
 /** Large buffers that could not be mapped and came from Node's allocator instead. */
 export function mappedBufferFailures(): number {
