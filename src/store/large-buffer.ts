@@ -3,7 +3,7 @@
  * with mmap by the native addon rather than taken from malloc. Freeing a malloc'd block above
  * glibc's mmap threshold raises that threshold for the whole process; afterwards every smaller
  * buffer comes from malloc's heaps, whose freed memory stays resident (`--full` benchmarks peaked
- * 12-16 MiB lower with these buffers mapped; native/mapped-buffer.c, docs/store.md "Runtime"). A mapped buffer
+ * about 10 MiB lower with these buffers mapped; native/mapped-buffer.c, docs/store.md "Runtime"). A mapped buffer
  * is an ordinary Buffer whose memory goes back to the kernel when the collector frees it.
  * Where the addon is absent, or with CIRRUS_MAPPED_BUFFERS=off, they come from Buffer.allocUnsafe.
  */

@@ -7,7 +7,7 @@
  * history spans, checkpoint chunks); after the first, every buffer below a megabyte, Node's and
  * the store's, comes from malloc's heaps, whose freed memory stays resident in holes between
  * live blocks. Measured: a --full run peaked at 583 MiB RSS with the dynamic threshold and at
- * 558 MiB with it pinned; with these buffers mapped, 568-571 against 580-583 (docs/store-measurements.md,
+ * 558 MiB with it pinned; with these buffers mapped, 568-571 against 577-583 (docs/store-measurements.md,
  * "Sixteenth pass"). Mapping the store's own large buffers leaves malloc's threshold where it
  * was, without setting the host's malloc tuning, and gives their memory back to the kernel the
  * moment the collector frees them, whatever malloc the host process runs.
