@@ -77,6 +77,16 @@ export const WRITE_CHUNK_BYTES = 1 * MiB;
  */
 export const MAPPED_BUFFER_MIN_BYTES = 128 * KiB;
 
+/**
+ * Share of the process's mappings (vm.max_map_count, 65,530 by default) the store's mapped buffers
+ * may take at most; past it they come from Node's allocator. V8 maps its heap too, and stops the
+ * process when it cannot.
+ */
+export const MAPPED_BUFFERS_MAP_SHARE = 0.25;
+
+/** vm.max_map_count where /proc does not say (the Linux default). */
+export const DEFAULT_MAX_MAP_COUNT = 65_530;
+
 /** Evicted write chunks kept for reuse: enough to cover a burst of flushes without new allocations. */
 export const WRITE_CHUNK_POOL_SIZE = 16;
 

@@ -3,58 +3,103 @@
  * with mmap by the native addon rather than taken from malloc. Freeing a malloc'd block above
  * glibc's mmap threshold raises that threshold for the whole process; afterwards every smaller
  * buffer comes from malloc's heaps, whose freed memory stays resident (`--full` benchmarks peaked
- * about 10 MiB lower with these buffers mapped; native/mapped-buffer.c, docs/store.md "Runtime"). A mapped buffer
- * is an ordinary Buffer whose memory goes back to the kernel when the collector frees it.
- * Where the addon is absent, or with CIRRUS_MAPPED_BUFFERS=off, they come from Buffer.allocUnsafe.
+ * about 10 MiB lower with these buffers mapped; native/mapped-buffer.c, docs/store.md "Runtime").
+ * A mapped buffer is an ordinary Buffer whose memory goes back to the kernel when the collector
+ * frees it. Where the addon is absent, or with CIRRUS_MAPPED_BUFFERS=off, they come from
+ * Buffer.allocUnsafe; so does a buffer the addon cannot map (mmap refused, or the store already
+ * holding its share of the process's mappings: MAPPED_BUFFERS_MAP_SHARE).
  */
-import { MAPPED_BUFFER_MIN_BYTES } from './constants.js';
+import { readFileSync } from 'node:fs';
+import { DEFAULT_MAX_MAP_COUNT, MAPPED_BUFFERS_MAP_SHARE, MAPPED_BUFFER_MIN_BYTES } from './constants.js';
+import { StoreInvalidArgumentError } from './errors.js';
 import { nativeAddon } from './native.js';
 
 /** What Buffer.allocUnsafe returns (a Buffer over a plain ArrayBuffer). */
 type PlainBuffer = ReturnType<typeof Buffer.allocUnsafe>;
-type AllocMapped = (bytes: number) => PlainBuffer;
 
-function load(): { alloc: AllocMapped | null; live: (() => number) | null } {
-  if (process.env.CIRRUS_MAPPED_BUFFERS === 'off' || nativeAddon === null) return { alloc: null, live: null };
-  const { allocMapped, mappedBytes } = nativeAddon;
-  if (typeof allocMapped !== 'function' || typeof mappedBytes !== 'function') return { alloc: null, live: null };
-  const alloc = allocMapped as AllocMapped;
-  try {
-    // A runtime may refuse buffers over outside memory (V8's sandbox): then use Node's allocator.
-    alloc(MAPPED_BUFFER_MIN_BYTES);
-  } catch {
-    return { alloc: null, live: null };
-  }
-  return { alloc, live: mappedBytes as () => number };
+interface MappedAddon {
+  /** A mapped buffer of `bytes`, or null when the limit of live mappings is reached. */
+  allocMapped(bytes: number): PlainBuffer | null;
+  mappedBytes(): number;
+  mappedCount(): number;
+  setMappedLimit(count: number): void;
 }
 
-const loaded = load();
+/** The process's vm.max_map_count. */
+function maxMapCount(): number {
+  try {
+    const n = Number.parseInt(readFileSync('/proc/sys/vm/max_map_count', 'utf8'), 10);
+    return Number.isSafeInteger(n) && n > 0 ? n : DEFAULT_MAX_MAP_COUNT;
+  } catch {
+    return DEFAULT_MAX_MAP_COUNT;
+  }
+}
+
+function load(): MappedAddon | null {
+  if (process.env.CIRRUS_MAPPED_BUFFERS === 'off' || nativeAddon === null) return null;
+  const { allocMapped, mappedBytes, mappedCount, setMappedLimit } = nativeAddon;
+  if (typeof allocMapped !== 'function' || typeof mappedBytes !== 'function' || typeof mappedCount !== 'function' || typeof setMappedLimit !== 'function') {
+    return null;
+  }
+  const addon = { allocMapped, mappedBytes, mappedCount, setMappedLimit } as MappedAddon;
+  try {
+    // A runtime may refuse buffers over outside memory (V8's sandbox): then use Node's allocator.
+    addon.allocMapped(MAPPED_BUFFER_MIN_BYTES);
+  } catch {
+    return null;
+  }
+  return addon;
+}
+
+const mapped = load();
+let fallbacks = 0;
+let limit = Math.floor(maxMapCount() * MAPPED_BUFFERS_MAP_SHARE);
+mapped?.setMappedLimit(limit);
 
 /** Whether large buffers are mapped (false: they come from Node's allocator). */
-export const largeBuffersMapped: boolean = loaded.alloc !== null;
-
-let mapFailures = 0;
+export const largeBuffersMapped: boolean = mapped !== null;
 
 /** `bytes` of uninitialised memory of the caller's own: mapped from MAPPED_BUFFER_MIN_BYTES up. */
 export function allocLarge(bytes: number): PlainBuffer {
-  if (loaded.alloc !== null && bytes >= MAPPED_BUFFER_MIN_BYTES) {
+  if (mapped !== null && bytes >= MAPPED_BUFFER_MIN_BYTES) {
     try {
-      return loaded.alloc(bytes);
+      const buf = mapped.allocMapped(bytes);
+      if (buf !== null) return buf;
     } catch {
-      // mmap refused (out of memory, or the process at vm.max_map_count mappings): Node's
-      // allocator may still have room, and fails with its own error where it has not.
-      mapFailures++;
+      // mmap refused (out of memory): Node's allocator may still have room, and fails with its own error where it has not.
     }
+    fallbacks++;
   }
   return Buffer.allocUnsafe(bytes);
 }
 
-/** Large buffers that could not be mapped and came from Node's allocator instead. */
-export function mappedBufferFailures(): number {
-  return mapFailures;
+/** Large buffers that were not mapped (mmap refused, or at the limit) and came from Node's allocator instead. */
+export function mappedBufferFallbacks(): number {
+  return fallbacks;
 }
 
 /** Bytes of mapped buffers not yet freed by the collector (0 where buffers are not mapped). */
 export function mappedBufferBytes(): number {
-  return loaded.live === null ? 0 : loaded.live();
+  return mapped === null ? 0 : mapped.mappedBytes();
+}
+
+/** Mapped buffers not yet freed by the collector (0 where buffers are not mapped). */
+export function mappedBufferCount(): number {
+  return mapped === null ? 0 : mapped.mappedCount();
+}
+
+/**
+ * Sets how many mapped buffers may be alive at once (at load: MAPPED_BUFFERS_MAP_SHARE of
+ * vm.max_map_count); past it large buffers come from Node's allocator. For tests and for hosts
+ * that map heavily themselves. No effect where buffers are not mapped.
+ */
+export function setMappedBufferLimit(count: number): void {
+  if (!Number.isSafeInteger(count) || count < 0) throw new StoreInvalidArgumentError('count', `must be a whole number >= 0, got ${String(count)}`);
+  mapped?.setMappedLimit(count);
+  limit = count;
+}
+
+/** How many mapped buffers may be alive at once (see setMappedBufferLimit). */
+export function mappedBufferLimit(): number {
+  return limit;
 }

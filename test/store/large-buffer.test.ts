@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { MAPPED_BUFFER_MIN_BYTES, WRITE_CHUNK_BYTES } from '../../src/store/constants.js';
-import { allocLarge, largeBuffersMapped, mappedBufferBytes } from '../../src/store/large-buffer.js';
+import { MAPPED_BUFFERS_MAP_SHARE, MAPPED_BUFFER_MIN_BYTES, WRITE_CHUNK_BYTES } from '../../src/store/constants.js';
+import { allocLarge, largeBuffersMapped, mappedBufferBytes, mappedBufferCount, mappedBufferFallbacks, mappedBufferLimit, setMappedBufferLimit } from '../../src/store/large-buffer.js';
 import { nativeAddon, nativeAddonUnavailable } from '../../src/store/native.js';
 import { MessageStore } from '../../src/store/index.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -82,4 +83,45 @@ test('large buffers: a store keeps its cache chunks in mapped memory and gives i
   } finally {
     removeDir(dir);
   }
+});
+
+test('large buffers: past the limit of live mappings they come from Node\'s allocator, and mapping resumes once those are collected', { skip: skipUnmapped }, async () => {
+  assert.equal(mappedBufferLimit(), Math.floor(Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8')) * MAPPED_BUFFERS_MAP_SHARE), 'a share of vm.max_map_count');
+  await collectUntil(0);
+  assert.equal(mappedBufferCount(), 0, 'nothing mapped is alive');
+  const fallbacksBefore = mappedBufferFallbacks();
+  const limitBefore = mappedBufferLimit();
+  setMappedBufferLimit(3);
+  try {
+    let bufs: Buffer[] | null = Array.from({ length: 5 }, (_, i) => allocLarge(MAPPED_BUFFER_MIN_BYTES + i));
+    assert.equal(mappedBufferCount(), 3, 'three mapped, up to the limit');
+    assert.equal(mappedBufferFallbacks() - fallbacksBefore, 2, 'two from Node\'s allocator, counted');
+    bufs.forEach((b, i) => {
+      assert.equal(b.length, MAPPED_BUFFER_MIN_BYTES + i);
+      b.fill(i + 1);
+    });
+    bufs.forEach((b, i) => assert.ok(b.every((x) => x === i + 1), `buffer ${i} kept its bytes`));
+    bufs = null;
+    await collectUntil(0);
+    assert.equal(mappedBufferCount(), 0, 'the collector unmapped them');
+    const again = allocLarge(MAPPED_BUFFER_MIN_BYTES);
+    assert.equal(mappedBufferCount(), 1, 'mapped again once the earlier ones were unmapped');
+    assert.equal(mappedBufferFallbacks() - fallbacksBefore, 2);
+    assert.equal(again.length, MAPPED_BUFFER_MIN_BYTES);
+  } finally {
+    setMappedBufferLimit(limitBefore);
+  }
+});
+
+test('large buffers: a bad limit is refused by name and changes nothing', () => {
+  const fallbacksBefore = mappedBufferFallbacks();
+  for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+    assert.throws(() => setMappedBufferLimit(bad), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', argument: 'count' }, String(bad));
+  }
+  assert.ok(mappedBufferLimit() > 3, 'the limit stands');
+  const before = mappedBufferCount();
+  const buf = allocLarge(MAPPED_BUFFER_MIN_BYTES);
+  assert.equal(mappedBufferCount(), largeBuffersMapped ? before + 1 : 0, 'still mapping where buffers are mapped');
+  assert.equal(mappedBufferFallbacks(), fallbacksBefore);
+  assert.equal(buf.length, MAPPED_BUFFER_MIN_BYTES);
 });

@@ -32,11 +32,17 @@
 /* Bytes mapped and not yet unmapped, for tests and stats (finalizers run on the main thread,
  * but nothing here relies on that). */
 static int64_t mapped_live_bytes;
+/* Buffers mapped and not yet unmapped, and how many may be (setMappedLimit): every mapping counts
+ * against the process's vm.max_map_count, which V8 needs too for its heap; past it mmap fails,
+ * and V8 stops the process. */
+static int64_t mapped_live_count;
+static int64_t mapped_max_count = 16384;
 
 static void unmap_buffer(napi_env env, void *data, void *hint) {
   const size_t map_bytes = (size_t)(uintptr_t)hint;
   munmap(data, map_bytes);
   __atomic_sub_fetch(&mapped_live_bytes, (int64_t)map_bytes, __ATOMIC_RELAXED);
+  __atomic_sub_fetch(&mapped_live_count, 1, __ATOMIC_RELAXED);
   int64_t ignored;
   napi_adjust_external_memory(env, -(int64_t)map_bytes, &ignored);
 }
@@ -51,6 +57,11 @@ static napi_value alloc_mapped(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[0], &exact);
   if (bytes <= 0 || (double)bytes != exact || (uint64_t)bytes > MAPPED_MAX_BYTES) {
     return type_error(env, "allocMapped(bytes): bytes must be a whole number from 1 to 4 GiB");
+  }
+  if (__atomic_load_n(&mapped_live_count, __ATOMIC_RELAXED) >= __atomic_load_n(&mapped_max_count, __ATOMIC_RELAXED)) {
+    napi_value none;
+    napi_get_null(env, &none);
+    return none; /* at the limit: the caller takes memory from elsewhere */
   }
   const size_t page = (size_t)sysconf(_SC_PAGESIZE);
   const size_t map_bytes = ((size_t)bytes + page - 1) & ~(page - 1);
@@ -68,6 +79,7 @@ static napi_value alloc_mapped(napi_env env, napi_callback_info info) {
     return NULL;
   }
   __atomic_add_fetch(&mapped_live_bytes, (int64_t)map_bytes, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&mapped_live_count, 1, __ATOMIC_RELAXED);
   int64_t ignored;
   napi_adjust_external_memory(env, (int64_t)map_bytes, &ignored);
   return buf;
@@ -80,10 +92,33 @@ static napi_value mapped_bytes(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value set_mapped_limit(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t count;
+  double exact;
+  if (!exact_args(env, info, 1, argv) || napi_get_value_int64(env, argv[0], &count) != napi_ok ||
+      napi_get_value_double(env, argv[0], &exact) != napi_ok || (double)count != exact || count < 0) {
+    return type_error(env, "setMappedLimit(count): count must be a whole number >= 0");
+  }
+  __atomic_store_n(&mapped_max_count, count, __ATOMIC_RELAXED);
+  return NULL;
+}
+
+static napi_value mapped_count(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_create_int64(env, __atomic_load_n(&mapped_live_count, __ATOMIC_RELAXED), &out);
+  return out;
+}
+
 void mapped_buffer_register(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "allocMapped", NAPI_AUTO_LENGTH, alloc_mapped, NULL, &fn);
   napi_set_named_property(env, exports, "allocMapped", fn);
   napi_create_function(env, "mappedBytes", NAPI_AUTO_LENGTH, mapped_bytes, NULL, &fn);
   napi_set_named_property(env, exports, "mappedBytes", fn);
+  napi_create_function(env, "mappedCount", NAPI_AUTO_LENGTH, mapped_count, NULL, &fn);
+  napi_set_named_property(env, exports, "mappedCount", fn);
+  napi_create_function(env, "setMappedLimit", NAPI_AUTO_LENGTH, set_mapped_limit, NULL, &fn);
+  napi_set_named_property(env, exports, "setMappedLimit", fn);
 }

@@ -1,4 +1,4 @@
-/* Buffers mapped with mmap (mapped-buffer.c): adds `allocMapped` and `mappedBytes` to the addon's exports. */
+/* Buffers mapped with mmap (mapped-buffer.c): adds `allocMapped`, `mappedBytes`, `mappedCount` and `setMappedLimit` to the addon's exports. */
 #ifndef CIRRUS_MAPPED_BUFFER_H
 #define CIRRUS_MAPPED_BUFFER_H
 #include <node_api.h>
