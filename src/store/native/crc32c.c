@@ -146,9 +146,7 @@ void crc32c_register(napi_env env, napi_value exports) {
 #if HAVE_X86_CRC
   pthread_once(&init_once, init_hardware);
   if (!hardware) return;
-  napi_value fn;
-  napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c_js, NULL, &fn);
-  napi_set_named_property(env, exports, "crc32c", fn);
+  export_function(env, exports, "crc32c", crc32c_js);
 #else
   (void)env;
   (void)exports;

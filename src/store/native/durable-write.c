@@ -359,9 +359,6 @@ static napi_value write_durable(napi_env env, napi_callback_info info) {
 }
 
 void durable_write_register(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "createWriter", NAPI_AUTO_LENGTH, create_writer, NULL, &fn);
-  napi_set_named_property(env, exports, "createWriter", fn);
-  napi_create_function(env, "writeDurable", NAPI_AUTO_LENGTH, write_durable, NULL, &fn);
-  napi_set_named_property(env, exports, "writeDurable", fn);
+  export_function(env, exports, "createWriter", create_writer);
+  export_function(env, exports, "writeDurable", write_durable);
 }

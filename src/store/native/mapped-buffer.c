@@ -38,24 +38,24 @@ static int64_t mapped_live_bytes;
 static int64_t mapped_live_count;
 static int64_t mapped_max_count = 16384;
 
+/* Counts a mapping of `map_bytes` in (sign 1) or out (sign -1), here and in V8's external memory. */
+static void account(napi_env env, size_t map_bytes, int sign) {
+  __atomic_add_fetch(&mapped_live_bytes, sign * (int64_t)map_bytes, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&mapped_live_count, sign, __ATOMIC_RELAXED);
+  int64_t ignored;
+  napi_adjust_external_memory(env, sign * (int64_t)map_bytes, &ignored);
+}
+
 static void unmap_buffer(napi_env env, void *data, void *hint) {
   const size_t map_bytes = (size_t)(uintptr_t)hint;
   munmap(data, map_bytes);
-  __atomic_sub_fetch(&mapped_live_bytes, (int64_t)map_bytes, __ATOMIC_RELAXED);
-  __atomic_sub_fetch(&mapped_live_count, 1, __ATOMIC_RELAXED);
-  int64_t ignored;
-  napi_adjust_external_memory(env, -(int64_t)map_bytes, &ignored);
+  account(env, map_bytes, -1);
 }
 
 static napi_value alloc_mapped(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int64_t bytes;
-  if (!exact_args(env, info, 1, argv) || napi_get_value_int64(env, argv[0], &bytes) != napi_ok) {
-    return type_error(env, "allocMapped(bytes): bytes must be a number");
-  }
-  double exact;
-  napi_get_value_double(env, argv[0], &exact);
-  if (bytes <= 0 || (double)bytes != exact || (uint64_t)bytes > MAPPED_MAX_BYTES) {
+  if (!exact_args(env, info, 1, argv) || !whole_number(env, argv[0], &bytes) || bytes <= 0 || (uint64_t)bytes > MAPPED_MAX_BYTES) {
     return type_error(env, "allocMapped(bytes): bytes must be a whole number from 1 to 4 GiB");
   }
   if (__atomic_load_n(&mapped_live_count, __ATOMIC_RELAXED) >= __atomic_load_n(&mapped_max_count, __ATOMIC_RELAXED)) {
@@ -78,47 +78,39 @@ static napi_value alloc_mapped(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "allocMapped: this runtime refuses external buffers");
     return NULL;
   }
-  __atomic_add_fetch(&mapped_live_bytes, (int64_t)map_bytes, __ATOMIC_RELAXED);
-  __atomic_add_fetch(&mapped_live_count, 1, __ATOMIC_RELAXED);
-  int64_t ignored;
-  napi_adjust_external_memory(env, (int64_t)map_bytes, &ignored);
+  account(env, map_bytes, 1);
   return buf;
+}
+
+static napi_value counter_value(napi_env env, int64_t *counter) {
+  napi_value out;
+  napi_create_int64(env, __atomic_load_n(counter, __ATOMIC_RELAXED), &out);
+  return out;
 }
 
 static napi_value mapped_bytes(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_value out;
-  napi_create_int64(env, __atomic_load_n(&mapped_live_bytes, __ATOMIC_RELAXED), &out);
-  return out;
+  return counter_value(env, &mapped_live_bytes);
+}
+
+static napi_value mapped_count(napi_env env, napi_callback_info info) {
+  (void)info;
+  return counter_value(env, &mapped_live_count);
 }
 
 static napi_value set_mapped_limit(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int64_t count;
-  double exact;
-  if (!exact_args(env, info, 1, argv) || napi_get_value_int64(env, argv[0], &count) != napi_ok ||
-      napi_get_value_double(env, argv[0], &exact) != napi_ok || (double)count != exact || count < 0) {
+  if (!exact_args(env, info, 1, argv) || !whole_number(env, argv[0], &count) || count < 0) {
     return type_error(env, "setMappedLimit(count): count must be a whole number >= 0");
   }
   __atomic_store_n(&mapped_max_count, count, __ATOMIC_RELAXED);
   return NULL;
 }
 
-static napi_value mapped_count(napi_env env, napi_callback_info info) {
-  (void)info;
-  napi_value out;
-  napi_create_int64(env, __atomic_load_n(&mapped_live_count, __ATOMIC_RELAXED), &out);
-  return out;
-}
-
 void mapped_buffer_register(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "allocMapped", NAPI_AUTO_LENGTH, alloc_mapped, NULL, &fn);
-  napi_set_named_property(env, exports, "allocMapped", fn);
-  napi_create_function(env, "mappedBytes", NAPI_AUTO_LENGTH, mapped_bytes, NULL, &fn);
-  napi_set_named_property(env, exports, "mappedBytes", fn);
-  napi_create_function(env, "mappedCount", NAPI_AUTO_LENGTH, mapped_count, NULL, &fn);
-  napi_set_named_property(env, exports, "mappedCount", fn);
-  napi_create_function(env, "setMappedLimit", NAPI_AUTO_LENGTH, set_mapped_limit, NULL, &fn);
-  napi_set_named_property(env, exports, "setMappedLimit", fn);
+  export_function(env, exports, "allocMapped", alloc_mapped);
+  export_function(env, exports, "mappedBytes", mapped_bytes);
+  export_function(env, exports, "mappedCount", mapped_count);
+  export_function(env, exports, "setMappedLimit", set_mapped_limit);
 }

@@ -3,6 +3,7 @@
 #define CIRRUS_NAPI_ARGS_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <node_api.h>
 #include <uv.h>
@@ -17,6 +18,19 @@ static inline napi_value type_error(napi_env env, const char *what) {
 static inline bool exact_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
   size_t argc = count;
   return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == count;
+}
+
+/* Adds `fn` to `exports` as `name`. */
+static inline void export_function(napi_env env, napi_value exports, const char *name, napi_callback fn) {
+  napi_value value;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &value);
+  napi_set_named_property(env, exports, name, value);
+}
+
+/* `value` as an int64 when it is a number holding a whole value (no fraction, not NaN). */
+static inline bool whole_number(napi_env env, napi_value value, int64_t *out) {
+  double exact;
+  return napi_get_value_int64(env, value, out) == napi_ok && napi_get_value_double(env, value, &exact) == napi_ok && (double)*out == exact;
 }
 
 /* The data and element count of `value` when it is a typed array of `type` with at least `min_count` elements. */

@@ -245,11 +245,8 @@ static napi_value open_gate(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "preadBatch", NAPI_AUTO_LENGTH, pread_batch, NULL, &fn);
-  napi_set_named_property(env, exports, "preadBatch", fn);
-  napi_create_function(env, "openGate", NAPI_AUTO_LENGTH, open_gate, NULL, &fn);
-  napi_set_named_property(env, exports, "openGate", fn);
+  export_function(env, exports, "preadBatch", pread_batch);
+  export_function(env, exports, "openGate", open_gate);
   crc32c_register(env, exports);
   durable_write_register(env, exports);
   mapped_buffer_register(env, exports);
