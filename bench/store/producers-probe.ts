@@ -7,7 +7,7 @@
  * (writes only), `no-write` (syncs only), `real` (default). docs/store-measurements.md ("Third pass") has this
  * machine's results.
  *
- *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null] (--help)
+ *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--queues-per-topic 50] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null] (--help)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import { randomPool } from './payload.js';
 const MiB = 1024 * 1024;
 const POOL_BYTES = 32 * MiB;
 const TOPICS = 100;
-const QUEUES_PER_TOPIC = 50;
+const DEFAULT_QUEUES_PER_TOPIC = 50;
 const MEMORY_CACHE_BYTES = 256 * MiB;
 
 const IO_MODES = ['real', 'no-sync', 'no-write', 'null'] as const;
@@ -54,12 +54,13 @@ async function main(): Promise<void> {
     .description('closed-loop producers on bare stores: the append path alone (docs/store-measurements.md, "Third pass")')
     .option('--producers <n>', 'concurrent producers, each with one append in flight', positiveInt('--producers'), 40)
     .option('--stores <n>', 'independent stores the queues are pinned over (what striping would give)', positiveInt('--stores'), 1)
+    .option('--queues-per-topic <n>', 'queues in each of the 100 topics (the benchmark run has ~250 on average)', positiveInt('--queues-per-topic'), DEFAULT_QUEUES_PER_TOPIC)
     .option('--seconds <s>', 'how long the producers run', positiveNumber('--seconds'), 8)
     .option('--dir <path>', 'where the stores go (default: a new temp dir)')
     .addOption(new Option('--io <mode>', 'segment file calls: real, or taken away to see their cost').choices(IO_MODES).default('real'))
     .parse()
-    .opts<{ producers: number; stores: number; seconds: number; dir?: string; io: IoMode }>();
-  const { producers, seconds, stores: storeCount, io: ioMode } = o;
+    .opts<{ producers: number; stores: number; queuesPerTopic: number; seconds: number; dir?: string; io: IoMode }>();
+  const { producers, seconds, stores: storeCount, queuesPerTopic, io: ioMode } = o;
   const io = segmentIo(ioMode);
   const base = mkdtempSync(join(o.dir ?? tmpdir(), 'cirrus-producers-'));
   const stores = await Promise.all(
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
       const size = MIN_MESSAGE_BYTES + (r % (MAX_MESSAGE_BYTES - MIN_MESSAGE_BYTES));
       const at = (r >>> 3) % (POOL_BYTES - size);
       const topic = r % TOPICS;
-      const queueId = (r >>> 8) % QUEUES_PER_TOPIC;
+      const queueId = (r >>> 8) % queuesPerTopic;
       const store = stores[(topic * 31 + queueId) % storeCount] as MessageStore;
       const t = perf.now();
       await store.append(`topic-${topic}`, queueId, pool.subarray(at, at + size));
