@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     .description('closed-loop producers on bare stores: the append path alone (docs/store-measurements.md, "Third pass")')
     .option('--producers <n>', 'concurrent producers, each with one append in flight', positiveInt('--producers'), 40)
     .option('--stores <n>', 'independent stores the queues are pinned over (what striping would give)', positiveInt('--stores'), 1)
-    .option('--queues-per-topic <n>', 'queues in each of the 100 topics (the benchmark default layout averages 217)', positiveInt('--queues-per-topic'), DEFAULT_QUEUES_PER_TOPIC)
+    .option('--queues-per-topic <n>', `queues in each of the ${TOPICS} topics (the benchmark default layout averages 217)`, positiveInt('--queues-per-topic'), DEFAULT_QUEUES_PER_TOPIC)
     .option('--seconds <s>', 'how long the producers run', positiveNumber('--seconds'), 8)
     .option('--dir <path>', 'where the stores go (default: a new temp dir)')
     .addOption(new Option('--io <mode>', 'segment file calls: real, or taken away to see their cost').choices(IO_MODES).default('real'))

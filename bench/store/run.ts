@@ -375,8 +375,11 @@ const RERUN_ENV = 'CIRRUS_BENCH_STORE_RERUN';
  */
 async function rerunWithRuntime(flags: readonly string[], uvThreadpoolSize: number | null): Promise<number | null> {
   if (process.env[RERUN_ENV] !== undefined) return null;
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  const missing = flags.filter((f) => !given.includes(f));
+  // A flag counts as given whatever its value: the caller's own `--max-semi-space-size=16` stays
+  // theirs rather than being overridden by ours appended after it.
+  const flagName = (f: string): string => f.split('=', 1)[0] as string;
+  const given = new Set([...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].map(flagName));
+  const missing = flags.filter((f) => !given.has(flagName(f)));
   const pool = uvThreadpoolSize !== null && process.env.UV_THREADPOOL_SIZE === undefined ? String(uvThreadpoolSize) : null;
   if (missing.length === 0 && pool === null) return null;
   if (missing.length > 0) log(`running with Node flags ${missing.join(' ')} (docs/store.md, "Runtime"; --node-flags none runs as started)`);
