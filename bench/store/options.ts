@@ -1,6 +1,6 @@
 import { totalmem } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { MAX_COLD_READ_CONCURRENCY, RECOMMENDED_NODE_FLAGS, RECOMMENDED_UV_THREADPOOL_SIZE } from '../../src/store/index.js';
+import { MAX_COLD_READ_CONCURRENCY, RECOMMENDED_NODE_FLAGS, RECOMMENDED_UV_THREADPOOL_SIZE, type HistoryPageCache } from '../../src/store/index.js';
 import { CEILING_CELL_BYTES, CEILING_CELL_BYTES_QUICK, MAX_QUEUES_PER_TOPIC, MAX_TOPICS } from './constants.js';
 
 export const PEER_NAMES = ['sqlite', 'leveldb', 'redis'] as const;
@@ -25,6 +25,8 @@ export interface BenchOptions {
   segmentBytes: number | null;
   /** The store's `coldReadConcurrency`; null: the store's default. */
   coldReadConcurrency: number | null;
+  /** The store's `historyPageCache`; null: the store's default. */
+  historyPageCache: HistoryPageCache | null;
   /** Node flags the benchmark re-runs itself with when the process was started without them. */
   nodeFlags: string[];
   /** UV_THREADPOOL_SIZE the benchmark re-runs itself with when none is set; null: as started. */
@@ -97,6 +99,9 @@ export function benchCommand(): Command {
       'the store\'s coldReadConcurrency: history reads in flight at most (default: the store\'s default, 3 with libuv\'s default pool; 1024 lifts the limit; docs/store.md "Knobs")',
       positiveInt('--cold-read-concurrency', 1024),
     )
+    .addOption(
+      new Option('--history-page-cache <what>', 'the store\'s historyPageCache: what history reads leave in the OS page cache (default: the store\'s default, drop; docs/store.md "Knobs")').choices(['drop', 'keep']),
+    )
     .option('--seed <n>', 'seed of layout, sizes, contents and queue picks: same seed, same workload', positiveInt('--seed', 0xffff_ffff), 1)
     .option('--dir <path>', 'where the store, peers and probe files go (default: a new temp dir); pick the device you want measured')
     .option('--out <path>', 'where results JSON + SVG go (default: bench/results/, for --quick a temp dir)')
@@ -131,6 +136,7 @@ interface RawOptions {
   memoryCacheMib?: number;
   segmentMib?: number;
   coldReadConcurrency?: number;
+  historyPageCache?: HistoryPageCache;
   seed: number;
   dir?: string;
   out?: string;
@@ -163,6 +169,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     memoryCacheBytes: raw.memoryCacheMib ? raw.memoryCacheMib * MiB : null,
     segmentBytes: raw.segmentMib ? raw.segmentMib * MiB : null,
     coldReadConcurrency: raw.coldReadConcurrency ?? null,
+    historyPageCache: raw.historyPageCache ?? null,
     nodeFlags: raw.nodeFlags,
     uvThreadpoolSize: raw.uvThreadpoolSize === 'none' ? null : raw.uvThreadpoolSize,
   };

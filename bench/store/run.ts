@@ -236,6 +236,7 @@ async function runStore(o: BenchOptions, storeDir: string): Promise<StoreRun> {
   if (o.memoryCacheBytes) storeOptions.memoryCacheBytes = o.memoryCacheBytes;
   if (o.segmentBytes) storeOptions.segmentBytes = o.segmentBytes;
   if (o.coldReadConcurrency) storeOptions.coldReadConcurrency = o.coldReadConcurrency;
+  if (o.historyPageCache) storeOptions.historyPageCache = o.historyPageCache;
   let store: MessageStoreApi = await MessageStore.open(storeOptions);
   const counters = new Counters();
   const next = new Uint32Array(layout.totalQueues);
@@ -457,6 +458,7 @@ async function main(): Promise<number> {
         producers: o.producers, readers: o.readers, topics: o.topics, maxQueuesPerTopic: o.maxQueues,
         phase1GiB: round(o.phase1Bytes / GiB, 3), phase2GiB: round(o.phase2Bytes / GiB, 3), seed: o.seed,
         memoryCacheBytes: o.memoryCacheBytes, segmentBytes: o.segmentBytes, coldReadConcurrency: o.coldReadConcurrency,
+        historyPageCache: o.historyPageCache,
       },
       ceilingMiBps: round(ceilingMiBps),
       ceilingCell: `${ceiling.best.files}x${ceiling.best.blockBytes / 1024}KiB ${ceiling.best.io}`,

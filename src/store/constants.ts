@@ -87,6 +87,16 @@ export const MAPPED_BUFFER_MIN_BYTES = 128 * KiB;
  */
 export const MAPPED_BUFFERS_MAP_SHARE = 0.25;
 
+/**
+ * Freed mapped buffers of the store's standard sizes (write and checkpoint chunks, read slabs) kept
+ * mapped for reuse while a store appends, bytes at most (native/mapped-buffer.c, "The pool"). A
+ * new mapping is faulted in page by page, 1.3-9 us a page on this VM, and the benchmark's hot
+ * readers alone faulted in ~50,000 pages a second (docs/store-measurements.md, "Eighteenth
+ * pass"). About what the store's buffers churn through between two collections, so the pool
+ * fills as the collector frees buffers and empties as new ones are taken: peak RSS the same.
+ */
+export const MAPPED_POOL_BYTES = 64 * MiB;
+
 /** vm.max_map_count where /proc does not say (the Linux default). */
 export const DEFAULT_MAX_MAP_COUNT = 65_530;
 

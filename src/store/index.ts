@@ -14,7 +14,18 @@ export {
 } from './errors.js';
 export { createNodeIo, nodeIo, type NodeIoOptions, type ReadGate, type StoreIo, type StoreFile } from './io.js';
 export type { DamageReport, RecordVerdict } from './recovery.js';
-export { largeBuffersMapped, mappedBufferBytes, mappedBufferCount, mappedBufferFallbacks, mappedBufferLimit, setMappedBufferLimit } from './large-buffer.js';
+export {
+  largeBuffersMapped,
+  mappedBufferBytes,
+  mappedBufferCount,
+  mappedBufferFallbacks,
+  mappedBufferLimit,
+  mappedBufferPoolBytes,
+  mappedBufferPoolLimit,
+  setMappedBufferLimit,
+  setMappedBufferPoolLimit,
+  trimMappedBufferPool,
+} from './large-buffer.js';
 export * from './types.js';
 export * from './constants.js';
 export { verifyStore, inspectStore, scanStore, type VerifyReport, type StoreScan, type ScanOptions, type ScanProgress, type QueueSummary, type SegmentSummary, type OffsetProblem } from './verify.js';

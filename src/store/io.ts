@@ -78,6 +78,11 @@ export interface ReadBatchOptions {
   readonly gate?: ReadGate;
   /** Reads announced to the kernel ahead of the one being read, so they reach the device together (0: none). */
   readonly prefetch?: number;
+  /**
+   * Drop the whole pages each read lies over from the OS page cache once read (read-once data:
+   * StoreOptions.historyPageCache). The partial pages at a read's ends stay.
+   */
+  readonly dropCached?: boolean;
 }
 
 export interface StoreFile {
@@ -89,8 +94,8 @@ export interface StoreFile {
    * Fills each of `buffers` from the matching entry of `positions`, as `read` would; resolves
    * with the bytes read into each. Fails as a whole when any read fails. One hand-off to the
    * thread pool for all of them where the native batch reader is built (pread-batch.ts).
-   * `options.gate` and `options.prefetch` are honoured by the native reader only; one fs.read at
-   * a time cannot be held back once submitted, and ignores them.
+   * `options.gate`, `options.prefetch` and `options.dropCached` are honoured by the native reader
+   * only; one fs.read at a time cannot be held back once submitted, and ignores them.
    */
   readBatch(buffers: readonly Uint8Array[], positions: readonly number[], options?: ReadBatchOptions): Promise<number[]>;
   datasync(): Promise<void>;
@@ -219,8 +224,8 @@ class NodeFile implements StoreFile {
     // A fresh array of buffers each call: the native job holds on to it, and with it to the
     // buffers (the positions it copies before returning).
     if (batch !== null) {
-      const { gate, prefetch = 0 } = options;
-      return this.withFd((fd) => (gate ? batch(fd, buffers.slice(), positions, prefetch, gate.flag, gate.maxYieldUs) : batch(fd, buffers.slice(), positions, prefetch)));
+      const { gate, prefetch = 0, dropCached = false } = options;
+      return this.withFd((fd) => batch(fd, buffers.slice(), positions, prefetch, gate ? gate.flag : null, gate ? gate.maxYieldUs : 0, dropCached));
     }
     return this.withFd(async (fd) => {
       const got: number[] = [];

@@ -8,9 +8,21 @@
  * frees it. Where the addon is absent, or with CIRRUS_MAPPED_BUFFERS=off, they come from
  * Buffer.allocUnsafe; so does a buffer the addon cannot map (mmap refused, or the store already
  * holding its share of the process's mappings: MAPPED_BUFFERS_MAP_SHARE).
+ *
+ * Freed mapped buffers of the store's standard sizes (WRITE_CHUNK_BYTES, CHECKPOINT_CHUNK_BYTES,
+ * READ_SLAB_BYTES) go to a pool of MAPPED_POOL_BYTES and are handed out again as they are, pages
+ * already resident, instead of being unmapped and mapped anew (native/mapped-buffer.c, "The pool").
  */
 import { readFileSync } from 'node:fs';
-import { DEFAULT_MAX_MAP_COUNT, MAPPED_BUFFERS_MAP_SHARE, MAPPED_BUFFER_MIN_BYTES } from './constants.js';
+import {
+  CHECKPOINT_CHUNK_BYTES,
+  DEFAULT_MAX_MAP_COUNT,
+  MAPPED_BUFFERS_MAP_SHARE,
+  MAPPED_BUFFER_MIN_BYTES,
+  MAPPED_POOL_BYTES,
+  READ_SLAB_BYTES,
+  WRITE_CHUNK_BYTES,
+} from './constants.js';
 import { StoreInvalidArgumentError } from './errors.js';
 import { nativeAddon } from './native.js';
 
@@ -23,6 +35,10 @@ interface MappedAddon {
   mappedBytes(): number;
   mappedCount(): number;
   setMappedLimit(count: number): void;
+  /** Keeps freed buffers of `sizes` for reuse, `limitBytes` at most; unmaps what the pool held. */
+  setMappedPool(limitBytes: number, sizes: readonly number[]): void;
+  mappedPooledBytes(): number;
+  trimMappedPool(): void;
 }
 
 /** The process's vm.max_map_count. */
@@ -37,11 +53,10 @@ function maxMapCount(): number {
 
 function load(): MappedAddon | null {
   if (process.env.CIRRUS_MAPPED_BUFFERS === 'off' || nativeAddon === null) return null;
-  const { allocMapped, mappedBytes, mappedCount, setMappedLimit } = nativeAddon;
-  if (typeof allocMapped !== 'function' || typeof mappedBytes !== 'function' || typeof mappedCount !== 'function' || typeof setMappedLimit !== 'function') {
-    return null;
-  }
-  const addon = { allocMapped, mappedBytes, mappedCount, setMappedLimit } as MappedAddon;
+  const { allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes, trimMappedPool } = nativeAddon;
+  const fns = [allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes, trimMappedPool];
+  if (fns.some((fn) => typeof fn !== 'function')) return null;
+  const addon = { allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes, trimMappedPool } as MappedAddon;
   try {
     // A runtime may refuse buffers over outside memory (V8's sandbox): then use Node's allocator.
     addon.allocMapped(MAPPED_BUFFER_MIN_BYTES);
@@ -55,6 +70,48 @@ const mapped = load();
 let fallbacks = 0;
 let limit = Math.floor(maxMapCount() * MAPPED_BUFFERS_MAP_SHARE);
 mapped?.setMappedLimit(limit);
+/** The sizes the pool keeps (write and checkpoint chunks are both 1 MiB). */
+const POOLED_SIZES = [...new Set([WRITE_CHUNK_BYTES, CHECKPOINT_CHUNK_BYTES, READ_SLAB_BYTES])];
+let poolLimit = MAPPED_POOL_BYTES;
+/** Open stores that are appending: the pool keeps buffers only while there is one. */
+let busyHolders = 0;
+
+function applyPool(): void {
+  mapped?.setMappedPool(busyHolders > 0 ? poolLimit : 0, POOLED_SIZES);
+}
+applyPool();
+
+/** An open store's hold on the pool (holdMappedBufferPool). */
+export interface BufferPoolHold {
+  /**
+   * false while the store's appends are quiet: readers-only periods are where a store's memory
+   * peaks, and then the pool would only hold memory beside it. With no busy hold the pool unmaps
+   * what it kept and keeps nothing more.
+   */
+  setBusy(busy: boolean): void;
+  /** The store closed (once, however often called). */
+  release(): void;
+}
+
+/** Turns the pool on for an open store (busy to start with); see BufferPoolHold. */
+export function holdMappedBufferPool(): BufferPoolHold {
+  let busy = false;
+  let held = true;
+  const setBusy = (to: boolean): void => {
+    if (!held || to === busy) return;
+    busy = to;
+    busyHolders += to ? 1 : -1;
+    if (busyHolders === (to ? 1 : 0)) applyPool();
+  };
+  setBusy(true);
+  return {
+    setBusy,
+    release: () => {
+      setBusy(false);
+      held = false;
+    },
+  };
+}
 
 /** Whether large buffers are mapped (false: they come from Node's allocator). */
 export const largeBuffersMapped: boolean = mapped !== null;
@@ -102,4 +159,30 @@ export function setMappedBufferLimit(count: number): void {
 /** How many mapped buffers may be alive at once (see setMappedBufferLimit). */
 export function mappedBufferLimit(): number {
   return limit;
+}
+
+/** Bytes of freed mapped buffers the pool keeps for reuse (0 where buffers are not mapped). */
+export function mappedBufferPoolBytes(): number {
+  return mapped === null ? 0 : mapped.mappedPooledBytes();
+}
+
+/** Unmaps the buffers the pool keeps now (it goes on keeping those freed later while a store is open). */
+export function trimMappedBufferPool(): void {
+  mapped?.trimMappedPool();
+}
+
+/**
+ * Sets how many bytes of freed buffers the pool may keep while a store is open (at load:
+ * MAPPED_POOL_BYTES); 0 turns it off. Unmaps what it held. For tests and for hosts short of
+ * memory. No effect where buffers are not mapped.
+ */
+export function setMappedBufferPoolLimit(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new StoreInvalidArgumentError('bytes', `must be a whole number >= 0, got ${String(bytes)}`);
+  poolLimit = bytes;
+  applyPool();
+}
+
+/** How many bytes of freed buffers the pool may keep (see setMappedBufferPoolLimit). */
+export function mappedBufferPoolLimit(): number {
+  return poolLimit;
 }

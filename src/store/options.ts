@@ -12,7 +12,7 @@ import {
 } from './constants.js';
 import { StoreInvalidArgumentError } from './errors.js';
 import { RECORD_HEADER_BYTES } from './format.js';
-import type { RetentionOptions, StoreOptions, SyncPolicy } from './types.js';
+import type { HistoryPageCache, RetentionOptions, StoreOptions, SyncPolicy } from './types.js';
 import { checkIntOption } from './validate.js';
 
 export interface ResolvedOptions {
@@ -32,6 +32,8 @@ export interface ResolvedOptions {
   gateHistoryReads: boolean;
   /** Whether flushes use the files' durable write where they have one (StoreOptions.directWrites). */
   directWrites: boolean;
+  /** What history reads leave in the OS page cache (StoreOptions.historyPageCache). */
+  historyPageCache: HistoryPageCache;
 }
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
@@ -53,6 +55,10 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   const sync: SyncPolicy = options.sync ?? { mode: 'always' };
   const directWrites = options.directWrites ?? true;
   if (typeof directWrites !== 'boolean') throw new StoreInvalidArgumentError('directWrites', 'must be true or false');
+  const historyPageCache = options.historyPageCache ?? 'drop';
+  if (historyPageCache !== 'drop' && historyPageCache !== 'keep') {
+    throw new StoreInvalidArgumentError('historyPageCache', `must be 'drop' or 'keep', got ${JSON.stringify(historyPageCache)}`);
+  }
   if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
   else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
   let retention: RetentionOptions | null = null;
@@ -89,6 +95,7 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     idleColdReadConcurrency,
     gateHistoryReads: gateHistoryReads(pool),
     directWrites,
+    historyPageCache,
   };
 }
 

@@ -11,9 +11,19 @@ import { nativeAddon, nativeAddonPath, nativeAddonUnavailable } from './native.j
  * Fills each buffer from its position; resolves with the bytes read into each (fewer only at the
  * file's end). Before each pread, the reads up to `prefetch` (0 to MAX_READ_PREFETCH) ahead are
  * announced to the kernel (posix_fadvise WILLNEED), which starts them at once. With `gate`, each
- * pread first waits (up to `maxYieldUs`) while `gate[0] > 0`.
+ * pread first waits (up to `maxYieldUs`) while `gate[0] > 0`. With `dropCached`, each read then
+ * drops the whole pages it lies over from the page cache (posix_fadvise DONTNEED); the partial
+ * pages at its ends stay (native/pread-batch.c).
  */
-export type PreadBatch = (fd: number, buffers: Uint8Array[], positions: readonly number[], prefetch: number, gate?: Int32Array, maxYieldUs?: number) => Promise<number[]>;
+export type PreadBatch = (
+  fd: number,
+  buffers: Uint8Array[],
+  positions: readonly number[],
+  prefetch: number,
+  gate?: Int32Array | null,
+  maxYieldUs?: number,
+  dropCached?: boolean,
+) => Promise<number[]>;
 
 /** The largest `prefetch` preadBatch takes (MAX_PREFETCH in native/pread-batch.c). */
 export const MAX_READ_PREFETCH = 1024;

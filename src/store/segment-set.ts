@@ -64,6 +64,8 @@ export class SegmentSet {
     private readonly gateHistoryReads: boolean,
     /** Whether writeDurableAt uses the file's writeDurable where it has one. */
     private readonly directWrites = true,
+    /** Whether history reads drop the whole pages they read from the page cache (StoreOptions.historyPageCache). */
+    private readonly dropHistoryPages = true,
   ) {
     invariant(idleColdReadConcurrency >= coldReadConcurrency, 'idle history reads are at least as many as busy ones');
     this.readSlots = pLimit(coldReadConcurrency);
@@ -200,6 +202,7 @@ export class SegmentSet {
       inFlight: this.readSlots.activeCount,
       waiting: this.readSlots.pendingCount,
       nativeBatches: this.io.nativeReads === true,
+      pageCache: this.dropHistoryPages && this.io.nativeReads === true ? 'drop' : 'keep',
     };
   }
 
@@ -218,7 +221,13 @@ export class SegmentSet {
     this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
     // The prefetch depth is chosen when the batch starts: a batch started while appends were
     // quiet keeps its depth if appends resume (at most HISTORY_READ_PREFETCH_IDLE reads ahead).
-    return this.readSlots(() => this.readNow(seg, positions, lengths, { gate: this.gateHistoryReads ? this.flushGate : undefined, prefetch: this.readPrefetch() }));
+    return this.readSlots(() =>
+      this.readNow(seg, positions, lengths, {
+        gate: this.gateHistoryReads ? this.flushGate : undefined,
+        prefetch: this.readPrefetch(),
+        dropCached: this.dropHistoryPages,
+      }),
+    );
   }
 
   private readPrefetch(): number {

@@ -192,7 +192,7 @@ async function recoverWith(
 
   // Phase 3: the segment set, the active segment open for writing.
   const last = found[found.length - 1];
-  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads, o.directWrites);
+  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads, o.directWrites, o.historyPageCache === 'drop');
   for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
   if (last) await segments.openActive(last, false);
   else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);

@@ -12,6 +12,7 @@ import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError, 
 import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import { nodeIo, type StoreIo } from './io.js';
+import { holdMappedBufferPool } from './large-buffer.js';
 import { acquireLock, type StoreLock } from './lock.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import { QueueIndex } from './queue-index.js';
@@ -35,6 +36,10 @@ export interface OpenOptions extends StoreOptions {
 export class MessageStore implements MessageStoreApi {
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** This store's hold on the mapped-buffer pool (large-buffer.ts): busy while appends run. */
+  private readonly bufferPool = holdMappedBufferPool();
+  /** Appends were quiet at the last read: the buffer pools (memory tier, mapped) were let go. */
+  private buffersIdle = false;
   private lastCheckpointPos: number;
   /** Size of the current full checkpoint; 0 when there is none to build deltas on. */
   private fullCheckpointBytes = 0;
@@ -92,15 +97,17 @@ export class MessageStore implements MessageStoreApi {
     const io = options.io ?? nodeIo;
     await io.mkdirp(o.dir);
     const lock = await acquireLock(o.dir);
+    let store: MessageStore | undefined;
     try {
       const r = await recoverStore(o, io);
-      const store = new MessageStore(o, io, lock, r.dict, r.index, r.segments, r.mem, r.fast, r.recovery);
+      store = new MessageStore(o, io, lock, r.dict, r.index, r.segments, r.mem, r.fast, r.recovery);
       store.fullCheckpointBytes = r.fullCheckpointBytes;
       store.deltaBytes = r.deltaBytes;
       if (store.recovery.scannedBytes >= CHECKPOINT_INTERVAL_BYTES / 4) store.startCheckpoint();
       if (o.retention) await store.applyRetention();
       return store;
     } catch (err) {
+      store?.bufferPool.release();
       await lock.release();
       if (err instanceof StoreError) throw err;
       throw new StoreIoError(`opening the store in ${o.dir} failed: ${err instanceof Error ? err.message : String(err)}`, err);
@@ -115,6 +122,10 @@ export class MessageStore implements MessageStoreApi {
       checkData(data, this.o.maxMessageBytes);
       if (this.closed) throw new StoreClosedError();
       if (this.gc.stickyError) throw this.gc.stickyError;
+      if (this.buffersIdle) {
+        this.buffersIdle = false;
+        this.bufferPool.setBusy(true);
+      }
       const topicId = this.dict.idFor(topic);
       const q = this.index.getOrCreate(topicId, queueId);
       const bytes = RECORD_HEADER_BYTES + data.byteLength;
@@ -136,7 +147,12 @@ export class MessageStore implements MessageStoreApi {
     checkOffset(offset);
     checkFetchNum(fetchNum);
     if (this.closed) throw new StoreClosedError();
-    if (this.mem.pooled > 0 && this.segments.appendsQuiet()) this.mem.releasePool();
+    if (!this.buffersIdle && this.segments.appendsQuiet()) {
+      // Readers only: the buffers kept for appends would hold memory where a store's peaks.
+      this.buffersIdle = true;
+      this.mem.releasePool();
+      this.bufferPool.setBusy(false);
+    }
     const topicId = this.dict.lookup(topic);
     if (topicId === undefined) return [];
     const index = this.index;
@@ -393,6 +409,7 @@ export class MessageStore implements MessageStoreApi {
         await this.segments.closeAll();
         await this.dict.close();
         await this.lock.release();
+        this.bufferPool.release();
       }
     })();
     return this.closing;

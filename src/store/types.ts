@@ -54,7 +54,22 @@ export interface StoreOptions {
    * page cache. false writes through the page cache (writev, then fdatasync). Default: true.
    */
   directWrites?: boolean;
+  /**
+   * What history reads (those that wait for a `coldReadConcurrency` slot) leave in the OS page
+   * cache. 'drop' (default): once read, the whole pages a record span lies over are dropped
+   * (posix_fadvise DONTNEED; the partial pages at its ends, shared with neighbouring records,
+   * stay). History is read once per consumer, and the store keeps what it reads ahead in its own
+   * read-ahead tier: left cached, every page a catching-up consumer reads grows the page cache by
+   * a page, pushing out what other processes use, and on a VM whose host reclaims free guest
+   * memory each new page costs about 30 x the CPU of one reused (docs/store.md, "Knobs"). 'keep'
+   * leaves them cached, for hosts with several consumers reading the same history at about the
+   * same time. Native batch reader only (stats().historyReads.nativeBatches).
+   */
+  historyPageCache?: HistoryPageCache;
 }
+
+/** See StoreOptions.historyPageCache. */
+export type HistoryPageCache = 'drop' | 'keep';
 
 export interface TierStats {
   hits: number;
@@ -80,6 +95,8 @@ export interface HistoryReadStats {
    * span, slower (the addon did not build, CIRRUS_NATIVE_READS=off, or a custom StoreIo).
    */
   nativeBatches: boolean;
+  /** What history reads leave in the OS page cache: StoreOptions.historyPageCache where the native reader runs, else 'keep'. */
+  pageCache: HistoryPageCache;
 }
 
 /** Index checkpoints (docs/store.md, "Recovery"): what a reopen after a crash would start from. */

@@ -4,8 +4,20 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
-import { MAPPED_BUFFERS_MAP_SHARE, MAPPED_BUFFER_MIN_BYTES, WRITE_CHUNK_BYTES } from '../../src/store/constants.js';
-import { allocLarge, largeBuffersMapped, mappedBufferBytes, mappedBufferCount, mappedBufferFallbacks, mappedBufferLimit, setMappedBufferLimit } from '../../src/store/large-buffer.js';
+import { MAPPED_BUFFERS_MAP_SHARE, MAPPED_BUFFER_MIN_BYTES, READ_SLAB_BYTES, WRITE_CHUNK_BYTES } from '../../src/store/constants.js';
+import {
+  allocLarge,
+  holdMappedBufferPool,
+  largeBuffersMapped,
+  mappedBufferBytes,
+  mappedBufferCount,
+  mappedBufferFallbacks,
+  mappedBufferLimit,
+  mappedBufferPoolBytes,
+  mappedBufferPoolLimit,
+  setMappedBufferLimit,
+  setMappedBufferPoolLimit,
+} from '../../src/store/large-buffer.js';
 import { nativeAddon, nativeAddonUnavailable } from '../../src/store/native.js';
 import { MessageStore } from '../../src/store/index.js';
 import { removeDir, tempDir } from './helpers.js';
@@ -111,6 +123,62 @@ test('large buffers: past the limit of live mappings they come from Node\'s allo
   } finally {
     setMappedBufferLimit(limitBefore);
   }
+});
+
+/** Whether `b`, past its first 8 bytes (where the pool linked it in), is all one of the fills 1-5. */
+function holdsOneFill(b: Buffer): boolean {
+  const first = b[8];
+  return first >= 1 && first <= 5 && b.subarray(8).every((x) => x === first);
+}
+
+test('large buffers: while a store is open, freed buffers of the standard sizes are kept up to the pool limit and handed out again as they are; other sizes are unmapped; with no store open the pool lets them go', { skip: skipUnmapped }, async () => {
+  await collectUntil(0);
+  const limitBefore = mappedBufferPoolLimit();
+  const hold = holdMappedBufferPool();
+  try {
+    setMappedBufferPoolLimit(2 * READ_SLAB_BYTES);
+    assert.equal(mappedBufferPoolBytes(), 0);
+    let slabs: Buffer[] | null = Array.from({ length: 5 }, (_, i) => allocLarge(READ_SLAB_BYTES).fill(i + 1));
+    let other: Buffer | null = allocLarge(MAPPED_BUFFER_MIN_BYTES).fill(9);
+    slabs = null;
+    other = null;
+    assert.equal(await collectUntil(0), 0, 'the collector freed them all');
+    assert.equal(mappedBufferPoolBytes(), 2 * READ_SLAB_BYTES, 'two slabs kept (the limit), the rest and the odd size unmapped');
+    let reused: Buffer[] | null = [allocLarge(READ_SLAB_BYTES), allocLarge(READ_SLAB_BYTES)];
+    assert.equal(mappedBufferPoolBytes(), 0, 'both handed out again');
+    assert.ok(reused.every(holdsOneFill), 'a reused slab holds what its last user left (a new mapping is zeros)');
+    let fresh: Buffer | null = allocLarge(READ_SLAB_BYTES);
+    assert.ok(fresh.every((x) => x === 0), 'the pool empty: a new mapping');
+    reused[0].fill(0xaa);
+    assert.ok(reused[1].every((x) => x !== 0xaa) && fresh.every((x) => x === 0), 'each buffer its own memory');
+    reused = null;
+    fresh = null;
+    assert.equal(await collectUntil(0), 0);
+    assert.equal(mappedBufferPoolBytes(), 2 * READ_SLAB_BYTES, 'freed again: pooled again');
+    hold.setBusy(false);
+    assert.equal(mappedBufferPoolBytes(), 0, 'no busy holder (appends quiet): the pool unmapped');
+    let idle: Buffer | null = allocLarge(READ_SLAB_BYTES);
+    idle = null;
+    assert.equal(await collectUntil(0), 0);
+    assert.equal(mappedBufferPoolBytes(), 0, 'and keeps nothing while idle');
+    hold.setBusy(true);
+    let again: Buffer | null = allocLarge(READ_SLAB_BYTES);
+    again = null;
+    assert.equal(await collectUntil(0), 0);
+    assert.equal(mappedBufferPoolBytes(), READ_SLAB_BYTES, 'busy again: pooling again');
+    hold.release();
+    hold.release(); // once only
+    hold.setBusy(true); // a released hold cannot turn the pool back on
+    assert.equal(mappedBufferPoolBytes(), 0, 'the last holder gone: the pool unmapped');
+  } finally {
+    hold.release();
+    setMappedBufferPoolLimit(limitBefore);
+  }
+  assert.equal(await collectUntil(0), 0);
+  assert.equal(mappedBufferPoolBytes(), 0, 'no store open: freed buffers are unmapped, not pooled');
+  assert.throws(() => setMappedBufferPoolLimit(-1), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', argument: 'bytes' });
+  assert.throws(() => setMappedBufferPoolLimit(1.5), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', argument: 'bytes' });
+  assert.equal(mappedBufferPoolLimit(), limitBefore, 'a refused limit changes nothing');
 });
 
 test('large buffers: a bad limit is refused by name and changes nothing', () => {

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { MessageStore, createNodeIo, nodeIo } from '../../src/store/index.js';
 import { resolveOptions } from '../../src/store/options.js';
 import { FlushGate, nativePreadBatch, nativePreadUnavailable } from '../../src/store/pread-batch.js';
-import { payload, removeDir, tempDir, withScratchFile } from './helpers.js';
+import { payload, removeDir, segmentFiles, tempDir, withScratchFile } from './helpers.js';
 
 const nativeOff = process.env.CIRRUS_NATIVE_READS === 'off';
 
@@ -78,8 +79,10 @@ test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad
         assert.throws(() => batch(file, [Buffer.alloc(1)], [0], prefetch), { ...invalid, message: /prefetch must be a whole number of reads from 0 to 1024/ }, `prefetch ${String(prefetch)}`);
       }
       const arity = batch as unknown as (...args: unknown[]) => Promise<number[]>;
-      assert.throws(() => arity(file, [Buffer.alloc(1)], [0]), { ...invalid, message: /four or six arguments/ });
-      assert.throws(() => arity(file, [Buffer.alloc(1)], [0], 0, new Int32Array(2)), { ...invalid, message: /four or six arguments/ });
+      assert.throws(() => arity(file, [Buffer.alloc(1)], [0]), { ...invalid, message: /four, six or seven arguments/ });
+      assert.throws(() => arity(file, [Buffer.alloc(1)], [0], 0, new Int32Array(2)), { ...invalid, message: /four, six or seven arguments/ });
+      assert.throws(() => batch(file, [Buffer.alloc(1)], [0], 0, null, 0, 1 as unknown as boolean), { ...invalid, message: /dropCached must be true or false/ });
+      assert.deepEqual(await batch(file, [Buffer.alloc(3)], [0], 0, null, 0, false), [3], 'no gate: null');
       assert.throws(() => batch(-1, [Buffer.alloc(1)], [0], 0), { ...invalid, message: /descriptor/ });
       // Views into a larger buffer are filled where they lie, not at the start of their memory.
       const whole = Buffer.alloc(30, 0xee);
@@ -132,6 +135,95 @@ test('readBatch with a flush gate: reads wait while a flush holds it, go on when
       await f.close();
     }
   });
+});
+
+/** Bytes of `path` in the OS page cache (fincore, util-linux). */
+function residentBytes(path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+}
+
+const PAGE_BYTES = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim());
+
+test('readBatch with dropCached: each read drops the whole pages it lies over from the page cache and keeps the partial pages at its ends', { skip: nativeOff && 'CIRRUS_NATIVE_READS=off: only the native reader drops pages' }, async () => {
+  const page = PAGE_BYTES;
+  const bytes = randomBytes(64 * page);
+  await withScratchFile(bytes, async (path) => {
+    const f = await nodeIo.open(path, 'read');
+    try {
+      // Written back first: the kernel drops clean pages only (a dirty one is written back instead).
+      const sync = openSync(path, 'r+');
+      fsyncSync(sync);
+      closeSync(sync);
+      assert.deepEqual(await f.readBatch([Buffer.alloc(64 * page)], [0], { dropCached: true }), [64 * page]);
+      assert.equal(residentBytes(path), 0, 'a read of the whole file drops all of it');
+      // Cached a page at a time, as history reads bring pages in (each announced with WILLNEED):
+      // a sequential read would have the kernel cache large folios, which it drops only whole.
+      const pages = Array.from({ length: 64 }, () => Buffer.alloc(page));
+      await f.readBatch(pages, pages.map((_, k) => k * page), { prefetch: 64 });
+      assert.equal(residentBytes(path), 64 * page, 'every page cached');
+      const bufs = [Buffer.alloc(3 * page), Buffer.alloc(2 * page), Buffer.alloc(page - 10), Buffer.alloc(2 * page)];
+      // [100, 100 + 3 pages): pages 1 and 2 wholly inside; [16 pages, 18 pages): 16 and 17; a read
+      // inside one page: none; [40 pages - 1, 42 pages - 1): page 40.
+      const positions = [100, 16 * page, 30 * page + 5, 40 * page - 1];
+      assert.deepEqual(await f.readBatch(bufs, positions, { prefetch: 2 }), bufs.map((b) => b.length));
+      assert.equal(residentBytes(path), 64 * page, 'without dropCached nothing leaves the page cache');
+      assert.deepEqual(await f.readBatch(bufs, positions, { prefetch: 2, dropCached: true }), bufs.map((b) => b.length));
+      bufs.forEach((b, k) => assert.ok(b.equals(bytes.subarray(positions[k], positions[k] + b.length)), `read ${k}: the file's bytes`));
+      assert.equal(residentBytes(path), (64 - 5) * page, 'pages 1, 2, 16, 17 and 40 dropped; the partial ones kept');
+      // The file's end: a read cut short drops only what it read.
+      assert.deepEqual(await f.readBatch([Buffer.alloc(4 * page)], [62 * page], { dropCached: true }), [2 * page]);
+      assert.equal(residentBytes(path), (64 - 7) * page);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
+test('historyPageCache: a cold getRange leaves only the partial pages at its records\' ends in the page cache with drop (the default), all it read with keep; a bad value is refused', { skip: nativeOff && 'CIRRUS_NATIVE_READS=off: only the native reader drops pages' }, async () => {
+  const batch = nativePreadBatch;
+  assert.ok(batch !== null);
+  const dir = tempDir();
+  try {
+    // 8 queues interleaved, records of 10-14 KB: every record of queue 0 lies over two or more
+    // whole pages, between records of other queues.
+    const size = (q: number, o: number): number => 10_000 + ((o * 131 + q * 17) % 4_000);
+    const s = await MessageStore.open({ dir, memoryCacheBytes: 0, segmentBytes: 8 << 20 });
+    for (let o = 0; o < 60; o++) for (let q = 0; q < 8; q++) await s.append('t', q, payload('t', q, o, size(q, o)));
+    await s.close();
+    const [seg] = segmentFiles(dir);
+    const dropAll = async (): Promise<void> => {
+      const fd = openSync(seg, 'r');
+      try {
+        const bytes = statSync(seg).size;
+        await batch(fd, [Buffer.alloc(bytes)], [0], 0, null, 0, true);
+      } finally {
+        closeSync(fd);
+      }
+      assert.ok(residentBytes(seg) <= PAGE_BYTES, `the segment out of the page cache before the read (${residentBytes(seg)} bytes of ${statSync(seg).size} resident)`);
+    };
+    const resident: Record<string, number> = {};
+    for (const historyPageCache of ['drop', 'keep', undefined] as const) {
+      await dropAll();
+      // memoryCacheBytes 0: no memory tier, no read-ahead, and every log read counts as history.
+      const again = await MessageStore.open({ dir, memoryCacheBytes: 0, segmentBytes: 8 << 20, historyPageCache });
+      try {
+        assert.equal(again.stats().historyReads.pageCache, historyPageCache ?? 'drop');
+        const got = await again.getRange('t', 0, 0, 60);
+        got.forEach((b, o) => assert.ok(b.equals(payload('t', 0, o, size(0, o))), `t/0@${o} (${String(historyPageCache)})`));
+      } finally {
+        await again.close();
+      }
+      resident[String(historyPageCache)] = residentBytes(seg) / PAGE_BYTES;
+    }
+    const recordPages = Math.ceil((60 * 10_000) / PAGE_BYTES);
+    assert.ok(resident.keep >= recordPages, `keep: the records' pages stay cached (${resident.keep} pages, records cover ${recordPages}+)`);
+    // + 1: the segment's last, partial page, which dropAll left.
+    assert.ok(resident.drop <= 2 * 60 + 1, `drop: at most the two partial pages of each record stay (${resident.drop} pages)`);
+    assert.ok(resident.undefined <= 2 * 60 + 1, `default (drop): ${resident.undefined} pages`);
+    await assert.rejects(MessageStore.open({ dir, historyPageCache: 'evict' as unknown as 'drop' }), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /historyPageCache/ });
+  } finally {
+    removeDir(dir);
+  }
 });
 
 test('history read batches never take the whole thread pool (a flush waiting behind batches at its own gate would stall), and a one-thread pool turns the gate off', () => {

@@ -317,7 +317,7 @@ test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use 
     await quietReads;
     assert.equal(c.maxInFlight(), idle, 'quiet: as many history reads as libuv has threads, but one');
     assert.deepEqual([...c.prefetches], [HISTORY_READ_PREFETCH_IDLE], 'quiet: batches announce HISTORY_READ_PREFETCH_IDLE reads ahead');
-    assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0, nativeBatches: nodeIo.nativeReads === true }, 'stats: nothing left in flight or waiting');
+    assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0, nativeBatches: nodeIo.nativeReads === true, pageCache: nodeIo.nativeReads === true ? 'drop' : 'keep' }, 'stats: nothing left in flight or waiting');
     // Appends under way: back to coldReadConcurrency.
     const appends = appendLoop(s);
     await appends.started;

@@ -1,7 +1,7 @@
 /*
  * The store's native batch reader (docs/store.md, "Runtime"; measured in docs/store-measurements.md, "Eleventh pass").
  *
- * preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs]) -> Promise<number[]>
+ * preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs[, dropCached]]) -> Promise<number[]>
  *   Fills each buffer from its file position with pread(2), all of them in one job on libuv's
  *   thread pool, and resolves with the bytes read into each (fewer than its length only where
  *   the file ends). Rejects like node:fs (code, errno, syscall) when a pread fails. Before each
@@ -22,6 +22,16 @@
  * gate[0]; whoever brings gate[0] to zero calls openGate(gate) when gate[1] says a reader waits
  * (one wake per flush; polling instead woke each reader every few tens of microseconds and cost
  * the main thread its core on this 2-core machine).
+ *
+ * dropCached: after each pread, the whole pages the read lies over are dropped from the page
+ * cache (posix_fadvise DONTNEED); the pages at its ends, which it shares with the records beside
+ * it, stay. History reads are read once (the store caches what it keeps), and on a VM whose host
+ * takes back free guest memory (free page reporting) each page the page cache grows into costs
+ * the guest about 6.7 us of CPU against 0.2 us for memory freed moments before
+ * (docs/store-measurements.md, "Eighteenth pass"): dropped pages are what the next reads reuse.
+ * Pages the kernel cached in a large folio (its own readahead of a sequential read) go only when
+ * the read covers the whole folio; history reads bring their pages in one read at a time
+ * (WILLNEED of the read's own range), as single pages. gate may be null when only dropCached is wanted.
  *
  * openGate(gate): wakes every reader waiting on gate[0].
  *
@@ -72,6 +82,7 @@ typedef struct {
   int32_t *gate;
   int64_t max_yield_ns;
   uint32_t prefetch; /* reads advised ahead of the pread (POSIX_FADV_WILLNEED), 0: none */
+  bool drop_cached; /* drop the whole pages each read lies over from the page cache once read */
   int fd;
   uint32_t n;
   int err; /* errno of the first failed pread, 0 when none */
@@ -102,6 +113,20 @@ static void wait_at_gate(const batch_t *b) {
     __atomic_sub_fetch(&flushes[1], 1, __ATOMIC_ACQ_REL);
     seen = __atomic_load_n(flushes, __ATOMIC_ACQUIRE);
   }
+}
+
+/* Drops from the page cache the pages wholly inside [position, position + length): the partial
+ * pages at both ends hold bytes of neighbouring records, which their own readers may still want. */
+static void drop_whole_pages(int fd, int64_t position, size_t length) {
+  static int64_t page = 0;
+  if (page == 0) {
+    long got = sysconf(_SC_PAGESIZE);
+    page = got > 0 ? (int64_t)got : 4096;
+  }
+  int64_t from = (position + page - 1) / page * page;
+  int64_t to = (position + (int64_t)length) / page * page;
+  /* Advice only: a failure leaves the pages cached, as without dropCached. */
+  if (to > from) (void)posix_fadvise(fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
 }
 
 /* On a pool thread: no JS, no napi calls. */
@@ -140,6 +165,7 @@ static void execute(napi_env env, void *arg) {
       done += (size_t)r;
     }
     rd->got = done;
+    if (b->drop_cached) drop_whole_pages(b->fd, rd->position, done);
   }
 }
 
@@ -166,10 +192,10 @@ static void complete(napi_env env, napi_status status, void *arg) {
 }
 
 static napi_value pread_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 4 && argc != 6)) {
-    return type_error(env, "preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs]): four or six arguments");
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 4 && argc != 6 && argc != 7)) {
+    return type_error(env, "preadBatch(fd, buffers, positions, prefetch[, gate, maxYieldUs[, dropCached]]): four, six or seven arguments");
   }
   double prefetch;
   if (napi_get_value_double(env, argv[3], &prefetch) != napi_ok || !(prefetch >= 0) || prefetch > MAX_PREFETCH || prefetch != (double)(uint32_t)prefetch) {
@@ -177,7 +203,11 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   }
   int32_t *gate = NULL;
   double max_yield_us = 0;
-  if (argc == 6) {
+  bool drop_cached = false;
+  if (argc == 7 && napi_get_value_bool(env, argv[6], &drop_cached) != napi_ok) return type_error(env, "preadBatch: dropCached must be true or false");
+  napi_valuetype gate_type = napi_undefined;
+  if (argc >= 6) napi_typeof(env, argv[4], &gate_type);
+  if (argc >= 6 && gate_type != napi_null) {
     void *data;
     size_t count;
     if (!typed_array_of(env, argv[4], napi_int32_array, 2, &data, &count)) return type_error(env, "preadBatch: gate must be an Int32Array of two elements");
@@ -206,6 +236,7 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   b->gate = gate;
   b->max_yield_ns = (int64_t)(max_yield_us * 1000);
   b->prefetch = (uint32_t)prefetch;
+  b->drop_cached = drop_cached;
   for (uint32_t i = 0; i < n; i++) {
     napi_value buf, pos;
     void *data;
