@@ -59,7 +59,7 @@ static int64_t mapped_max_count = 16384;
 static size_t pool_size[POOL_SIZES];
 static void *pool_head[POOL_SIZES];
 static int64_t pool_bytes;
-static int64_t pool_count;
+static int64_t pool_count; /* also read without the lock, by alloc_mapped's limit check */
 static int64_t pool_limit_bytes;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -78,7 +78,7 @@ static void *pool_take(size_t map_bytes) {
     got = pool_head[k];
     memcpy(&pool_head[k], got, sizeof(void *));
     pool_bytes -= (int64_t)map_bytes;
-    pool_count--;
+    __atomic_sub_fetch(&pool_count, 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&pool_lock);
   return got;
@@ -93,7 +93,7 @@ static bool pool_put(void *map, size_t map_bytes) {
     memcpy(map, &pool_head[k], sizeof(void *));
     pool_head[k] = map;
     pool_bytes += (int64_t)map_bytes;
-    pool_count++;
+    __atomic_add_fetch(&pool_count, 1, __ATOMIC_RELAXED);
     kept = true;
   }
   pthread_mutex_unlock(&pool_lock);
@@ -108,7 +108,7 @@ static void pool_trim_locked(void) {
       memcpy(&pool_head[k], map, sizeof(void *));
       munmap(map, pool_size[k]);
       pool_bytes -= (int64_t)pool_size[k];
-      pool_count--;
+      __atomic_sub_fetch(&pool_count, 1, __ATOMIC_RELAXED);
     }
   }
 }
