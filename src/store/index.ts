@@ -24,7 +24,6 @@ export {
   mappedBufferPoolLimit,
   setMappedBufferLimit,
   setMappedBufferPoolLimit,
-  trimMappedBufferPool,
 } from './large-buffer.js';
 export * from './types.js';
 export * from './constants.js';

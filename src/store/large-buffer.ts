@@ -38,7 +38,6 @@ interface MappedAddon {
   /** Keeps freed buffers of `sizes` for reuse, `limitBytes` at most; unmaps what the pool held. */
   setMappedPool(limitBytes: number, sizes: readonly number[]): void;
   mappedPooledBytes(): number;
-  trimMappedPool(): void;
 }
 
 /** The process's vm.max_map_count. */
@@ -53,10 +52,10 @@ function maxMapCount(): number {
 
 function load(): MappedAddon | null {
   if (process.env.CIRRUS_MAPPED_BUFFERS === 'off' || nativeAddon === null) return null;
-  const { allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes, trimMappedPool } = nativeAddon;
-  const fns = [allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes, trimMappedPool];
-  if (fns.some((fn) => typeof fn !== 'function')) return null;
-  const addon = { allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes, trimMappedPool } as MappedAddon;
+  const { allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes } = nativeAddon;
+  const fns = { allocMapped, mappedBytes, mappedCount, setMappedLimit, setMappedPool, mappedPooledBytes };
+  if (Object.values(fns).some((fn) => typeof fn !== 'function')) return null;
+  const addon = fns as MappedAddon;
   try {
     // A runtime may refuse buffers over outside memory (V8's sandbox): then use Node's allocator.
     addon.allocMapped(MAPPED_BUFFER_MIN_BYTES);
@@ -89,6 +88,8 @@ export interface BufferPoolHold {
    * what it kept and keeps nothing more.
    */
   setBusy(busy: boolean): void;
+  /** What setBusy last said (false once released). */
+  readonly busy: boolean;
   /** The store closed (once, however often called). */
   release(): void;
 }
@@ -106,6 +107,9 @@ export function holdMappedBufferPool(): BufferPoolHold {
   setBusy(true);
   return {
     setBusy,
+    get busy() {
+      return busy;
+    },
     release: () => {
       setBusy(false);
       held = false;
@@ -164,11 +168,6 @@ export function mappedBufferLimit(): number {
 /** Bytes of freed mapped buffers the pool keeps for reuse (0 where buffers are not mapped). */
 export function mappedBufferPoolBytes(): number {
   return mapped === null ? 0 : mapped.mappedPooledBytes();
-}
-
-/** Unmaps the buffers the pool keeps now (it goes on keeping those freed later while a store is open). */
-export function trimMappedBufferPool(): void {
-  mapped?.trimMappedPool();
 }
 
 /**

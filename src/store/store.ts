@@ -36,10 +36,11 @@ export interface OpenOptions extends StoreOptions {
 export class MessageStore implements MessageStoreApi {
   private closed = false;
   private closing: Promise<void> | null = null;
-  /** This store's hold on the mapped-buffer pool (large-buffer.ts): busy while appends run. */
+  /**
+   * This store's hold on the mapped-buffer pool (large-buffer.ts): busy while appends run; not
+   * busy once a read found appends quiet, when the buffer pools (memory tier, mapped) were let go.
+   */
   private readonly bufferPool = holdMappedBufferPool();
-  /** Appends were quiet at the last read: the buffer pools (memory tier, mapped) were let go. */
-  private buffersIdle = false;
   private lastCheckpointPos: number;
   /** Size of the current full checkpoint; 0 when there is none to build deltas on. */
   private fullCheckpointBytes = 0;
@@ -122,10 +123,7 @@ export class MessageStore implements MessageStoreApi {
       checkData(data, this.o.maxMessageBytes);
       if (this.closed) throw new StoreClosedError();
       if (this.gc.stickyError) throw this.gc.stickyError;
-      if (this.buffersIdle) {
-        this.buffersIdle = false;
-        this.bufferPool.setBusy(true);
-      }
+      if (!this.bufferPool.busy) this.bufferPool.setBusy(true);
       const topicId = this.dict.idFor(topic);
       const q = this.index.getOrCreate(topicId, queueId);
       const bytes = RECORD_HEADER_BYTES + data.byteLength;
@@ -147,9 +145,8 @@ export class MessageStore implements MessageStoreApi {
     checkOffset(offset);
     checkFetchNum(fetchNum);
     if (this.closed) throw new StoreClosedError();
-    if (!this.buffersIdle && this.segments.appendsQuiet()) {
+    if (this.bufferPool.busy && this.segments.appendsQuiet()) {
       // Readers only: the buffers kept for appends would hold memory where a store's peaks.
-      this.buffersIdle = true;
       this.mem.releasePool();
       this.bufferPool.setBusy(false);
     }

@@ -29,7 +29,7 @@
  * left in it (allocMapped gives uninitialised memory, like Buffer.allocUnsafe). The pool costs no
  * peak memory in steady churn: it fills when the collector frees buffers and empties as new ones
  * are taken, while the garbage it replaces would have accumulated until the next collection.
- * `mappedPooledBytes()` says how much it holds; `trimMappedPool()` unmaps all of it.
+ * `mappedPooledBytes()` says how much it holds; setMappedPool unmaps all of it.
  */
 #include "mapped-buffer.h"
 #include "napi-args.h"
@@ -111,12 +111,6 @@ static void pool_trim_locked(void) {
       __atomic_sub_fetch(&pool_count, 1, __ATOMIC_RELAXED);
     }
   }
-}
-
-static void pool_trim(void) {
-  pthread_mutex_lock(&pool_lock);
-  pool_trim_locked();
-  pthread_mutex_unlock(&pool_lock);
 }
 
 /* Counts a mapping of `map_bytes` in (sign 1) or out (sign -1), here and in V8's external memory. */
@@ -231,13 +225,6 @@ static napi_value set_mapped_pool(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value trim_mapped_pool(napi_env env, napi_callback_info info) {
-  (void)env;
-  (void)info;
-  pool_trim();
-  return NULL;
-}
-
 void mapped_buffer_register(napi_env env, napi_value exports) {
   export_function(env, exports, "allocMapped", alloc_mapped);
   export_function(env, exports, "mappedBytes", mapped_bytes);
@@ -245,5 +232,4 @@ void mapped_buffer_register(napi_env env, napi_value exports) {
   export_function(env, exports, "setMappedLimit", set_mapped_limit);
   export_function(env, exports, "setMappedPool", set_mapped_pool);
   export_function(env, exports, "mappedPooledBytes", mapped_pooled_bytes);
-  export_function(env, exports, "trimMappedPool", trim_mapped_pool);
 }

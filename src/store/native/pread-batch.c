@@ -118,11 +118,7 @@ static void wait_at_gate(const batch_t *b) {
 /* Drops from the page cache the pages wholly inside [position, position + length): the partial
  * pages at both ends hold bytes of neighbouring records, which their own readers may still want. */
 static void drop_whole_pages(int fd, int64_t position, size_t length) {
-  static int64_t page = 0;
-  if (page == 0) {
-    long got = sysconf(_SC_PAGESIZE);
-    page = got > 0 ? (int64_t)got : 4096;
-  }
+  const int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
   int64_t from = (position + page - 1) / page * page;
   int64_t to = (position + (int64_t)length) / page * page;
   /* Advice only: a failure leaves the pages cached, as without dropCached. */
@@ -205,9 +201,9 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   double max_yield_us = 0;
   bool drop_cached = false;
   if (argc == 7 && napi_get_value_bool(env, argv[6], &drop_cached) != napi_ok) return type_error(env, "preadBatch: dropCached must be true or false");
-  napi_valuetype gate_type = napi_undefined;
+  napi_valuetype gate_type = napi_null;
   if (argc >= 6) napi_typeof(env, argv[4], &gate_type);
-  if (argc >= 6 && gate_type != napi_null) {
+  if (gate_type != napi_null) {
     void *data;
     size_t count;
     if (!typed_array_of(env, argv[4], napi_int32_array, 2, &data, &count)) return type_error(env, "preadBatch: gate must be an Int32Array of two elements");
