@@ -188,6 +188,15 @@ export const SCAN_READ_BYTES = 8 * MiB;
 export const MAX_OPEN_READ_FILES = 32;
 
 /**
+ * Segments one read batch spans at most (each held open while it runs). A cold reader's records
+ * lie in every segment its queue was written to; one batch across them keeps its prefetch before
+ * the device, where a batch per segment kept the one or few reads that segment holds
+ * (docs/store-measurements.md, "Nineteenth pass"). Bounded so that the handles batches hold
+ * stay within a few times MAX_OPEN_READ_FILES (coldReadConcurrency batches of history at once).
+ */
+export const MAX_READ_BATCH_SEGMENTS = 16;
+
+/**
  * Default `coldReadConcurrency`: history reads in flight at most, at most one less than libuv's
  * thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise), so the group commit's writev
  * and fdatasync never queue behind reads. Measured (docs/store-measurements.md, "Fifth pass"): with 20 cold

@@ -151,16 +151,18 @@ class NodeFile implements StoreFile {
 
   constructor(
     private readonly fh: fsp.FileHandle,
-    private readonly batch: PreadBatch | null,
+    /** The native batch reader; module-internal (readBatchAcross). */
+    readonly batch: PreadBatch | null,
     private readonly path: string,
     private readonly durable: DurableWriteAddon | null,
   ) {}
 
   /**
    * Runs `call` on the raw descriptor, counted as in flight until it settles; rejects with EBADF
-   * once close() has begun (the number may already name another file).
+   * once close() has begun (the number may already name another file). Module-internal
+   * (readBatchAcross holds several files' descriptors at once).
    */
-  private async withFd<T>(call: (fd: number) => Promise<T>): Promise<T> {
+  async withFd<T>(call: (fd: number) => Promise<T>): Promise<T> {
     if (this.closing) throw closedFileError();
     this.busy++;
     try {
@@ -258,6 +260,62 @@ class NodeFile implements StoreFile {
     })();
     return this.closing;
   }
+}
+
+/** Runs `call` with the descriptors of `files`, each held as by NodeFile.withFd until it settles. */
+function withFds<T>(files: readonly NodeFile[], call: (fds: number[]) => Promise<T>, fds: number[] = []): Promise<T> {
+  if (fds.length === files.length) return call(fds);
+  return files[fds.length].withFd((fd) => {
+    fds.push(fd);
+    return withFds(files, call, fds);
+  });
+}
+
+/**
+ * Fills `buffers[k]` from `files[k]` at `positions[k]`, as each file's readBatch would, and
+ * resolves with the bytes read into each; fails as a whole when any read fails. Where every file
+ * is a NodeFile with the native batch reader, it is one job for all of them, in the order given,
+ * so `options.prefetch` announces reads of the next files too: a cold reader's records lie in
+ * many segment files, and batches of one file each keep only their few reads before the device
+ * (docs/store-measurements.md, "Nineteenth pass"). Otherwise (files of another StoreIo, no native
+ * reader) each file's reads are one readBatch of that file, one file after another.
+ */
+export async function readBatchAcross(
+  files: readonly StoreFile[],
+  buffers: readonly Uint8Array[],
+  positions: readonly number[],
+  options: ReadBatchOptions = {},
+): Promise<number[]> {
+  if (files.length !== buffers.length || positions.length !== buffers.length) {
+    throw new RangeError(`readBatchAcross: ${files.length} files, ${buffers.length} buffers, ${positions.length} positions`);
+  }
+  if (files.length === 0) return [];
+  const distinct = [...new Set(files)];
+  if (distinct.length === 1) return distinct[0].readBatch(buffers, positions, options);
+  const native = distinct.every((f) => f instanceof NodeFile && f.batch !== null) ? (distinct as NodeFile[]) : null;
+  if (native !== null) {
+    const batch = native[0].batch as PreadBatch;
+    const { gate, prefetch = 0, dropCached = false } = options;
+    return withFds(native, (fds) => {
+      const byFile = new Map<StoreFile, number>(native.map((f, k) => [f, fds[k]]));
+      const perRead = Int32Array.from(files, (f) => byFile.get(f) as number);
+      return batch(perRead, buffers.slice(), positions, prefetch, gate ? gate.flag : null, gate ? gate.maxYieldUs : 0, dropCached);
+    });
+  }
+  // One file after another, as the native job reads them: a batch keeps one pool thread busy,
+  // which is what history-read slots count (segment-set.ts).
+  const got = new Array<number>(buffers.length);
+  for (const file of distinct) {
+    const mine: number[] = [];
+    for (let k = 0; k < files.length; k++) if (files[k] === file) mine.push(k);
+    const read = await file.readBatch(
+      mine.map((k) => buffers[k]),
+      mine.map((k) => positions[k]),
+      options,
+    );
+    mine.forEach((k, i) => (got[k] = read[i]));
+  }
+  return got;
 }
 
 function isMissing(err: unknown): boolean {

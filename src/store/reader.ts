@@ -7,6 +7,7 @@
  * re-computing their CRC on every hot read would only cost the hot path.
  */
 import {
+  MAX_READ_BATCH_SEGMENTS,
   MAX_READ_SPAN_BYTES,
   READ_AHEAD_MAX_BYTES,
   READ_AHEAD_MAX_SPAN_RATIO,
@@ -17,7 +18,7 @@ import { StoreCorruptError } from './errors.js';
 import { REC, RECORD_HEADER_BYTES, hasRecordMagic, readU64, recordCrcOk } from './format.js';
 import { DAMAGED_LENGTH, type QueueIndex, type QueueRef } from './queue-index.js';
 import { ReadSlab } from './read-slab.js';
-import type { SegmentSet } from './segment-set.js';
+import type { Segment, SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 import { allocLarge } from './large-buffer.js';
 
@@ -158,15 +159,24 @@ export class RecordReader {
     const historyBelow = visibleEnd - this.recentReadBytes;
     let i = 0;
     while (i < all.length) {
-      // One batch (one hand-off to the thread pool): the spans of one segment and class. A span is
-      // records close together, bounded in size: `all[firsts[k]]` up to `all[firsts[k + 1]]`.
-      const seg = this.segments.find(all[i].position);
-      if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${t.name}/${t.queueId}: its segment is missing`, all[i].position);
+      // One batch (one hand-off to the thread pool): spans of one class, in at most
+      // MAX_READ_BATCH_SEGMENTS segments. A span is records close together in one segment,
+      // bounded in size: `all[firsts[k]]` up to `all[firsts[k + 1]]`, read from `segs[k]`.
       const history = all[i].position < historyBelow;
       const firsts: number[] = [];
+      const segs: Segment[] = [];
       const positions: number[] = [];
       const lengths: number[] = [];
+      let segCount = 0;
+      let lastSeg: Segment | undefined;
       do {
+        const seg = this.segments.find(all[i].position);
+        if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${t.name}/${t.queueId}: its segment is missing`, all[i].position);
+        if (seg !== lastSeg) {
+          if (segCount === MAX_READ_BATCH_SEGMENTS) break;
+          segCount++;
+          lastSeg = seg;
+        }
         const spanStart = all[i].position;
         let spanEnd = spanStart + all[i].length;
         firsts.push(i);
@@ -176,14 +186,15 @@ export class RecordReader {
           if (next.position + next.length - spanStart > MAX_READ_SPAN_BYTES || next.position + next.length > seg.start + seg.size) break;
           spanEnd = next.position + next.length;
         }
+        segs.push(seg);
         positions.push(spanStart - seg.start);
         lengths.push(spanEnd - spanStart);
-      } while (i < all.length && this.segments.find(all[i].position) === seg && all[i].position < historyBelow === history);
+      } while (i < all.length && all[i].position < historyBelow === history);
       firsts.push(i);
-      const bufs = await this.segments.readBatchAt(seg, positions, lengths, history);
+      const bufs = await this.segments.readBatch(segs, positions, lengths, history);
       for (let k = 0; k < bufs.length; k++) {
         const span = bufs[k];
-        const spanStart = seg.start + positions[k];
+        const spanStart = segs[k].start + positions[k];
         const keptBefore = aheadBodies.length;
         for (let r = firsts[k]; r < firsts[k + 1]; r++) {
           const m = all[r];

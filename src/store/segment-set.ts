@@ -1,18 +1,26 @@
 /**
  * The log's segment files, ordered by start position, and their open handles. The active (last)
  * segment always has a read-write handle; older ones are opened on demand and kept in an LRU of
- * at most MAX_OPEN_READ_FILES, so file descriptors stay bounded however many segments exist.
- * Every read, write and sync holds its handle for the duration of the call, so eviction and
- * retention never close a file under a call in progress: an evicted or removed handle is closed
- * when its last user is done.
+ * at most MAX_OPEN_READ_FILES idle ones, so file descriptors stay bounded however many segments
+ * exist. Every read, write and sync holds its handle for the duration of the call (a read batch
+ * those of up to MAX_READ_BATCH_SEGMENTS segments), so eviction and retention never close a file
+ * under a call in progress: an evicted or removed handle is closed when its last user is done,
+ * and handles in use beyond the bound are trimmed as their users finish.
  */
 import { join } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
-import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE, HISTORY_READ_YIELD_MAX_US, MAX_OPEN_READ_FILES } from './constants.js';
+import {
+  APPEND_QUIET_MS,
+  HISTORY_READ_PREFETCH,
+  HISTORY_READ_PREFETCH_IDLE,
+  HISTORY_READ_YIELD_MAX_US,
+  MAX_OPEN_READ_FILES,
+  MAX_READ_BATCH_SEGMENTS,
+} from './constants.js';
 import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
-import type { ReadBatchOptions, StoreFile, StoreIo } from './io.js';
+import { readBatchAcross, type ReadBatchOptions, type StoreFile, type StoreIo } from './io.js';
 import { FlushGate } from './pread-batch.js';
 import { allocLarge } from './large-buffer.js';
 import type { HistoryReadStats } from './types.js';
@@ -157,14 +165,19 @@ export class SegmentSet {
     }
     const again = this.handles.get(seg);
     if (again && (again.writable || !writable)) {
-      await file.close();
+      // Another call opened it meanwhile: take that one into use before anything awaits, or a
+      // trim could close it under this caller; this opening is closed in the background.
+      void file.close().catch(() => undefined);
       return this.use(seg, again);
     }
     if (again) this.retire(seg, again);
     const h: OpenFile = { file, writable, users: 0, retired: false };
     this.handles.set(seg, h);
+    // In use before the LRU is trimmed: with every older handle in use (batches across segments
+    // hold several each), trim would otherwise close this one under its caller.
+    const used = this.use(seg, h);
     this.trim();
-    return this.use(seg, h);
+    return used;
   }
 
   private use(seg: Segment, h: OpenFile): OpenFile {
@@ -178,6 +191,8 @@ export class SegmentSet {
   private release(h: OpenFile): void {
     h.users--;
     if (h.retired && h.users === 0) void h.file.close().catch(() => undefined);
+    // Handles a batch across segments held in use may have outgrown the LRU's bound meanwhile.
+    else if (h.users === 0) this.trim();
   }
 
   private retire(seg: Segment, h: OpenFile): void {
@@ -207,22 +222,24 @@ export class SegmentSet {
   }
 
   /**
-   * Spans of `seg`, `lengths[k]` bytes from `positions[k]` (relative to the segment), read as one
-   * batch: one hand-off to libuv's thread pool where the native batch reader is built (a cold
-   * reader's spans are one per record, hundreds of MB apart). Each buffer is shorter than asked
-   * only where the file ends. `history`: reads of old data, which wait for a slot
+   * Spans of the log, `lengths[k]` bytes from `positions[k]` of segment `segs[k]` (relative to
+   * it), read as one batch: one hand-off to libuv's thread pool where the native batch reader is
+   * built (a cold reader's spans are one per record, hundreds of MB apart, in many segments: one
+   * batch across them keeps its prefetch before the device; io.ts, readBatchAcross). At most
+   * MAX_READ_BATCH_SEGMENTS segments, each held open for the batch. Each buffer is shorter than
+   * asked only where the file ends. `history`: reads of old data, which wait for a slot
    * (`coldReadConcurrency` of them while appends are under way, the pool but one thread once
    * they are quiet); a batch takes one slot, as it keeps one pool thread busy, and its buffers are only
    * allocated once it has it, so waiting reads hold no memory.
    */
-  readBatchAt(seg: Segment, positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
-    invariant(positions.length === lengths.length && positions.length > 0, 'a read batch has one length per position, and at least one');
-    if (!history) return this.readNow(seg, positions, lengths, { prefetch: this.readPrefetch() });
+  readBatch(segs: readonly Segment[], positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
+    invariant(positions.length === lengths.length && segs.length === lengths.length && positions.length > 0, 'a read batch has one segment and length per position, and at least one');
+    if (!history) return this.readNow(segs, positions, lengths, { prefetch: this.readPrefetch() });
     this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
     // The prefetch depth is chosen when the batch starts: a batch started while appends were
     // quiet keeps its depth if appends resume (at most HISTORY_READ_PREFETCH_IDLE reads ahead).
     return this.readSlots(() =>
-      this.readNow(seg, positions, lengths, {
+      this.readNow(segs, positions, lengths, {
         gate: this.gateHistoryReads ? this.flushGate : undefined,
         prefetch: this.readPrefetch(),
         dropCached: this.dropHistoryPages,
@@ -255,14 +272,26 @@ export class SegmentSet {
     return this.writesInFlight === 0 && performance.now() - this.lastWriteEndMs >= APPEND_QUIET_MS;
   }
 
-  private readNow(seg: Segment, positions: readonly number[], lengths: readonly number[], how: ReadBatchOptions): Promise<Buffer[]> {
-    return this.withFile(seg, false, async (file) => {
+  private async readNow(segs: readonly Segment[], positions: readonly number[], lengths: readonly number[], how: ReadBatchOptions): Promise<Buffer[]> {
+    const distinct = [...new Set(segs)];
+    invariant(distinct.length <= MAX_READ_BATCH_SEGMENTS, 'a read batch spans at most MAX_READ_BATCH_SEGMENTS segments');
+    const held: OpenFile[] = [];
+    try {
+      for (const seg of distinct) held.push(await this.acquire(seg, false));
+      const fileOf = new Map<Segment, StoreFile>(distinct.map((seg, k) => [seg, held[k].file]));
       const bufs = lengths.map((n) => allocLarge(n));
-      const got = await file.readBatch(bufs, positions, how);
+      const got = await readBatchAcross(
+        segs.map((seg) => fileOf.get(seg) as StoreFile),
+        bufs,
+        positions,
+        how,
+      );
       invariant(got.length === bufs.length, 'a read batch reports every buffer');
       for (let k = 0; k < bufs.length; k++) if (got[k] !== bufs[k].length) bufs[k] = bufs[k].subarray(0, got[k]);
       return bufs;
-    });
+    } finally {
+      for (const h of held) this.release(h);
+    }
   }
 
   writeAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {

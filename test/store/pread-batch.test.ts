@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, fsyncSync, openSync, statSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { MessageStore, createNodeIo, nodeIo } from '../../src/store/index.js';
+import { readBatchAcross, type StoreFile } from '../../src/store/io.js';
 import { resolveOptions } from '../../src/store/options.js';
 import { FlushGate, nativePreadBatch, nativePreadUnavailable } from '../../src/store/pread-batch.js';
 import { payload, removeDir, segmentFiles, tempDir, withScratchFile } from './helpers.js';
@@ -54,6 +56,76 @@ test('readBatch: native (any prefetch depth) and one-read-at-a-time give every b
       for (const f of files) await f.close();
     }
   });
+});
+
+test('readBatchAcross: reads interleaved over several files give each buffer its own file\'s bytes, natively in one job and through other files one readBatch per file (property); bad arguments are named', async () => {
+  const contents = [50_000, 80_000, 30_000].map((n) => randomBytes(n));
+  const dir = tempDir();
+  try {
+    const paths = contents.map((bytes, k) => {
+      const path = join(dir, `f${k}`);
+      writeFileSync(path, bytes);
+      return path;
+    });
+    const native = await Promise.all(paths.map((path) => nodeIo.open(path, 'read')));
+    const plainIo = createNodeIo({ nativeReads: false });
+    const plain = await Promise.all(paths.map((path) => plainIo.open(path, 'read')));
+    // Files of another StoreIo (a test seam, say): one readBatch per file they hold reads of.
+    let wrappedCalls = 0;
+    const wrapped: StoreFile[] = native.map((f) => ({
+      writev: (buffers, position) => f.writev(buffers, position),
+      read: (buf, offset, length, position) => f.read(buf, offset, length, position),
+      readBatch: (buffers, positions, how) => {
+        wrappedCalls++;
+        return f.readBatch(buffers, positions, how);
+      },
+      datasync: () => f.datasync(),
+      truncate: (length) => f.truncate(length),
+      size: () => f.size(),
+      close: () => Promise.resolve(), // the native files below are closed once
+    }));
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.record({ file: fc.integer({ min: 0, max: 2 }), position: fc.integer({ min: 0, max: 90_000 }), length: fc.integer({ min: 0, max: 20_000 }) }), { minLength: 1, maxLength: 40 }),
+          fc.integer({ min: 0, max: 20 }),
+          fc.boolean(),
+          async (reads, prefetch, dropCached) => {
+            for (const files of [native, plain, wrapped]) {
+              const before = wrappedCalls;
+              const bufs = reads.map((r) => Buffer.alloc(r.length, 0xee));
+              const got = await readBatchAcross(reads.map((r) => files[r.file]), bufs, reads.map((r) => r.position), { prefetch, dropCached });
+              reads.forEach((r, k) => {
+                const bytes = contents[r.file];
+                const want = bytes.subarray(Math.min(r.position, bytes.length), Math.min(r.position + r.length, bytes.length));
+                assert.equal(got[k], want.length, `read ${k} (file ${r.file}, ${r.length} bytes at ${r.position}): bytes read`);
+                assert.ok(bufs[k].subarray(0, got[k]).equals(want), `read ${k}: its own file's bytes`);
+                assert.ok(bufs[k].subarray(got[k]).every((b) => b === 0xee), `read ${k}: nothing written past the file's end`);
+              });
+              if (files === wrapped) assert.equal(wrappedCalls - before, new Set(reads.map((r) => r.file)).size, 'one readBatch per file');
+            }
+          },
+        ),
+        { numRuns: 100 },
+      );
+      assert.deepEqual(await readBatchAcross([], [], []), [], 'an empty batch reads nothing');
+      await assert.rejects(readBatchAcross([native[0]], [], []), { name: 'RangeError', message: /1 files, 0 buffers, 0 positions/ });
+      const closed = await nodeIo.open(paths[1], 'read');
+      await closed.close();
+      await assert.rejects(readBatchAcross([native[0], closed], [Buffer.alloc(1), Buffer.alloc(1)], [0, 0]), { code: 'EBADF' }, 'a closed file among them: rejected before any pread');
+      if (!nativeOff) {
+        const batch = nativePreadBatch;
+        assert.ok(batch !== null);
+        assert.throws(() => batch(new Int32Array(1), [Buffer.alloc(1), Buffer.alloc(1)], [0, 0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /one descriptor per buffer/ });
+        assert.throws(() => batch(Int32Array.of(0, -1), [Buffer.alloc(1), Buffer.alloc(1)], [0, 0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /every descriptor/ });
+        assert.throws(() => batch(new Float64Array(1) as unknown as Int32Array, [Buffer.alloc(1)], [0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /Int32Array of one descriptor per buffer/ });
+      }
+    } finally {
+      for (const f of [...native, ...plain]) await f.close();
+    }
+  } finally {
+    removeDir(dir);
+  }
 });
 
 test('readBatch: a failed pread rejects like node:fs (code, errno, syscall); bad arguments throw naming them', { skip: nativeOff && 'CIRRUS_NATIVE_READS=off: the addon is not loaded; the fallback is the node:fs read tested above' }, async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { MAX_OPEN_READ_FILES, MessageStore, StoreClosedError } from '../../src/store/index.js';
+import { MAX_OPEN_READ_FILES, MAX_READ_BATCH_SEGMENTS, MessageStore, StoreClosedError, createNodeIo, nodeIo } from '../../src/store/index.js';
 import { payload, removeDir, tempDir } from './helpers.js';
 
 test('store: reads past the end and of unknown queues are empty; listing and stats', async () => {
@@ -73,6 +73,46 @@ test('store: close flushes pending appends, then every call rejects with CIRRUS_
     assert.equal(await again.append('t', 0, Buffer.from('next')), 100);
   } finally {
     await again.close();
+    removeDir(dir);
+  }
+});
+
+test('store: a cold getRange whose records lie in more segments than one read batch spans (MAX_READ_BATCH_SEGMENTS) returns them all, in order, native and fallback alike', async () => {
+  const dir = tempDir();
+  try {
+    // 4 queues interleaved, 600-byte records, 8 KiB segments: 100 records of a queue lie in
+    // about 30 segments, so one getRange (and its read-ahead) is several batches.
+    const perQueue = 250;
+    const s = await MessageStore.open({ dir, segmentBytes: 8 * 1024, maxMessageBytes: 1024, memoryCacheBytes: 0 });
+    for (let o = 0; o < perQueue; o++) await Promise.all([0, 1, 2, 3].map((q) => s.append('t', q, payload('t', q, o, 600))));
+    await s.close();
+    // memoryCacheBytes 0: every read is history (one slot each); 1 MiB: the whole log is recent
+    // (within 4 x the budget of its end, no slots), and after a reopen none of it is in memory, so
+    // 64 getRanges spread over the log hold their batches' files at once: more than
+    // MAX_OPEN_READ_FILES in use (a handle opened then was once closed under its reader).
+    for (const [io, memoryCacheBytes] of [
+      [nodeIo, 0],
+      [createNodeIo({ nativeReads: false }), 0],
+      [nodeIo, 1 << 20],
+    ] as const) {
+      const r = await MessageStore.open({ dir, io, segmentBytes: 8 * 1024, maxMessageBytes: 1024, memoryCacheBytes, coldReadConcurrency: 1 });
+      try {
+        assert.ok(r.stats().segments > MAX_READ_BATCH_SEGMENTS * 3, `${r.stats().segments} segments`);
+        await Promise.all(
+          Array.from({ length: 64 }, (_, k) => [k % 4, (k * 37) % (perQueue - 10)] as const).map(async ([q, first]) => {
+            for (let o = first; o < perQueue; o += 100) {
+              const got = await r.getRange('t', q, o, 100);
+              assert.equal(got.length, Math.min(100, perQueue - o), `t/${q}@${o}: records`);
+              got.forEach((b, k) => assert.deepEqual(b, payload('t', q, o + k, 600), `t/${q}@${o + k} (native reads: ${io.nativeReads}, memory ${memoryCacheBytes})`));
+            }
+          }),
+        );
+        assert.equal(r.stats().historyReads.inFlight, 0);
+      } finally {
+        await r.close();
+      }
+    }
+  } finally {
     removeDir(dir);
   }
 });

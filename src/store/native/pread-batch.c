@@ -7,7 +7,9 @@
  *   the file ends). Rejects like node:fs (code, errno, syscall) when a pread fails. Before each
  *   pread, the reads up to `prefetch` ahead of it are announced to the kernel
  *   (posix_fadvise WILLNEED), which starts them at once: one thread keeps that many reads
- *   before the device instead of one.
+ *   before the device instead of one. `fd` is one descriptor for every read, or an Int32Array
+ *   with one per buffer: a cold reader's records lie in many segment files, and one batch across
+ *   them keeps `prefetch` reads before the device where a batch per file would keep its few.
  *
  * Why: a cold reader needs one pread per record (a queue's records lie hundreds of MB apart in
  * the log), and each pread through node:fs is a separate hand-off to the pool and back. On a
@@ -35,9 +37,9 @@
  *
  * openGate(gate): wakes every reader waiting on gate[0].
  *
- * The caller (src/store/io.ts, NodeFile) owns the descriptor for the call's duration (it counts
- * the call as in flight, so close() waits) and passes a fresh array, which this job references
- * so that its buffers outlive it.
+ * The caller (src/store/io.ts, NodeFile and readBatchAcross) holds every descriptor for the
+ * call's duration (it counts the call as in flight on each file, so close() waits) and passes a
+ * fresh array of buffers, which this job references so that they outlive it.
  */
 #define NAPI_VERSION 8
 #include <errno.h>
@@ -72,6 +74,7 @@ typedef struct {
   size_t length;
   int64_t position;
   size_t got;
+  int fd;
 } read_t;
 
 typedef struct {
@@ -83,7 +86,6 @@ typedef struct {
   int64_t max_yield_ns;
   uint32_t prefetch; /* reads advised ahead of the pread (POSIX_FADV_WILLNEED), 0: none */
   bool drop_cached; /* drop the whole pages each read lies over from the page cache once read */
-  int fd;
   uint32_t n;
   int err; /* errno of the first failed pread, 0 when none */
   read_t reads[];
@@ -146,12 +148,12 @@ static void execute(napi_env env, void *arg) {
         outstanding += ahead->length;
         /* Advice only: a failure leaves the pread to find the data the usual way. A length of 0
          * would advise the whole rest of the file. */
-        if (ahead->length > 0) (void)posix_fadvise(b->fd, (off_t)ahead->position, (off_t)ahead->length, POSIX_FADV_WILLNEED);
+        if (ahead->length > 0) (void)posix_fadvise(ahead->fd, (off_t)ahead->position, (off_t)ahead->length, POSIX_FADV_WILLNEED);
       }
     }
     size_t done = 0;
     while (done < rd->length) {
-      ssize_t r = pread(b->fd, rd->data + done, rd->length - done, (off_t)(rd->position + (int64_t)done));
+      ssize_t r = pread(rd->fd, rd->data + done, rd->length - done, (off_t)(rd->position + (int64_t)done));
       if (r < 0) {
         if (errno == EINTR) continue;
         b->err = errno;
@@ -161,7 +163,7 @@ static void execute(napi_env env, void *arg) {
       done += (size_t)r;
     }
     rd->got = done;
-    if (b->drop_cached) drop_whole_pages(b->fd, rd->position, done);
+    if (b->drop_cached) drop_whole_pages(rd->fd, rd->position, done);
   }
 }
 
@@ -212,8 +214,22 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
     }
     gate = data;
   }
-  int32_t fd;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return type_error(env, "preadBatch: fd must be a descriptor");
+  /* One descriptor for all reads, or one per read (fds). */
+  int32_t fd = -1;
+  int32_t *fds = NULL;
+  napi_valuetype fd_type;
+  napi_typeof(env, argv[0], &fd_type);
+  if (fd_type == napi_number) {
+    if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return type_error(env, "preadBatch: fd must be a descriptor");
+  } else {
+    void *data;
+    size_t count;
+    if (!typed_array_of(env, argv[0], napi_int32_array, 0, &data, &count)) {
+      return type_error(env, "preadBatch: fd must be a descriptor or an Int32Array of one descriptor per buffer");
+    }
+    fds = data;
+    fd = (int32_t)count; /* checked against the buffers below */
+  }
   bool is_array;
   uint32_t n, n_positions;
   if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array) return type_error(env, "preadBatch: buffers must be an array");
@@ -221,13 +237,18 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   napi_get_array_length(env, argv[1], &n);
   napi_get_array_length(env, argv[2], &n_positions);
   if (n != n_positions) return type_error(env, "preadBatch: one position per buffer");
+  if (fds != NULL) {
+    if ((uint32_t)fd != n) return type_error(env, "preadBatch: one descriptor per buffer");
+    for (uint32_t i = 0; i < n; i++) {
+      if (fds[i] < 0) return type_error(env, "preadBatch: every descriptor must be a descriptor (>= 0)");
+    }
+  }
 
   batch_t *b = calloc(1, sizeof *b + (size_t)n * sizeof(read_t));
   if (b == NULL) {
     napi_throw_error(env, "ENOMEM", "preadBatch: out of memory");
     return NULL;
   }
-  b->fd = fd;
   b->n = n;
   b->gate = gate;
   b->max_yield_ns = (int64_t)(max_yield_us * 1000);
@@ -248,7 +269,7 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
       free(b);
       return type_error(env, "preadBatch: every position must be a non-negative safe integer");
     }
-    b->reads[i] = (read_t){.data = data, .length = count, .position = (int64_t)p, .got = 0};
+    b->reads[i] = (read_t){.data = data, .length = count, .position = (int64_t)p, .got = 0, .fd = fds != NULL ? fds[i] : fd};
   }
   napi_value promise, name;
   napi_create_reference(env, argv[1], 1, &b->keep);
