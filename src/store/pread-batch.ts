@@ -10,11 +10,11 @@ import { nativeAddon, nativeAddonPath, nativeAddonUnavailable } from './native.j
 /**
  * Fills each buffer from its position; resolves with the bytes read into each (fewer only at the
  * file's end). `fd` is one descriptor for every read, or one per buffer (reads across files in
- * one job, with `prefetch` spanning them). Before each pread, the reads up to `prefetch` (0 to MAX_READ_PREFETCH) ahead are
- * announced to the kernel (posix_fadvise WILLNEED), which starts them at once. With `gate`, each
- * pread first waits (up to `maxYieldUs`) while `gate[0] > 0`. With `dropCached`, each read then
- * drops the whole pages it lies over from the page cache (posix_fadvise DONTNEED); the partial
- * pages at its ends stay (native/pread-batch.c).
+ * one job, with `prefetch` spanning them). Before each pread, the reads up to `prefetch` (0 to
+ * MAX_READ_PREFETCH) ahead are announced to the kernel (posix_fadvise WILLNEED), which starts
+ * them at once. With `gate`, each pread first waits (up to `maxYieldUs`) while `gate[0] > 0`.
+ * With `dropCached`, each read then drops the whole pages it lies over from the page cache
+ * (posix_fadvise DONTNEED); the partial pages at its ends stay (native/pread-batch.c).
  */
 export type PreadBatch = (
   fd: number | Int32Array,

@@ -117,7 +117,7 @@ test('readBatchAcross: reads interleaved over several files give each buffer its
         const batch = nativePreadBatch;
         assert.ok(batch !== null);
         assert.throws(() => batch(new Int32Array(1), [Buffer.alloc(1), Buffer.alloc(1)], [0, 0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /one descriptor per buffer/ });
-        assert.throws(() => batch(Int32Array.of(0, -1), [Buffer.alloc(1), Buffer.alloc(1)], [0, 0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /every descriptor/ });
+        assert.throws(() => batch(Int32Array.of(0, -1), [Buffer.alloc(1), Buffer.alloc(1)], [0, 0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /every descriptor in fd must be >= 0/ });
         assert.throws(() => batch(new Float64Array(1) as unknown as Int32Array, [Buffer.alloc(1)], [0], 0), { code: 'CIRRUS_STORE_INVALID_ARGUMENT', message: /Int32Array of one descriptor per buffer/ });
       }
     } finally {

@@ -214,21 +214,20 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
     }
     gate = data;
   }
-  /* One descriptor for all reads, or one per read (fds). */
+  /* One descriptor for all reads, or one per read (fds, fd_count of them). */
   int32_t fd = -1;
   int32_t *fds = NULL;
+  size_t fd_count = 0;
   napi_valuetype fd_type;
   napi_typeof(env, argv[0], &fd_type);
   if (fd_type == napi_number) {
     if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return type_error(env, "preadBatch: fd must be a descriptor");
   } else {
     void *data;
-    size_t count;
-    if (!typed_array_of(env, argv[0], napi_int32_array, 0, &data, &count)) {
+    if (!typed_array_of(env, argv[0], napi_int32_array, 0, &data, &fd_count)) {
       return type_error(env, "preadBatch: fd must be a descriptor or an Int32Array of one descriptor per buffer");
     }
     fds = data;
-    fd = (int32_t)count; /* checked against the buffers below */
   }
   bool is_array;
   uint32_t n, n_positions;
@@ -238,9 +237,9 @@ static napi_value pread_batch(napi_env env, napi_callback_info info) {
   napi_get_array_length(env, argv[2], &n_positions);
   if (n != n_positions) return type_error(env, "preadBatch: one position per buffer");
   if (fds != NULL) {
-    if ((uint32_t)fd != n) return type_error(env, "preadBatch: one descriptor per buffer");
+    if (fd_count != n) return type_error(env, "preadBatch: one descriptor per buffer");
     for (uint32_t i = 0; i < n; i++) {
-      if (fds[i] < 0) return type_error(env, "preadBatch: every descriptor must be a descriptor (>= 0)");
+      if (fds[i] < 0) return type_error(env, "preadBatch: every descriptor in fd must be >= 0");
     }
   }
 
