@@ -223,12 +223,7 @@ class NodeFile implements StoreFile {
   readBatch(buffers: readonly Uint8Array[], positions: readonly number[], options: ReadBatchOptions = {}): Promise<number[]> {
     if (buffers.length !== positions.length) return Promise.reject(new RangeError(`readBatch: ${buffers.length} buffers, ${positions.length} positions`));
     const batch = this.batch;
-    // A fresh array of buffers each call: the native job holds on to it, and with it to the
-    // buffers (the positions it copies before returning).
-    if (batch !== null) {
-      const { gate, prefetch = 0, dropCached = false } = options;
-      return this.withFd((fd) => batch(fd, buffers.slice(), positions, prefetch, gate ? gate.flag : null, gate ? gate.maxYieldUs : 0, dropCached));
-    }
+    if (batch !== null) return this.withFd((fd) => callBatch(batch, fd, buffers, positions, options));
     return this.withFd(async (fd) => {
       const got: number[] = [];
       for (let k = 0; k < buffers.length; k++) got.push(await preadFully(fd, buffers[k], 0, buffers[k].byteLength, positions[k]));
@@ -260,6 +255,15 @@ class NodeFile implements StoreFile {
     })();
     return this.closing;
   }
+}
+
+/**
+ * One native batch job. A fresh array of buffers each call: the job holds on to it, and with it
+ * to the buffers (the positions it copies before returning).
+ */
+function callBatch(batch: PreadBatch, fd: number | Int32Array, buffers: readonly Uint8Array[], positions: readonly number[], options: ReadBatchOptions): Promise<number[]> {
+  const { gate, prefetch = 0, dropCached = false } = options;
+  return batch(fd, buffers.slice(), positions, prefetch, gate ? gate.flag : null, gate ? gate.maxYieldUs : 0, dropCached);
 }
 
 /** Runs `call` with the descriptors of `files`, each held as by NodeFile.withFd until it settles. */
@@ -295,11 +299,9 @@ export async function readBatchAcross(
   const native = distinct.every((f) => f instanceof NodeFile && f.batch !== null) ? (distinct as NodeFile[]) : null;
   if (native !== null) {
     const batch = native[0].batch as PreadBatch;
-    const { gate, prefetch = 0, dropCached = false } = options;
     return withFds(native, (fds) => {
       const byFile = new Map<StoreFile, number>(native.map((f, k) => [f, fds[k]]));
-      const perRead = Int32Array.from(files, (f) => byFile.get(f) as number);
-      return batch(perRead, buffers.slice(), positions, prefetch, gate ? gate.flag : null, gate ? gate.maxYieldUs : 0, dropCached);
+      return callBatch(batch, Int32Array.from(files, (f) => byFile.get(f) as number), buffers, positions, options);
     });
   }
   // One file after another, as the native job reads them: a batch keeps one pool thread busy,

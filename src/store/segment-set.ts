@@ -275,10 +275,8 @@ export class SegmentSet {
   private async readNow(segs: readonly Segment[], positions: readonly number[], lengths: readonly number[], how: ReadBatchOptions): Promise<Buffer[]> {
     const distinct = [...new Set(segs)];
     invariant(distinct.length <= MAX_READ_BATCH_SEGMENTS, 'a read batch spans at most MAX_READ_BATCH_SEGMENTS segments');
-    const held: OpenFile[] = [];
-    try {
-      for (const seg of distinct) held.push(await this.acquire(seg, false));
-      const fileOf = new Map<Segment, StoreFile>(distinct.map((seg, k) => [seg, held[k].file]));
+    return this.withFiles(distinct, false, async (files) => {
+      const fileOf = new Map<Segment, StoreFile>(distinct.map((seg, k) => [seg, files[k]]));
       const bufs = lengths.map((n) => allocLarge(n));
       const got = await readBatchAcross(
         segs.map((seg) => fileOf.get(seg) as StoreFile),
@@ -289,9 +287,7 @@ export class SegmentSet {
       invariant(got.length === bufs.length, 'a read batch reports every buffer');
       for (let k = 0; k < bufs.length; k++) if (got[k] !== bufs[k].length) bufs[k] = bufs[k].subarray(0, got[k]);
       return bufs;
-    } finally {
-      for (const h of held) this.release(h);
-    }
+    });
   }
 
   writeAt(seg: Segment, buffers: readonly Uint8Array[], position: number): Promise<void> {
@@ -320,13 +316,14 @@ export class SegmentSet {
     });
   }
 
-  /** Runs `fn` on `seg`'s file, held open (see acquire) for the duration of the call. */
-  private async withFile<T>(seg: Segment, writable: boolean, fn: (file: StoreFile) => Promise<T>): Promise<T> {
-    const h = await this.acquire(seg, writable);
+  /** Runs `fn` on the files of `segs`, each held open (see acquire) for the duration of the call. */
+  private async withFiles<T>(segs: readonly Segment[], writable: boolean, fn: (files: StoreFile[]) => Promise<T>): Promise<T> {
+    const held: OpenFile[] = [];
     try {
-      return await fn(h.file);
+      for (const seg of segs) held.push(await this.acquire(seg, writable));
+      return await fn(held.map((h) => h.file));
     } finally {
-      this.release(h);
+      for (const h of held) this.release(h);
     }
   }
 
@@ -334,7 +331,7 @@ export class SegmentSet {
   private async write<T>(seg: Segment, fn: (file: StoreFile) => Promise<T>): Promise<T> {
     this.beginWrite();
     try {
-      return await this.withFile(seg, true, fn);
+      return await this.withFiles([seg], true, ([file]) => fn(file));
     } finally {
       this.endWrite();
     }
