@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { constants as osConstants, tmpdir, totalmem, cpus } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import { DEFAULT_MEMORY_CACHE_BYTES, MessageStore, mappedBufferBytes } from '../../src/store/index.js';
 import type { MessageStoreApi, StoreOptions, StoreStats } from '../../src/store/types.js';
@@ -90,6 +91,7 @@ class Sampler {
         rssMiB: round(mem.rss / MiB, 1),
         heapUsedMiB: round(mem.heapUsed / MiB, 1),
         heapTotalMiB: round(mem.heapTotal / MiB, 1),
+        newSpaceMiB: round(newSpaceBytes() / MiB, 1),
         arrayBuffersMiB: round(mem.arrayBuffers / MiB, 1),
         mappedMiB: round(mappedBufferBytes() / MiB, 1),
         storeCacheMiB: round(this.cacheBytes() / MiB, 1),
@@ -107,6 +109,11 @@ class Sampler {
   }
 }
 
+function newSpaceBytes(): number {
+  const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  return space === undefined ? 0 : space.space_size;
+}
+
 /**
  * process.memoryUsage() at the highest-RSS sample. arrayBuffers counts every Buffer's bytes: the
  * store's cache, records handed to readers and not yet collected, and the benchmark's own
@@ -119,6 +126,8 @@ interface PeakMemory {
   rssMiB: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
+  /** Of heapTotal, V8's young generation (its semi-spaces), which V8 grows while many objects survive a scavenge. */
+  newSpaceMiB: number;
   arrayBuffersMiB: number;
   mappedMiB: number;
   storeCacheMiB: number;
@@ -552,7 +561,7 @@ async function main(): Promise<number> {
       ['page cache', result.cacheDrop],
       ['peak RSS', `${result.peakRssMiB} MiB`],
       ...(result.peakMemory
-        ? [['  at the highest sample', `rss ${result.peakMemory.rssMiB} = heap ${result.peakMemory.heapTotalMiB} (used ${result.peakMemory.heapUsedMiB}) + buffers ${result.peakMemory.arrayBuffersMiB} + mapped ${result.peakMemory.mappedMiB} (store cache ${result.peakMemory.storeCacheMiB}) + rest MiB, ${result.peakMemory.phase}`] as [string, string]]
+        ? [['  at the highest sample', `rss ${result.peakMemory.rssMiB} = heap ${result.peakMemory.heapTotalMiB} (used ${result.peakMemory.heapUsedMiB}, young ${result.peakMemory.newSpaceMiB}) + buffers ${result.peakMemory.arrayBuffersMiB} + mapped ${result.peakMemory.mappedMiB} (store cache ${result.peakMemory.storeCacheMiB}) + rest MiB, ${result.peakMemory.phase}`] as [string, string]]
         : []),
       ['reopen after clean close', `${result.reopenSeconds} s`],
       ['reopen after kill -9', result.killReopenSeconds === null ? run.killReopen.note : `${result.killReopenSeconds} s (scanned ${((result.killReopenScannedBytes ?? 0) / MiB).toFixed(1)} MiB of log past the checkpoint)`],
