@@ -255,6 +255,12 @@ export const MAX_READ_SPAN_BYTES = 4 * MiB;
 /** Records a cold reader is read ahead by, beyond what it asked for. */
 export const READ_AHEAD_RECORDS = 100;
 
+/**
+ * Read plans (read-plan.ts: a getRange's records to read, ~4.8 KB of typed arrays each) kept for
+ * the next getRanges; more getRanges than this at once allocate their own.
+ */
+export const READ_PLAN_POOL_MAX = 64;
+
 /** A queue's read-ahead buffer drops the slots its reader has passed once this many pile up. */
 export const READ_AHEAD_COMPACT_SLOTS = 64;
 

@@ -21,6 +21,7 @@ import { ReadSlab } from './read-slab.js';
 import type { Segment, SegmentSet } from './segment-set.js';
 import type { FastTier, MemoryTier, ReadAhead } from './tiered-cache.js';
 import { allocLarge } from './large-buffer.js';
+import { ReadPlanPool, type ReadPlan } from './read-plan.js';
 
 /** The queue a read is for, as records name it. */
 interface ReadTarget {
@@ -53,14 +54,6 @@ function compactInPlace(bodies: Buffer[], total: number): void {
   }
 }
 
-interface Pending {
-  /** Index into the result (or into the read-ahead list when >= the requested count). */
-  slot: number;
-  offset: number;
-  position: number;
-  length: number;
-}
-
 export interface ReadCounters {
   bytesRead: number;
   messagesRead: number;
@@ -69,6 +62,7 @@ export interface ReadCounters {
 export class RecordReader {
   /** Memory for the records hot reads copy out for their callers (read-slab.ts). */
   private readonly slab = new ReadSlab();
+  private readonly plans = new ReadPlanPool();
 
   constructor(
     private readonly index: QueueIndex,
@@ -85,7 +79,7 @@ export class RecordReader {
   async read(name: string, q: QueueRef, from: number, to: number, visibleEnd: number): Promise<Buffer[]> {
     const t: ReadTarget = { name, q, topicId: this.index.topicIdOf(q), queueId: this.index.queueIdOf(q) };
     const out: Buffer[] = new Array<Buffer>(to - from);
-    const misses: Pending[] = [];
+    let misses: ReadPlan | null = null;
     for (let o = from; o < to; o++) {
       const position = this.index.positionOf(q, o);
       const length = this.index.lengthOf(q, o);
@@ -108,104 +102,115 @@ export class RecordReader {
         continue;
       }
       this.mem.counter.misses++;
-      misses.push({ slot: o - from, offset: o, position, length });
+      misses ??= this.plans.take();
+      misses.push(o - from, o, position, length);
     }
-    if (misses.length > 0) await this.readMisses(t, misses, out, to, visibleEnd);
+    if (misses !== null) {
+      try {
+        await this.readMisses(t, misses, out, to, visibleEnd);
+      } finally {
+        this.plans.give(misses);
+      }
+    }
     for (const b of out) this.counters.bytesRead += b.length;
     this.counters.messagesRead += out.length;
     return out;
   }
 
-  private async readMisses(t: ReadTarget, misses: Pending[], out: Buffer[], to: number, visibleEnd: number): Promise<void> {
+  /** Reads the records of `plan` (its misses, then read-ahead records it adds) from the fast tier or the log. */
+  private async readMisses(t: ReadTarget, plan: ReadPlan, out: Buffer[], to: number, visibleEnd: number): Promise<void> {
     const q = t.q;
-    let fromLog: Pending[] = misses;
+    const { slots, offsets, positions, lengths } = plan;
     if (this.fast) {
-      fromLog = [];
       const fast = this.fast;
-      const bufs = await Promise.all(misses.map((m) => fast.read(m.position, m.length)));
-      for (let k = 0; k < misses.length; k++) {
-        const m = misses[k];
+      const reads: Promise<Buffer | null>[] = [];
+      for (let k = 0; k < plan.count; k++) reads.push(fast.read(positions[k], lengths[k]));
+      const bufs = await Promise.all(reads);
+      // What the fast tier did not have stays in the plan, in order, for the log.
+      let left = 0;
+      for (let k = 0; k < bufs.length; k++) {
         const buf = bufs[k];
-        if (buf && recordProblem(buf, 0, m.length, t, m.offset) === null) {
-          out[m.slot] = buf.subarray(RECORD_HEADER_BYTES);
+        if (buf && recordProblem(buf, 0, lengths[k], t, offsets[k]) === null) {
+          out[slots[k]] = buf.subarray(RECORD_HEADER_BYTES);
           this.fast.counter.hits++;
         } else {
           this.fast.counter.misses++;
-          fromLog.push(m);
+          plan.move(k, left++);
         }
       }
-      if (fromLog.length === 0) return;
+      plan.count = left;
+      if (left === 0) return;
     }
     // A cold reader: read ahead of it, in the same spans, so its next calls hit memory.
     const requested = out.length;
     let aheadBytes = 0;
-    const ahead: Pending[] = [];
+    let aheadCount = 0;
     const aheadLimit = Math.min(READ_AHEAD_MAX_BYTES, this.readAhead.budgetBytes / 2);
-    for (let o = to, end = this.index.endOf(q); o < end && ahead.length < READ_AHEAD_RECORDS; o++) {
+    for (let o = to, end = this.index.endOf(q); o < end && aheadCount < READ_AHEAD_RECORDS; o++) {
       const position = this.index.positionOf(q, o);
       const length = this.index.lengthOf(q, o);
       if (length === DAMAGED_LENGTH || position + length > visibleEnd || this.mem.find(position)) break;
       if (aheadBytes + length > aheadLimit) break;
-      ahead.push({ slot: requested + ahead.length, offset: o, position, length });
+      plan.push(requested + aheadCount++, o, position, length);
       aheadBytes += length;
     }
     const aheadBodies: Buffer[] = [];
     let aheadOk = true;
     /** Bytes of the spans that read-ahead bodies were cut from (what those views keep alive). */
     let aheadSpanBytes = 0;
-    const all = fromLog.concat(ahead);
+    const count = plan.count;
     // Recently written data is likely still in the OS page cache and costs the device nothing;
     // its readers (tail readers that fell out of the memory tier) must not queue behind history.
     const historyBelow = visibleEnd - this.recentReadBytes;
     let i = 0;
-    while (i < all.length) {
+    while (i < count) {
       // One batch (one hand-off to the thread pool): spans of one class, in at most
       // MAX_READ_BATCH_SEGMENTS segments. A span is records close together in one segment,
-      // bounded in size: `all[firsts[k]]` up to `all[firsts[k + 1]]`, read from `segs[k]`.
-      const history = all[i].position < historyBelow;
+      // bounded in size: plan entries `firsts[k]` up to `firsts[k + 1]`, read from `segs[k]`.
+      const history = positions[i] < historyBelow;
       const firsts: number[] = [];
       const segs: Segment[] = [];
-      const positions: number[] = [];
-      const lengths: number[] = [];
+      const spanPositions: number[] = [];
+      const spanLengths: number[] = [];
       let segCount = 0;
       let lastSeg: Segment | undefined;
       do {
-        const seg = this.segments.find(all[i].position);
-        if (!seg) throw new StoreCorruptError(`offset ${all[i].offset} of ${t.name}/${t.queueId}: its segment is missing`, all[i].position);
+        const seg = this.segments.find(positions[i]);
+        if (!seg) throw new StoreCorruptError(`offset ${offsets[i]} of ${t.name}/${t.queueId}: its segment is missing`, positions[i]);
         if (seg !== lastSeg) {
           if (segCount === MAX_READ_BATCH_SEGMENTS) break;
           segCount++;
           lastSeg = seg;
         }
-        const spanStart = all[i].position;
-        let spanEnd = spanStart + all[i].length;
+        const spanStart = positions[i];
+        let spanEnd = spanStart + lengths[i];
         firsts.push(i);
-        for (i++; i < all.length; i++) {
-          const next = all[i];
-          if (next.position < spanEnd || next.position - spanEnd > READ_COALESCE_GAP_BYTES) break;
-          if (next.position + next.length - spanStart > MAX_READ_SPAN_BYTES || next.position + next.length > seg.start + seg.size) break;
-          spanEnd = next.position + next.length;
+        for (i++; i < count; i++) {
+          const next = positions[i];
+          if (next < spanEnd || next - spanEnd > READ_COALESCE_GAP_BYTES) break;
+          if (next + lengths[i] - spanStart > MAX_READ_SPAN_BYTES || next + lengths[i] > seg.start + seg.size) break;
+          spanEnd = next + lengths[i];
         }
         segs.push(seg);
-        positions.push(spanStart - seg.start);
-        lengths.push(spanEnd - spanStart);
-      } while (i < all.length && all[i].position < historyBelow === history);
+        spanPositions.push(spanStart - seg.start);
+        spanLengths.push(spanEnd - spanStart);
+      } while (i < count && positions[i] < historyBelow === history);
       firsts.push(i);
-      const bufs = await this.segments.readBatch(segs, positions, lengths, history);
+      const bufs = await this.segments.readBatch(segs, spanPositions, spanLengths, history);
       for (let k = 0; k < bufs.length; k++) {
         const span = bufs[k];
-        const spanStart = segs[k].start + positions[k];
+        const spanStart = segs[k].start + spanPositions[k];
         const keptBefore = aheadBodies.length;
         for (let r = firsts[k]; r < firsts[k + 1]; r++) {
-          const m = all[r];
-          const at = m.position - spanStart;
-          const problem = recordProblem(span, at, m.length, t, m.offset);
-          if (m.slot < requested) {
-            if (problem) throw new StoreCorruptError(`offset ${m.offset} of ${t.name}/${t.queueId} on disk: ${problem}`, m.position);
-            out[m.slot] = span.subarray(at + RECORD_HEADER_BYTES, at + m.length);
+          const at = positions[r] - spanStart;
+          const length = lengths[r];
+          const problem = recordProblem(span, at, length, t, offsets[r]);
+          if (slots[r] < requested) {
+            if (problem) throw new StoreCorruptError(`offset ${offsets[r]} of ${t.name}/${t.queueId} on disk: ${problem}`, positions[r]);
+            out[slots[r]] = span.subarray(at + RECORD_HEADER_BYTES, at + length);
           } else if (aheadOk) {
             if (problem) aheadOk = false;
-            else aheadBodies.push(span.subarray(at + RECORD_HEADER_BYTES, at + m.length));
+            else aheadBodies.push(span.subarray(at + RECORD_HEADER_BYTES, at + length));
           }
         }
         if (aheadBodies.length > keptBefore) aheadSpanBytes += span.length;
