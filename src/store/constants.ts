@@ -197,6 +197,13 @@ export const MAX_OPEN_READ_FILES = 32;
 export const MAX_READ_BATCH_SEGMENTS = 16;
 
 /**
+ * History batches waiting for a slot are merged into one job up to this many bytes of spans
+ * (history-reads.ts): a job allocates all of its buffers when it starts, so this bounds what
+ * merging adds to the memory reads hold in flight (a batch larger than this runs alone).
+ */
+export const HISTORY_MERGE_MAX_BYTES = 1 * MiB;
+
+/**
  * Default `coldReadConcurrency`: history reads in flight at most, at most one less than libuv's
  * thread pool (4 threads unless UV_THREADPOOL_SIZE says otherwise), so the group commit's writev
  * and fdatasync never queue behind reads. Measured (docs/store-measurements.md, "Fifth pass"): with 20 cold

@@ -8,7 +8,6 @@
  * and handles in use beyond the bound are trimmed as their users finish.
  */
 import { join } from 'node:path';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { invariant } from '../common/index.js';
 import {
   APPEND_QUIET_MS,
@@ -22,6 +21,7 @@ import { StoreClosedError } from './errors.js';
 import { parseSegmentFileName, segmentFileName } from './format.js';
 import { readBatchAcross, type ReadBatchOptions, type StoreFile, type StoreIo } from './io.js';
 import { FlushGate } from './pread-batch.js';
+import { HistoryReadQueue } from './history-reads.js';
 import { allocLarge } from './large-buffer.js';
 import type { HistoryReadStats } from './types.js';
 
@@ -48,7 +48,7 @@ export class SegmentSet {
    * Bounds history reads in flight: `coldReadConcurrency` while appends are under way, the larger
    * `idleColdReadConcurrency` once they have been quiet for APPEND_QUIET_MS.
    */
-  private readonly readSlots: LimitFunction;
+  private readonly historyQueue: HistoryReadQueue<Segment>;
   /** Log writes and syncs in flight, and when the last one ended: whether appends are quiet. */
   private writesInFlight = 0;
   private lastWriteEndMs = Number.NEGATIVE_INFINITY;
@@ -76,7 +76,15 @@ export class SegmentSet {
     private readonly dropHistoryPages = true,
   ) {
     invariant(idleColdReadConcurrency >= coldReadConcurrency, 'idle history reads are at least as many as busy ones');
-    this.readSlots = pLimit(coldReadConcurrency);
+    // The prefetch depth is chosen when a job starts: a job started while appends were quiet
+    // keeps its depth if appends resume (at most HISTORY_READ_PREFETCH_IDLE reads ahead).
+    this.historyQueue = new HistoryReadQueue<Segment>(coldReadConcurrency, (batch) =>
+      this.readNow(batch.segs, batch.positions, batch.lengths, {
+        gate: this.gateHistoryReads ? this.flushGate : undefined,
+        prefetch: this.readPrefetch(),
+        dropCached: this.dropHistoryPages,
+      }),
+    );
   }
 
   /** Lists segment files on disk (read-only; does not open them). */
@@ -213,9 +221,10 @@ export class SegmentSet {
   /** History reads allowed in flight now, in flight, and waiting for a slot. */
   historyReads(): HistoryReadStats {
     return {
-      limit: this.readSlots.concurrency,
-      inFlight: this.readSlots.activeCount,
-      waiting: this.readSlots.pendingCount,
+      limit: this.historyQueue.limit,
+      inFlight: this.historyQueue.inFlight,
+      waiting: this.historyQueue.pending,
+      ...this.historyQueue.counts,
       nativeBatches: this.io.nativeReads === true,
       pageCache: this.dropHistoryPages && this.io.nativeReads === true ? 'drop' : 'keep',
     };
@@ -229,22 +238,15 @@ export class SegmentSet {
    * MAX_READ_BATCH_SEGMENTS segments, each held open for the batch. Each buffer is shorter than
    * asked only where the file ends. `history`: reads of old data, which wait for a slot
    * (`coldReadConcurrency` of them while appends are under way, the pool but one thread once
-   * they are quiet); a batch takes one slot, as it keeps one pool thread busy, and its buffers are only
-   * allocated once it has it, so waiting reads hold no memory.
+   * they are quiet); a job takes one slot, as it keeps one pool thread busy, and its buffers are
+   * only allocated once it has it, so waiting reads hold no memory. Batches waiting for a slot
+   * are merged into one job when it frees (history-reads.ts).
    */
   readBatch(segs: readonly Segment[], positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
     invariant(positions.length === lengths.length && segs.length === lengths.length && positions.length > 0, 'a read batch has one segment and length per position, and at least one');
     if (!history) return this.readNow(segs, positions, lengths, { prefetch: this.readPrefetch() });
     this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
-    // The prefetch depth is chosen when the batch starts: a batch started while appends were
-    // quiet keeps its depth if appends resume (at most HISTORY_READ_PREFETCH_IDLE reads ahead).
-    return this.readSlots(() =>
-      this.readNow(segs, positions, lengths, {
-        gate: this.gateHistoryReads ? this.flushGate : undefined,
-        prefetch: this.readPrefetch(),
-        dropCached: this.dropHistoryPages,
-      }),
-    );
+    return this.historyQueue.read({ segs, positions, lengths });
   }
 
   private readPrefetch(): number {
@@ -252,8 +254,7 @@ export class SegmentSet {
   }
 
   private setHistoryReadLimit(n: number): void {
-    // p-limit starts queued reads on every assignment (in a microtask): assign only on change.
-    if (this.readSlots.concurrency !== n) this.readSlots.concurrency = n;
+    this.historyQueue.limit = n;
   }
 
   /** A log write or sync starts: history reads go back to `coldReadConcurrency` at once. */

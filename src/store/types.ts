@@ -85,11 +85,18 @@ export interface TierStats {
  * getRange reads its records' spans of one segment as one batch, which counts as one read here.
  */
 export interface HistoryReadStats {
-  /** Read batches allowed in flight now: `coldReadConcurrency` while appends run, libuv's pool once they are quiet. */
+  /** Read jobs allowed at once now: `coldReadConcurrency` while appends run, libuv's pool but one thread once they are quiet. */
   limit: number;
+  /** Read jobs running (each keeps one pool thread busy). */
   inFlight: number;
   /** Read batches waiting for a slot (they hold no buffer yet). */
   waiting: number;
+  /**
+   * Batches read since open, and the jobs that read them: batches that waited for a slot together
+   * are read as one job (docs/store.md, "Design"), so `batches / jobs` above 1 means readers queue.
+   */
+  batches: number;
+  jobs: number;
   /**
    * true: a batch is one job on the thread pool (the native batch reader). false: one fs.read per
    * span, slower (the addon did not build, CIRRUS_NATIVE_READS=off, or a custom StoreIo).

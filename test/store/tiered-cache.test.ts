@@ -317,7 +317,10 @@ test('cold reads: with appends quiet for APPEND_QUIET_MS, history reads may use 
     await quietReads;
     assert.equal(c.maxInFlight(), idle, 'quiet: as many history reads as libuv has threads, but one');
     assert.deepEqual([...c.prefetches], [HISTORY_READ_PREFETCH_IDLE], 'quiet: batches announce HISTORY_READ_PREFETCH_IDLE reads ahead');
-    assert.deepEqual({ ...s.stats().historyReads, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0, nativeBatches: nodeIo.nativeReads === true, pageCache: nodeIo.nativeReads === true ? 'drop' : 'keep' }, 'stats: nothing left in flight or waiting');
+    const { batches, jobs, ...after } = s.stats().historyReads;
+    assert.deepEqual({ ...after, limit: 0 }, { limit: 0, inFlight: 0, waiting: 0, nativeBatches: nodeIo.nativeReads === true, pageCache: nodeIo.nativeReads === true ? 'drop' : 'keep' }, 'stats: nothing left in flight or waiting');
+    // 24 ranges (each a batch larger than HISTORY_MERGE_MAX_BYTES: a job of its own), `idle` at once.
+    assert.ok(batches >= QUEUES * 3 && jobs >= idle && jobs <= batches, `stats: ${batches} batches in ${jobs} jobs`);
     // Appends under way: back to coldReadConcurrency.
     const appends = appendLoop(s);
     await appends.started;
