@@ -43,14 +43,18 @@ export const DEFAULT_MEMORY_CACHE_BYTES = 256 * MiB;
  * store's data lives in Buffers (hundreds of MiB of cache) next to a JS heap of a few tens of MiB,
  * and V8 sizes its collection triggers from that small heap: with readers allocating ~200 MiB/s
  * of record Buffers it ran a full mark-compact every 50-100 ms (120-410 per benchmark run, 2-9 ms
- * of main thread each). A 128 MiB starting old-generation size leaves about 10 per run; p99
- * append latency with readers 12.6-19.4 -> 6.3-7.0 ms, peak RSS +30 MiB. An 8 MiB semi-space
+ * of main thread each). A 128 MiB starting old-generation size left about 10 per run; p99
+ * append latency with readers 12.6-19.4 -> 6.3-7.0 ms, peak RSS +30 MiB. 96 MiB since
+ * ("Twentieth pass"): in a read-only phase V8 lets garbage the readers promote fill the old
+ * generation up to about this size before it collects, and 128 took `--full`'s peak RSS to
+ * 574-577 MiB (bound 578) where 96 gave 559, with the same append p99. An 8 MiB semi-space
  * (Node 20's default is 16) has the scavenger run twice as often over half the memory, which
  * frees the record Buffers readers drop sooner: peak RSS -10 to -18 MiB, append p99 the same or
  * lower, appends the same (docs/store-measurements.md, "Seventeenth pass"). A library cannot set
- * these for its host process (V8 reads them once, at start): `NODE_OPTIONS` or the command line.
+ * these for its host process (V8 reads them once, at start): the command line
+ * (`--initial-old-space-size` is not allowed in `NODE_OPTIONS`).
  */
-export const RECOMMENDED_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128', '--max-semi-space-size=8'];
+export const RECOMMENDED_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=96', '--max-semi-space-size=8'];
 
 /**
  * libuv thread pool size recommended for a process that hosts a busy store (docs/store.md,
