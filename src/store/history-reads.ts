@@ -24,9 +24,9 @@ interface Waiting<S> extends SpanBatch<S> {
   reject(err: unknown): void;
 }
 
-function bytesOf(lengths: readonly number[]): number {
+function sum(values: readonly number[]): number {
   let n = 0;
-  for (const l of lengths) n += l;
+  for (const v of values) n += v;
   return n;
 }
 
@@ -80,7 +80,7 @@ export class HistoryReadQueue<S> {
   read(batch: SpanBatch<S>): Promise<Buffer[]> {
     invariant(batch.positions.length === batch.lengths.length && batch.segs.length === batch.lengths.length, 'a batch has one segment and length per position');
     return new Promise<Buffer[]>((resolve, reject) => {
-      this.waiting.push({ segs: batch.segs, positions: batch.positions, lengths: batch.lengths, bytes: bytesOf(batch.lengths), resolve, reject });
+      this.waiting.push({ segs: batch.segs, positions: batch.positions, lengths: batch.lengths, bytes: sum(batch.lengths), resolve, reject });
       this.pump();
     });
   }
@@ -136,7 +136,7 @@ export class HistoryReadQueue<S> {
       for (const w of taken) await this.settle(w);
       return;
     }
-    invariant(bufs.length === bytesOf(taken.map((w) => w.positions.length)), 'a merged batch returns one buffer per span of its batches');
+    invariant(bufs.length === sum(taken.map((w) => w.positions.length)), 'a merged batch returns one buffer per span of its batches');
     let at = 0;
     for (const w of taken) {
       w.resolve(bufs.slice(at, at + w.positions.length));

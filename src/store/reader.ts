@@ -80,37 +80,36 @@ export class RecordReader {
     const t: ReadTarget = { name, q, topicId: this.index.topicIdOf(q), queueId: this.index.queueIdOf(q) };
     const out: Buffer[] = new Array<Buffer>(to - from);
     let misses: ReadPlan | null = null;
-    for (let o = from; o < to; o++) {
-      const position = this.index.positionOf(q, o);
-      const length = this.index.lengthOf(q, o);
-      if (length === DAMAGED_LENGTH) {
-        throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} lies in a range recovery found damaged`, position);
+    try {
+      for (let o = from; o < to; o++) {
+        const position = this.index.positionOf(q, o);
+        const length = this.index.lengthOf(q, o);
+        if (length === DAMAGED_LENGTH) {
+          throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} lies in a range recovery found damaged`, position);
+        }
+        const chunk = this.mem.find(position);
+        if (chunk) {
+          const at = position - chunk.start;
+          const problem = recordProblem(chunk.buf, at, length, t, o, false);
+          if (problem) throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} in memory: ${problem}`, position);
+          out[o - from] = this.slab.copy(chunk.buf, at + RECORD_HEADER_BYTES, at + length);
+          this.mem.counter.hits++;
+          continue;
+        }
+        const ahead = this.readAhead.take(q, o);
+        if (ahead) {
+          out[o - from] = ahead;
+          this.mem.counter.hits++;
+          continue;
+        }
+        this.mem.counter.misses++;
+        misses ??= this.plans.take();
+        misses.push(o - from, o, position, length);
       }
-      const chunk = this.mem.find(position);
-      if (chunk) {
-        const at = position - chunk.start;
-        const problem = recordProblem(chunk.buf, at, length, t, o, false);
-        if (problem) throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} in memory: ${problem}`, position);
-        out[o - from] = this.slab.copy(chunk.buf, at + RECORD_HEADER_BYTES, at + length);
-        this.mem.counter.hits++;
-        continue;
-      }
-      const ahead = this.readAhead.take(q, o);
-      if (ahead) {
-        out[o - from] = ahead;
-        this.mem.counter.hits++;
-        continue;
-      }
-      this.mem.counter.misses++;
-      misses ??= this.plans.take();
-      misses.push(o - from, o, position, length);
-    }
-    if (misses !== null) {
-      try {
-        await this.readMisses(t, misses, out, to, visibleEnd);
-      } finally {
-        this.plans.give(misses);
-      }
+      if (misses !== null) await this.readMisses(t, misses, out, to, visibleEnd);
+    } finally {
+      // A plan goes back only once nothing reads it: readMisses has settled, or it was never called.
+      if (misses !== null) this.plans.give(misses);
     }
     for (const b of out) this.counters.bytesRead += b.length;
     this.counters.messagesRead += out.length;

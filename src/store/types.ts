@@ -82,7 +82,8 @@ export interface TierStats {
 
 /**
  * History reads (cold reads that go to the log) right now: see `coldReadConcurrency`. A cold
- * getRange reads its records' spans of one segment as one batch, which counts as one read here.
+ * getRange reads its records' spans in up to 16 segments as one batch; batches that wait for a
+ * slot together are read as one job, which takes one slot.
  */
 export interface HistoryReadStats {
   /** Read jobs allowed at once now: `coldReadConcurrency` while appends run, libuv's pool but one thread once they are quiet. */
