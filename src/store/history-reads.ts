@@ -100,6 +100,8 @@ export class HistoryReadQueue<S> {
   private take(): Waiting<S>[] {
     const first = this.waiting.shift() as Waiting<S>;
     const taken = [first];
+    // Alone in the queue (readers keeping up): nothing to merge, no set of segments to build.
+    if (this.waiting.length === 0) return taken;
     const segs = new Set<S>(first.segs);
     let bytes = first.bytes;
     while (this.waiting.length > 0) {

@@ -245,7 +245,7 @@ export class SegmentSet {
   readBatch(segs: readonly Segment[], positions: readonly number[], lengths: readonly number[], history: boolean): Promise<Buffer[]> {
     invariant(positions.length === lengths.length && segs.length === lengths.length && positions.length > 0, 'a read batch has one segment and length per position, and at least one');
     if (!history) return this.readNow(segs, positions, lengths, { prefetch: this.readPrefetch() });
-    this.setHistoryReadLimit(this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency);
+    this.historyQueue.limit = this.appendsQuiet() ? this.idleColdReadConcurrency : this.coldReadConcurrency;
     return this.historyQueue.read({ segs, positions, lengths });
   }
 
@@ -253,14 +253,10 @@ export class SegmentSet {
     return this.appendsQuiet() ? HISTORY_READ_PREFETCH_IDLE : HISTORY_READ_PREFETCH;
   }
 
-  private setHistoryReadLimit(n: number): void {
-    this.historyQueue.limit = n;
-  }
-
   /** A log write or sync starts: history reads go back to `coldReadConcurrency` at once. */
   private beginWrite(): void {
     this.writesInFlight++;
-    this.setHistoryReadLimit(this.coldReadConcurrency);
+    this.historyQueue.limit = this.coldReadConcurrency;
   }
 
   private endWrite(): void {
