@@ -17,6 +17,9 @@ registerCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as { code?: string; message?: string };
-  process.stderr.write(`cirrus: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}\n`);
+  const message = e.message ?? String(err);
+  // Node's system errors already begin with their code ("ENOENT: no such file ..."): say it once.
+  const prefix = e.code && !message.startsWith(`${e.code}:`) ? `${e.code}: ` : '';
+  process.stderr.write(`cirrus: ${prefix}${message}\n`);
   process.exitCode = 1;
 });

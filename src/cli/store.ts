@@ -85,7 +85,9 @@ export function registerStoreCommands(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--strict', 'count a torn tail (cut by the next open) as damage too')
     .addOption(progressOption())
-    .description("check every record's CRC and every queue's offset sequence; exit code 2 on damage")
+    .description(
+      "check every record's CRC and every queue's offset sequence; exit code 0 when sound, 2 on damage, 1 when <dir> is missing, not a store (CIRRUS_STORE_NOT_FOUND) or unreadable",
+    )
     .action(async (dir: string, opts: { json?: boolean; strict?: boolean; progress: ProgressWhen }) => {
       const report = await verifyStore(dir, { strict: opts.strict === true, onProgress: progressPrinter('verify', opts.progress) });
       if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -76,6 +76,19 @@ export class StoreLimitError extends StoreError {
   }
 }
 
+/**
+ * `cirrus store verify` / `inspect` (scanStore) on a path that holds no store: it does not exist,
+ * is not a directory, or has none of a store's files. Scanning it would report an empty store as
+ * sound, which a typo in the path must not get.
+ */
+export class StoreNotFoundError extends StoreError {
+  readonly dir: string;
+  constructor(dir: string, why: string) {
+    super('CIRRUS_STORE_NOT_FOUND', `${dir} ${why}`);
+    this.dir = dir;
+  }
+}
+
 /** Every code the store can throw, in one list: docs/store.md and a test keep in step with it. */
 export const STORE_ERROR_CODES = [
   'CIRRUS_STORE_CLOSED',
@@ -86,6 +99,7 @@ export const STORE_ERROR_CODES = [
   'CIRRUS_STORE_NO_SPACE',
   'CIRRUS_STORE_CORRUPT',
   'CIRRUS_STORE_LIMIT',
+  'CIRRUS_STORE_NOT_FOUND',
 ] as const;
 
 /** Maps a failed fs call to the typed error the affected appends reject with. */

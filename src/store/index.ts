@@ -10,6 +10,7 @@ export {
   StoreNoSpaceError,
   StoreCorruptError,
   StoreLimitError,
+  StoreNotFoundError,
   STORE_ERROR_CODES,
 } from './errors.js';
 export { createNodeIo, nodeIo, type NodeIoOptions, type ReadGate, type StoreIo, type StoreFile } from './io.js';

@@ -4,7 +4,9 @@
  * are safe on a copy, on a store another process has open, or on a damaged one.
  */
 import { join } from 'node:path';
-import { CLEAN_FILE, LOCK_FILE, segmentFileName } from './format.js';
+import { errnoCode } from '../common/index.js';
+import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, parseSegmentFileName, segmentFileName } from './format.js';
+import { StoreNotFoundError } from './errors.js';
 import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
 import { checkCheckpointFile } from './checkpoint-file.js';
@@ -87,9 +89,31 @@ export interface VerifyReport extends StoreScan {
   ok: boolean;
 }
 
-/** Reads every segment from its first byte; see ScanOptions. */
+/** Throws StoreNotFoundError unless `dir` is a directory with at least one of a store's own files. */
+async function checkIsStore(io: StoreIo, dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await io.readdir(dir);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') throw new StoreNotFoundError(dir, 'does not exist');
+    if (code === 'ENOTDIR') throw new StoreNotFoundError(dir, 'is not a directory');
+    throw err;
+  }
+  // A store has its topic dictionary and a segment from its first open on; either is enough, so
+  // that a store missing one of them is scanned (and its damage reported) rather than refused.
+  if (!names.some((n) => n === DICT_FILE || n === CHECKPOINT_FILE || parseSegmentFileName(n) !== null)) {
+    throw new StoreNotFoundError(dir, `holds no message store (no ${DICT_FILE}, ${CHECKPOINT_FILE} or *.seg file)`);
+  }
+}
+
+/**
+ * Reads every segment from its first byte; see ScanOptions. Rejects with StoreNotFoundError when
+ * `dir` is missing, not a directory, or not a store.
+ */
 export async function scanStore(dir: string, options: ScanOptions = {}): Promise<StoreScan> {
   const io = options.io ?? nodeIo;
+  await checkIsStore(io, dir);
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const { names, cutBytes } = await TopicDict.read(io, dir);
   const found = await SegmentSet.discover(io, dir);

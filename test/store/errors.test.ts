@@ -22,6 +22,7 @@ test('errors: each class carries its code and is a StoreError', () => {
     [new store.StoreNoSpaceError('m', null), 'CIRRUS_STORE_NO_SPACE'],
     [new store.StoreCorruptError('m', 0), 'CIRRUS_STORE_CORRUPT'],
     [new store.StoreLimitError('m'), 'CIRRUS_STORE_LIMIT'],
+    [new store.StoreNotFoundError('/d', 'does not exist'), 'CIRRUS_STORE_NOT_FOUND'],
   ];
   assert.deepEqual(cases.map(([, c]) => c).sort(), [...store.STORE_ERROR_CODES].sort());
   for (const [e, code] of cases) {

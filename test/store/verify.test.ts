@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MessageStore, inspectStore, verifyStore } from '../../src/store/index.js';
+import { MessageStore, StoreNotFoundError, inspectStore, verifyStore } from '../../src/store/index.js';
 import { payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const cliUrl = new URL('../../src/cli/store.js', import.meta.url).href;
@@ -155,4 +155,55 @@ test('inspect: says who holds the lock and whether that process still runs', asy
   assert.equal(stale.lockHolderAlive, false);
   assert.match(cli(['store', 'inspect', dir]).stdout, /stale lock of process 99999999 \(no longer running; the next open takes it over\)/);
   removeDir(dir);
+});
+
+test('verify and inspect: a path that holds no store is refused with CIRRUS_STORE_NOT_FOUND, not reported as a sound empty store', async () => {
+  const root = tempDir();
+  const missing = join(root, 'no-such-dir');
+  const file = join(root, 'a-file');
+  writeFileSync(file, 'not a store\n');
+  const unrelated = join(root, 'unrelated');
+  mkdirSync(unrelated);
+  writeFileSync(join(unrelated, 'notes.txt'), 'hello\n');
+  const empty = join(root, 'empty');
+  mkdirSync(empty);
+  for (const [dir, why] of [
+    [missing, /does not exist$/],
+    [file, /is not a directory$/],
+    [unrelated, /holds no message store/],
+    [empty, /holds no message store/],
+  ] as const) {
+    for (const scan of [verifyStore, inspectStore]) {
+      await assert.rejects(scan(dir), (err: unknown) => {
+        assert.ok(err instanceof StoreNotFoundError, String(err));
+        assert.equal(err.code, 'CIRRUS_STORE_NOT_FOUND');
+        assert.equal(err.dir, dir);
+        assert.match(err.message, why);
+        return true;
+      });
+    }
+  }
+  assert.deepEqual(readdirSync(unrelated), ['notes.txt'], 'a refused scan creates nothing');
+
+  // The real command: one line naming the code and the path, exit code 1, no stack trace.
+  const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+  const r = spawnSync(process.execPath, [main, 'store', 'verify', missing], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, `cirrus: CIRRUS_STORE_NOT_FOUND: ${missing} does not exist\n`);
+
+  // A store that never got an append is still a store, and one missing its dictionary is scanned.
+  const fresh = join(root, 'fresh');
+  await (await MessageStore.open({ dir: fresh })).close();
+  const report = await verifyStore(fresh);
+  assert.equal(report.ok, true);
+  assert.equal(report.records, 0);
+  const noDict = join(root, 'no-dict');
+  await build(noDict);
+  rmSync(join(noDict, 'topics.dict'));
+  const damaged = await verifyStore(noDict);
+  assert.equal(damaged.records, 300);
+  assert.equal(damaged.unknownTopicRecords, 300);
+  assert.equal(damaged.ok, false);
+  removeDir(root);
 });
