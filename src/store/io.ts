@@ -3,7 +3,9 @@
  * nodeIo) to inject ENOSPC, EIO and torn writes at exact calls without mocking the world.
  */
 import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node:fs';
+import { dirname } from 'node:path';
 import { errnoCode } from '../common/index.js';
+import { StoreInvalidArgumentError } from './errors.js';
 import { DIRECT_WRITE_ALIGN_BYTES } from './constants.js';
 import { nativeDurableWrite, type DurableWriteAddon, type DurableWriter } from './durable-write.js';
 import { nativePreadBatch, type PreadBatch } from './pread-batch.js';
@@ -353,11 +355,51 @@ export function createNodeIo(options: NodeIoOptions = {}): StoreIo {
   };
 }
 
+/**
+ * `mkdir -p`, one level at a time. Node 20's own recursive mkdir loops forever (a thread-pool
+ * thread at 100 %, the promise never settling) where mkdir fails with ENOENT although the parent
+ * exists, as under /proc; here that ENOENT is the answer. A path that exists as anything but a
+ * directory fails with ENOTDIR.
+ */
+async function mkdirp(dir: string): Promise<void> {
+  try {
+    await fsp.mkdir(dir);
+    return;
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'EEXIST') {
+      if ((await fsp.stat(dir)).isDirectory()) return;
+      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path: dir });
+    }
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw err;
+  }
+  await mkdirp(dirname(dir));
+  try {
+    await fsp.mkdir(dir);
+  } catch (err) {
+    // Another process made it meanwhile.
+    if (errnoCode(err) !== 'EEXIST' || !(await fsp.stat(dir)).isDirectory()) throw err;
+  }
+}
+
+/**
+ * Creates the directory an option names (through `io`), turning a path that cannot be one (a file
+ * there, or on the way: ENOTDIR) into StoreInvalidArgumentError naming the option. Other
+ * failures (EACCES, EROFS, ...) stay as the file system reports them.
+ */
+export async function makeDir(io: StoreIo, dir: string, argument: string): Promise<void> {
+  try {
+    await io.mkdirp(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOTDIR') throw new StoreInvalidArgumentError(argument, `${dir} is not a directory, or a file lies on its path`);
+    throw err;
+  }
+}
+
 const fsCalls: Omit<StoreIo, 'open'> = {
   readdir: (dir) => fsp.readdir(dir),
-  async mkdirp(dir) {
-    await fsp.mkdir(dir, { recursive: true });
-  },
+  mkdirp,
   unlink: (path) => fsp.unlink(path),
   rename: (from, to) => fsp.rename(from, to),
   async stat(path) {

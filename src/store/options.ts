@@ -38,8 +38,40 @@ export interface ResolvedOptions {
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
 
+/**
+ * Every key StoreOptions has, and `io` (OpenOptions): a key outside them is a typo
+ * (`memoryCacheByte`) that would otherwise leave its setting at the default without a word. A
+ * Record over the type's keys, so that an option added to StoreOptions must be added here too.
+ */
+const OPTION_KEYS: Record<keyof StoreOptions | 'io', true> = {
+  dir: true,
+  memoryCacheBytes: true,
+  fastTierDir: true,
+  fastTierBytes: true,
+  segmentBytes: true,
+  retention: true,
+  sync: true,
+  maxMessageBytes: true,
+  coldReadConcurrency: true,
+  directWrites: true,
+  historyPageCache: true,
+  io: true,
+};
+const RETENTION_KEYS: Record<keyof RetentionOptions, true> = { maxAgeMs: true, maxTotalBytes: true };
+const SYNC_KEYS: Record<'mode' | 'intervalMs', true> = { mode: true, intervalMs: true };
+
+/** Rejects the first own key of `value` that `known` lacks, naming it as `prefix` + key. */
+function checkKnownKeys(value: object, known: Record<string, true>, prefix: string): void {
+  for (const key of Object.keys(value)) {
+    if (!Object.hasOwn(known, key)) {
+      throw new StoreInvalidArgumentError(`${prefix}${key}`, `unknown option (known: ${Object.keys(known).join(', ')})`);
+    }
+  }
+}
+
 export function resolveOptions(options: StoreOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw new StoreInvalidArgumentError('options', 'must be an object');
+  checkKnownKeys(options, OPTION_KEYS, '');
   if (typeof options.dir !== 'string' || options.dir.length === 0) throw new StoreInvalidArgumentError('dir', 'must be a non-empty path');
   const maxMessageBytes = checkIntOption('maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 1, MAX_MESSAGE_BYTES_LIMIT);
   const segmentBytes = checkIntOption('segmentBytes', options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, 2 ** 40);
@@ -59,11 +91,15 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   if (historyPageCache !== 'drop' && historyPageCache !== 'keep') {
     throw new StoreInvalidArgumentError('historyPageCache', `must be 'drop' or 'keep', got ${JSON.stringify(historyPageCache)}`);
   }
+  if (sync === null || typeof sync !== 'object') throw new StoreInvalidArgumentError('sync', "must be { mode: 'always' } or { mode: 'interval', intervalMs }");
+  checkKnownKeys(sync, SYNC_KEYS, 'sync.');
   if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
   else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
   let retention: RetentionOptions | null = null;
-  if (options.retention) {
+  if (options.retention !== undefined) {
     const r = options.retention;
+    if (r === null || typeof r !== 'object') throw new StoreInvalidArgumentError('retention', 'must be an object ({ maxAgeMs?, maxTotalBytes? })');
+    checkKnownKeys(r, RETENTION_KEYS, 'retention.');
     if (r.maxAgeMs !== undefined) checkIntOption('retention.maxAgeMs', r.maxAgeMs, 1, MAX_BUDGET_BYTES);
     if (r.maxTotalBytes !== undefined) checkIntOption('retention.maxTotalBytes', r.maxTotalBytes, 1, MAX_BUDGET_BYTES);
     if (r.maxAgeMs !== undefined || r.maxTotalBytes !== undefined) retention = { ...r };

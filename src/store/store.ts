@@ -11,7 +11,7 @@ import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RECENT_READ_MEMO
 import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError, writeErrorFrom } from './errors.js';
 import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
 import { GroupCommit } from './group-commit.js';
-import { nodeIo, type StoreIo } from './io.js';
+import { makeDir, nodeIo, type StoreIo } from './io.js';
 import { holdMappedBufferPool } from './large-buffer.js';
 import { acquireLock, type StoreLock } from './lock.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
@@ -96,7 +96,7 @@ export class MessageStore implements MessageStoreApi {
   static async open(options: OpenOptions): Promise<MessageStore> {
     const o = resolveOptions(options);
     const io = options.io ?? nodeIo;
-    await io.mkdirp(o.dir);
+    await makeDir(io, o.dir, 'dir');
     const lock = await acquireLock(o.dir);
     let store: MessageStore | undefined;
     try {

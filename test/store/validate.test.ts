@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { errnoCode } from '../../src/common/index.js';
 import { MessageStore, StoreInvalidArgumentError } from '../../src/store/index.js';
 import { removeDir, tempDir } from './helpers.js';
 
@@ -77,7 +80,18 @@ test('validation: bad open options name the option', async () => {
       [{ dir, sync: { mode: 'sometimes' } }, 'sync'],
       [{ dir, retention: { maxAgeMs: -5 } }, 'retention.maxAgeMs'],
       [{ dir, directWrites: 'yes' }, 'directWrites'],
+      // A misspelt option would otherwise leave its setting at the default without a word.
+      [{ dir, memoryCacheByte: 1024 }, 'memoryCacheByte'],
+      [{ dir, sync: { mode: 'interval', intervalMS: 5 } }, 'sync.intervalMS'],
+      [{ dir, sync: 'always' }, 'sync'],
+      [{ dir, retention: { maxAge: 1000 } }, 'retention.maxAge'],
+      [{ dir, retention: 1000 }, 'retention'],
+      // A file where the directory should be, or on its path.
+      [{ dir: join(dir, 'a-file') }, 'dir'],
+      [{ dir: join(dir, 'a-file', 'sub') }, 'dir'],
+      [{ dir: join(dir, 'store'), fastTierDir: join(dir, 'a-file') }, 'fastTierDir'],
     ];
+    writeFileSync(join(dir, 'a-file'), 'not a directory\n');
     for (const [opts, argument] of bad) {
       await assert.rejects(
         MessageStore.open(opts as unknown as { dir: string }),
@@ -85,6 +99,11 @@ test('validation: bad open options name the option', async () => {
         JSON.stringify(opts),
       );
     }
+    assert.deepEqual(readdirSync(dir).sort(), ['a-file', 'store'], 'only the store directory the last case names was made');
+    assert.equal(readFileSync(join(dir, 'a-file'), 'utf8'), 'not a directory\n');
+    // Where mkdir fails with ENOENT under an existing parent (procfs), Node 20's recursive mkdir
+    // never settles; the store's answers with the error.
+    await assert.rejects(MessageStore.open({ dir: '/proc/self/cirrus-store' }), (e: unknown) => errnoCode(e) === 'ENOENT');
   } finally {
     removeDir(dir);
   }
