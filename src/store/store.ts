@@ -96,6 +96,8 @@ export class MessageStore implements MessageStoreApi {
   static async open(options: OpenOptions): Promise<MessageStore> {
     const o = resolveOptions(options);
     const io = options.io ?? nodeIo;
+    // The fast tier's directory first: a path refused there must not leave a new store behind.
+    if (o.fastTierDir !== null) await makeDir(io, o.fastTierDir, 'fastTierDir');
     await makeDir(io, o.dir, 'dir');
     const lock = await acquireLock(o.dir);
     let store: MessageStore | undefined;
