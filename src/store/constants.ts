@@ -232,9 +232,12 @@ export const APPEND_QUIET_MS = 100;
 
 /**
  * Log reads within this many times `memoryCacheBytes` of the log's end (1 GiB by default) never
- * wait for a `coldReadConcurrency` slot: data this recent is usually still in the OS page cache
- * (no device time to protect), and its readers are tail readers that fell just behind the memory
- * tier. Measured: the benchmark's last phase 15.4-16.3 s without the exemption, 12.6 s with it.
+ * wait for a `coldReadConcurrency` slot: their readers are tail readers that fell just behind the
+ * memory tier, who must not queue behind history. Written through the page cache
+ * (`directWrites: false`), data this recent is usually still cached, with no device time to
+ * protect: the benchmark's last phase took 15.4-16.3 s without the exemption, 12.6 s with it.
+ * Written direct (the default) it is not cached, and the exemption measured neither better nor
+ * worse: phases 2 + 3 10.4-10.9 s with 0, 1 or 4 (docs/store-measurements.md, "Twenty-first pass").
  */
 export const RECENT_READ_MEMORY_MULTIPLE = 4;
 
