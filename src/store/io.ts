@@ -3,6 +3,7 @@
  * nodeIo) to inject ENOSPC, EIO and torn writes at exact calls without mocking the world.
  */
 import { promises as fsp, constants as fsc, fdatasync, read, writev } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { dirname } from 'node:path';
 import { errnoCode } from '../common/index.js';
 import { StoreInvalidArgumentError } from './errors.js';
@@ -369,7 +370,7 @@ async function mkdirp(dir: string): Promise<void> {
     const code = errnoCode(err);
     if (code === 'EEXIST') {
       if ((await fsp.stat(dir)).isDirectory()) return;
-      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', errno: -20, syscall: 'mkdir', path: dir });
+      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', errno: -osConstants.errno.ENOTDIR, syscall: 'mkdir', path: dir });
     }
     const parent = dirname(dir);
     if (code !== 'ENOENT' || parent === dir) throw err;
