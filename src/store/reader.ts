@@ -158,8 +158,8 @@ export class RecordReader {
     /** Bytes of the spans that read-ahead bodies were cut from (what those views keep alive). */
     let aheadSpanBytes = 0;
     const count = plan.count;
-    // Recently written data is likely still in the OS page cache and costs the device nothing;
-    // its readers (tail readers that fell out of the memory tier) must not queue behind history.
+    // Readers of recently written data are tail readers that fell out of the memory tier: they
+    // must not queue behind history (RECENT_READ_MEMORY_MULTIPLE says what "recent" is, and why).
     const historyBelow = visibleEnd - this.recentReadBytes;
     let i = 0;
     while (i < count) {
