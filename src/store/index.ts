@@ -28,4 +28,5 @@ export {
 } from './large-buffer.js';
 export * from './types.js';
 export * from './constants.js';
+export { StoreMetrics, STORE_METRIC_PREFIX, type StoreStatsSource } from './metrics.js';
 export { verifyStore, inspectStore, scanStore, type VerifyReport, type StoreScan, type ScanOptions, type ScanProgress, type QueueSummary, type SegmentSummary, type OffsetProblem } from './verify.js';
