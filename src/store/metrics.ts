@@ -50,43 +50,16 @@ export class StoreMetrics {
       return out;
     };
 
-    const counter = (name: string, help: string, value: (s: StoreStats) => number): void => {
-      new Counter({
-        name: STORE_METRIC_PREFIX + name,
-        help,
-        labelNames: ['store'],
-        registers,
-        collect() {
-          this.reset();
-          for (const [store, s] of read()) this.inc({ store }, value(s));
-        },
-      });
-    };
-    const gauge = (name: string, help: string, value: (s: StoreStats) => number): void => {
-      new Gauge({
-        name: STORE_METRIC_PREFIX + name,
-        help,
-        labelNames: ['store'],
-        registers,
-        collect() {
-          this.reset();
-          for (const [store, s] of read()) this.set({ store }, value(s));
-        },
-      });
-    };
-    const perTier = (name: string, help: string, kind: 'counter' | 'gauge', value: (t: TierStats) => number): void => {
-      const config = {
-        name: STORE_METRIC_PREFIX + name,
-        help,
-        labelNames: ['store', 'tier'] as const,
-        registers,
-      };
+    type Labels = Partial<Record<'store' | 'tier', string>>;
+    /** One metric whose collect() resets it and emits a value per label set of this scrape. */
+    const metric = (kind: 'counter' | 'gauge', name: string, help: string, each: (emit: (labels: Labels, v: number) => void) => void): void => {
+      const config = { name: STORE_METRIC_PREFIX + name, help, labelNames: ['store', 'tier'] as const, registers };
       if (kind === 'counter') {
         new Counter({
           ...config,
           collect() {
             this.reset();
-            for (const [store, s] of read()) for (const [tier, t] of tiers(s)) this.inc({ store, tier }, value(t));
+            each((labels, v) => this.inc(labels, v));
           },
         });
       } else {
@@ -94,11 +67,21 @@ export class StoreMetrics {
           ...config,
           collect() {
             this.reset();
-            for (const [store, s] of read()) for (const [tier, t] of tiers(s)) this.set({ store, tier }, value(t));
+            each((labels, v) => this.set(labels, v));
           },
         });
       }
     };
+    const perStore = (kind: 'counter' | 'gauge', name: string, help: string, value: (s: StoreStats) => number): void =>
+      metric(kind, name, help, (emit) => {
+        for (const [store, s] of read()) emit({ store }, value(s));
+      });
+    const counter = (name: string, help: string, value: (s: StoreStats) => number): void => perStore('counter', name, help, value);
+    const gauge = (name: string, help: string, value: (s: StoreStats) => number): void => perStore('gauge', name, help, value);
+    const perTier = (name: string, help: string, kind: 'counter' | 'gauge', value: (t: TierStats) => number): void =>
+      metric(kind, name, help, (emit) => {
+        for (const [store, s] of read()) for (const [tier, t] of tiers(s)) emit({ store, tier }, value(t));
+      });
 
     counter('written_bytes_total', 'Log bytes made durable (records with their headers)', (s) => s.bytesWritten);
     counter('written_messages_total', 'Appends acknowledged', (s) => s.messagesWritten);
