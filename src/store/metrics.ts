@@ -76,38 +76,36 @@ export class StoreMetrics {
       metric(kind, name, help, (emit) => {
         for (const [store, s] of read()) emit({ store }, value(s));
       });
-    const counter = (name: string, help: string, value: (s: StoreStats) => number): void => perStore('counter', name, help, value);
-    const gauge = (name: string, help: string, value: (s: StoreStats) => number): void => perStore('gauge', name, help, value);
-    const perTier = (name: string, help: string, kind: 'counter' | 'gauge', value: (t: TierStats) => number): void =>
+    const perTier = (kind: 'counter' | 'gauge', name: string, help: string, value: (t: TierStats) => number): void =>
       metric(kind, name, help, (emit) => {
         for (const [store, s] of read()) for (const [tier, t] of tiers(s)) emit({ store, tier }, value(t));
       });
 
-    counter('written_bytes_total', 'Log bytes made durable (records with their headers)', (s) => s.bytesWritten);
-    counter('written_messages_total', 'Appends acknowledged', (s) => s.messagesWritten);
-    counter('read_bytes_total', 'Message bytes returned by getRange', (s) => s.bytesRead);
-    counter('read_messages_total', 'Messages returned by getRange', (s) => s.messagesRead);
-    counter('syncs_total', 'Durable writes (write + fdatasync) of the group commit', (s) => s.syncs);
-    gauge('sync_latency_mean_seconds', 'Mean durable write latency over the store\'s life', (s) => s.syncLatencyMeanMs / 1000);
-    gauge('sync_latency_p99_seconds', 'p99 durable write latency over the store\'s life', (s) => s.syncLatencyP99Ms / 1000);
-    gauge('batch_messages_mean', 'Appends one sync covers, on average', (s) => s.meanBatchMessages);
-    gauge('direct_writes', '1: flushes are written O_DIRECT with their fdatasync in one native job; 0: through the page cache', (s) => (s.directWrites ? 1 : 0));
-    gauge('segments', 'Segment files of the log', (s) => s.segments);
-    gauge('topics', 'Topics', (s) => s.topics);
-    gauge('queues', 'Queues', (s) => s.queues);
-    perTier('cache_hits_total', 'Reads served by a cache tier (memory, fast)', 'counter', (t) => t.hits);
-    perTier('cache_misses_total', 'Reads a cache tier (memory, fast) did not hold', 'counter', (t) => t.misses);
-    perTier('cache_bytes', 'Bytes a cache tier holds', 'gauge', (t) => t.bytes);
-    perTier('cache_budget_bytes', 'Budget of a cache tier', 'gauge', (t) => t.budgetBytes);
-    gauge('history_reads_in_flight', 'History read jobs running (each holds a pool thread)', (s) => s.historyReads.inFlight);
-    gauge('history_reads_waiting', 'History read batches waiting for a slot', (s) => s.historyReads.waiting);
-    gauge('history_reads_limit', 'History read jobs allowed at once now', (s) => s.historyReads.limit);
-    counter('history_read_batches_total', 'History read batches (one per cold getRange)', (s) => s.historyReads.batches);
-    counter('history_read_jobs_total', 'History read jobs (batches that waited together are one job)', (s) => s.historyReads.jobs);
-    counter('checkpoints_full_total', 'Full index checkpoints written', (s) => s.checkpoints.full);
-    counter('checkpoints_delta_total', 'Delta index checkpoints written', (s) => s.checkpoints.deltas);
-    counter('checkpoint_failures_total', 'Checkpoint writes that failed (the previous checkpoint stayed)', (s) => s.checkpoints.failed);
-    gauge('checkpoint_lag_bytes', 'Log bytes durable since the last checkpoint: what a reopen after a crash would scan', (s) => s.checkpoints.logBytesSince);
+    perStore('counter', 'written_bytes_total', 'Log bytes made durable (records with their headers)', (s) => s.bytesWritten);
+    perStore('counter', 'written_messages_total', 'Appends acknowledged', (s) => s.messagesWritten);
+    perStore('counter', 'read_bytes_total', 'Message bytes returned by getRange', (s) => s.bytesRead);
+    perStore('counter', 'read_messages_total', 'Messages returned by getRange', (s) => s.messagesRead);
+    perStore('counter', 'syncs_total', 'Durable writes (write + fdatasync) of the group commit', (s) => s.syncs);
+    perStore('gauge', 'sync_latency_mean_seconds', 'Mean durable write latency over the store\'s life', (s) => s.syncLatencyMeanMs / 1000);
+    perStore('gauge', 'sync_latency_p99_seconds', 'p99 durable write latency over the store\'s life', (s) => s.syncLatencyP99Ms / 1000);
+    perStore('gauge', 'batch_messages_mean', 'Appends one sync covers, on average', (s) => s.meanBatchMessages);
+    perStore('gauge', 'direct_writes', '1: flushes are written O_DIRECT with their fdatasync in one native job; 0: through the page cache', (s) => (s.directWrites ? 1 : 0));
+    perStore('gauge', 'segments', 'Segment files of the log', (s) => s.segments);
+    perStore('gauge', 'topics', 'Topics', (s) => s.topics);
+    perStore('gauge', 'queues', 'Queues', (s) => s.queues);
+    perTier('counter', 'cache_hits_total', 'Reads served by a cache tier (memory, fast)', (t) => t.hits);
+    perTier('counter', 'cache_misses_total', 'Reads a cache tier (memory, fast) did not hold', (t) => t.misses);
+    perTier('gauge', 'cache_bytes', 'Bytes a cache tier holds', (t) => t.bytes);
+    perTier('gauge', 'cache_budget_bytes', 'Budget of a cache tier', (t) => t.budgetBytes);
+    perStore('gauge', 'history_reads_in_flight', 'History read jobs running (each holds a pool thread)', (s) => s.historyReads.inFlight);
+    perStore('gauge', 'history_reads_waiting', 'History read batches waiting for a slot', (s) => s.historyReads.waiting);
+    perStore('gauge', 'history_reads_limit', 'History read jobs allowed at once now', (s) => s.historyReads.limit);
+    perStore('counter', 'history_read_batches_total', 'History read batches (one per cold getRange)', (s) => s.historyReads.batches);
+    perStore('counter', 'history_read_jobs_total', 'History read jobs (batches that waited together are one job)', (s) => s.historyReads.jobs);
+    perStore('counter', 'checkpoints_full_total', 'Full index checkpoints written', (s) => s.checkpoints.full);
+    perStore('counter', 'checkpoints_delta_total', 'Delta index checkpoints written', (s) => s.checkpoints.deltas);
+    perStore('counter', 'checkpoint_failures_total', 'Checkpoint writes that failed (the previous checkpoint stayed)', (s) => s.checkpoints.failed);
+    perStore('gauge', 'checkpoint_lag_bytes', 'Log bytes durable since the last checkpoint: what a reopen after a crash would scan', (s) => s.checkpoints.logBytesSince);
   }
 
   /** Reports `source` under the label store="`name`" from the next scrape on. */

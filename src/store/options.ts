@@ -58,7 +58,7 @@ const OPTION_KEYS: Record<keyof StoreOptions | 'io', true> = {
   io: true,
 };
 const RETENTION_KEYS: Record<keyof RetentionOptions, true> = { maxAgeMs: true, maxTotalBytes: true };
-const SYNC_KEYS: Record<'mode' | 'intervalMs', true> = { mode: true, intervalMs: true };
+const SYNC_KEYS: Record<keyof Extract<SyncPolicy, { mode: 'interval' }>, true> = { mode: true, intervalMs: true };
 
 /** Rejects the first own key of `value` that `known` lacks, naming it as `prefix` + key. */
 function checkKnownKeys(value: object, known: Record<string, true>, prefix: string): void {

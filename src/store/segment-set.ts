@@ -87,10 +87,13 @@ export class SegmentSet {
     );
   }
 
-  /** Lists segment files on disk (read-only; does not open them). */
-  static async discover(io: StoreIo, dir: string): Promise<Segment[]> {
+  /**
+   * Lists segment files on disk (read-only; does not open them). `names`: the directory's listing
+   * when the caller has read it already.
+   */
+  static async discover(io: StoreIo, dir: string, names?: readonly string[]): Promise<Segment[]> {
     const found: Segment[] = [];
-    for (const name of await io.readdir(dir)) {
+    for (const name of names ?? (await io.readdir(dir))) {
       const start = parseSegmentFileName(name);
       if (start === null) continue;
       const st = await io.stat(join(dir, name));

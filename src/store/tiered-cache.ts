@@ -15,7 +15,7 @@
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
 import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
-import { makeDir, type StoreFile, type StoreIo } from './io.js';
+import type { StoreFile, StoreIo } from './io.js';
 import { allocLarge } from './large-buffer.js';
 import type { TierStats } from './types.js';
 
@@ -329,9 +329,12 @@ export class FastTier {
     readonly budgetBytes: number,
   ) {}
 
-  /** Opens the tier, wiping whatever an earlier run left: its content is never trusted across runs. */
+  /**
+   * Opens the tier in `dir`, which MessageStore.open has made (before the store's own directory,
+   * so that a refused path leaves nothing behind), wiping whatever an earlier run left: its
+   * content is never trusted across runs.
+   */
   static async open(io: StoreIo, dir: string, budgetBytes: number): Promise<FastTier> {
-    await makeDir(io, dir, 'fastTierDir');
     for (const name of await io.readdir(dir)) {
       if (name.endsWith(FAST_TIER_SUFFIX)) await io.unlink(join(dir, name)).catch(() => undefined);
     }

@@ -89,8 +89,11 @@ export interface VerifyReport extends StoreScan {
   ok: boolean;
 }
 
-/** Throws StoreNotFoundError unless `dir` is a directory with at least one of a store's own files. */
-async function checkIsStore(io: StoreIo, dir: string): Promise<void> {
+/**
+ * The listing of `dir`; throws StoreNotFoundError unless it is a directory with at least one of a
+ * store's own files.
+ */
+async function storeListing(io: StoreIo, dir: string): Promise<string[]> {
   let names: string[];
   try {
     names = await io.readdir(dir);
@@ -105,6 +108,7 @@ async function checkIsStore(io: StoreIo, dir: string): Promise<void> {
   if (!names.some((n) => n === DICT_FILE || n === CHECKPOINT_FILE || parseSegmentFileName(n) !== null)) {
     throw new StoreNotFoundError(dir, `holds no message store (no ${DICT_FILE}, ${CHECKPOINT_FILE} or *.seg file)`);
   }
+  return names;
 }
 
 /**
@@ -113,10 +117,10 @@ async function checkIsStore(io: StoreIo, dir: string): Promise<void> {
  */
 export async function scanStore(dir: string, options: ScanOptions = {}): Promise<StoreScan> {
   const io = options.io ?? nodeIo;
-  await checkIsStore(io, dir);
+  const listing = await storeListing(io, dir);
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const { names, cutBytes } = await TopicDict.read(io, dir);
-  const found = await SegmentSet.discover(io, dir);
+  const found = await SegmentSet.discover(io, dir, listing);
   const bytesTotal = found.reduce((n, seg) => n + seg.size, 0);
   let bytesScanned = 0;
   const queues = new Map<number, QueueSummary>();
