@@ -5,9 +5,12 @@
  * files would give before building it. `--io` takes segment file calls away to see what each
  * costs: `null` (writes and syncs return at once: the append path's CPU alone), `no-sync`
  * (writes only), `no-write` (syncs only), `real` (default). docs/store-measurements.md ("Third pass") has this
- * machine's results.
+ * machine's results. `--retain-mib` runs the stores with retention (`maxTotalBytes`), the steady
+ * state of a broker that deletes as fast as it writes; `--recycle off` then deletes the files
+ * retention removes instead of making them the next segments (StoreOptions.recycleSegments).
  *
- *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--queues-per-topic 50] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null] (--help)
+ *   node dist/bench/store/producers-probe.js [--producers 40] [--stores 1] [--queues-per-topic 50] [--seconds 8] [--dir DIR] [--io real|no-sync|no-write|null]
+ *     [--segment-mib 1024] [--retain-mib N] [--recycle on|off] (--help)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,8 +61,11 @@ async function main(): Promise<void> {
     .option('--seconds <s>', 'how long the producers run', positiveNumber('--seconds'), 8)
     .option('--dir <path>', 'where the stores go (default: a new temp dir)')
     .addOption(new Option('--io <mode>', 'segment file calls: real, or taken away to see their cost').choices(IO_MODES).default('real'))
+    .option('--segment-mib <n>', 'segment file size, MiB', positiveInt('--segment-mib'), 1024)
+    .option('--retain-mib <n>', 'retention: keep at most this many MiB of log per store (default: no retention)', positiveInt('--retain-mib'))
+    .addOption(new Option('--recycle <on|off>', 'with --retain-mib: files retention removes become the next segments (on) or are deleted (off)').choices(['on', 'off']).default('on'))
     .parse()
-    .opts<{ producers: number; stores: number; queuesPerTopic: number; seconds: number; dir?: string; io: IoMode }>();
+    .opts<{ producers: number; stores: number; queuesPerTopic: number; seconds: number; dir?: string; io: IoMode; segmentMib: number; retainMib?: number; recycle: 'on' | 'off' }>();
   const { producers, seconds, stores: storeCount, queuesPerTopic, io: ioMode } = o;
   const io = segmentIo(ioMode);
   const base = mkdtempSync(join(o.dir ?? tmpdir(), 'cirrus-producers-'));
@@ -68,6 +74,8 @@ async function main(): Promise<void> {
       MessageStore.open({
         dir: join(base, `store-${i}`),
         memoryCacheBytes: Math.floor(MEMORY_CACHE_BYTES / storeCount),
+        segmentBytes: o.segmentMib * MiB,
+        ...(o.retainMib === undefined ? {} : { retention: { maxTotalBytes: o.retainMib * MiB }, recycleSegments: o.recycle === 'on' }),
         io,
       }),
     ),
@@ -107,6 +115,8 @@ async function main(): Promise<void> {
     const wallUs = (perf.now() - started) * 1000;
     const usPerMessage = wallUs / Math.max(1, messages);
     const syncs = stores.reduce((n, s) => n + s.stats().syncs, 0);
+    const recycledSegments = stores.reduce((n, s) => n + s.stats().recycledSegments, 0);
+    const syncMeanMs = stores.reduce((n, s) => n + s.stats().syncLatencyMeanMs, 0) / stores.length;
     await Promise.all(stores.map((s) => s.close()));
     rmSync(base, { recursive: true, force: true });
     latenciesMs.sort((a, b) => a - b);
@@ -115,6 +125,10 @@ async function main(): Promise<void> {
       producers,
       stores: storeCount,
       io: ioMode,
+      retainMib: o.retainMib ?? null,
+      recycle: o.retainMib === undefined ? null : o.recycle,
+      recycledSegments,
+      syncMeanMs: Math.round(syncMeanMs * 1000) / 1000,
       mibps: Math.round(((bytes / MiB) * 1e6 / wallUs) * 10) / 10,
       usPerAppend: Math.round(usPerMessage * 100) / 100,
       busyUsPerAppend: Math.round(elu * usPerMessage * 100) / 100,
@@ -125,7 +139,9 @@ async function main(): Promise<void> {
       cpuCores: Math.round(((cpu.user + cpu.system) / wallUs) * 100) / 100,
     };
     console.log(
-      `${producers} producers, ${storeCount} store(s)${ioMode === 'real' ? '' : `, I/O ${ioMode}`}: ${result.mibps} MiB/s, ${result.usPerAppend} us per append ` +
+      `${producers} producers, ${storeCount} store(s)${ioMode === 'real' ? '' : `, I/O ${ioMode}`}` +
+        `${o.retainMib === undefined ? '' : `, retention ${o.retainMib} MiB, recycling ${o.recycle} (${recycledSegments} segments recycled)`}: ` +
+        `${result.mibps} MiB/s, ${result.usPerAppend} us per append, durable write mean ${result.syncMeanMs} ms ` +
         `(${result.busyUsPerAppend} us of main thread), append p50 ${result.p50AppendMs.toFixed(2)} ms, ` +
         `p99 ${result.p99AppendMs.toFixed(2)} ms, ${result.messagesPerSync.toFixed(1)} messages per sync, ` +
         `main thread ${Math.round(result.mainThreadBusy * 100)} % busy, ${result.cpuCores} cores`,

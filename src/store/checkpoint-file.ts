@@ -125,12 +125,20 @@ export async function writeCheckpointFile(io: StoreIo, dir: string, chunks: Chec
  * one record at a time (one delta covers CHECKPOINT_INTERVAL_BYTES of log, so the buffer is
  * bounded by that, not by the chain). `fileBytes`: the file's size (0 when there is none).
  */
-export async function applyDeltaFile(io: StoreIo, dir: string, index: QueueIndex, fromPosition: number, logEnd: number, topicCount: number): Promise<DeltaChain & { fileBytes: number }> {
+export async function applyDeltaFile(
+  io: StoreIo,
+  dir: string,
+  index: QueueIndex,
+  fromPosition: number,
+  logEnd: number,
+  topicCount: number,
+  deletedBelow = 0,
+): Promise<DeltaChain & { fileBytes: number }> {
   const f = await openIfExists(io, join(dir, CHECKPOINT_DELTA_FILE));
   if (f === null) return { logPosition: fromPosition, applied: 0, validBytes: 0, fileBytes: 0 };
   try {
     const fileBytes = await f.size();
-    const applier = new DeltaApplier(index, logEnd, topicCount);
+    const applier = new DeltaApplier(index, logEnd, topicCount, deletedBelow);
     const head = Buffer.allocUnsafe(DELTA_HEADER_BYTES);
     let rec = Buffer.allocUnsafe(0);
     let at = 0;

@@ -461,12 +461,17 @@ export class DeltaApplier {
     private readonly index: QueueIndex,
     private readonly logEnd: number,
     private readonly topicCount: number,
+    /** Log positions below this are gone (retention deleted their segments; the first segment's start). */
+    private readonly deletedBelow = 0,
   ) {}
 
   /**
    * Applies `rec` (one whole record, as deltaRecordBytes sized it) when its CRC matches, it
    * starts at `position`, ends within the log, names known topics and continues every queue it
-   * names; returns where it ends, or null and changes nothing.
+   * names; returns where it ends, or null and changes nothing. A queue continues when the delta
+   * starts at its end, or past it when the queue holds nothing retention left: empty, or every
+   * record it has below `deletedBelow` (a delta written after retention deleted the segments
+   * holding the queue's records up to the delta's first offset).
    */
   apply(rec: Buffer, position: number): number | null {
     const total = rec.length;
@@ -490,9 +495,10 @@ export class DeltaApplier {
       const from = getU64(d, p + 8);
       found[k] = q === undefined ? -1 : q;
       if (q !== undefined) {
-        // It continues the queue, or the queue is empty and the delta starts at or past its end.
+        // It continues the queue, or the queue is empty (or all deleted) and the delta starts at or past its end.
         const qEnd = index.endOf(q);
-        if (qEnd !== from && !(index.startOf(q) === qEnd && qEnd <= from)) return null;
+        const gone = index.startOf(q) === qEnd || index.positionOf(q, qEnd - 1) < this.deletedBelow;
+        if (qEnd !== from && !(gone && qEnd <= from)) return null;
       }
       p += DELTA_QUEUE_HEADER_BYTES + d.getUint32(p + 16, true) * ENTRY_BYTES;
     }
@@ -502,7 +508,11 @@ export class DeltaApplier {
       const known = found[k];
       const q = known >= 0 ? index.queueAt(known) : index.getOrCreate(d.getUint32(p, true), d.getUint32(p + 4, true));
       const from = getU64(d, p + 8);
-      if (index.endOf(q) !== from) index.resetEmpty(q, from);
+      if (index.endOf(q) !== from) {
+        // What the queue still holds lies below deletedBelow (checked above): gone with its segments.
+        if (index.startOf(q) !== index.endOf(q)) index.advanceStart(q, index.endOf(q));
+        index.resetEmpty(q, from);
+      }
       const n = d.getUint32(p + 16, true);
       p += DELTA_QUEUE_HEADER_BYTES;
       index.reserve(q, n);
@@ -520,8 +530,8 @@ export class DeltaApplier {
  * the first that is torn, corrupt, beyond `logEnd`, names an unknown topic, or does not continue
  * a queue.
  */
-export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number, logEnd: number, topicCount: number): DeltaChain {
-  const applier = new DeltaApplier(index, logEnd, topicCount);
+export function applyDeltas(buf: Buffer, index: QueueIndex, fromPosition: number, logEnd: number, topicCount: number, deletedBelow = 0): DeltaChain {
+  const applier = new DeltaApplier(index, logEnd, topicCount, deletedBelow);
   let at = 0;
   let position = fromPosition;
   let applied = 0;

@@ -11,6 +11,11 @@
  *    +-------+-----+-------+------------+------------+-----------+-----------+-------------+-------------+---------
  *    crc32c (Castagnoli) covers bytes [8, 36 + bodyBytes): everything after itself, body included,
  *    so one CRC call runs over contiguous memory. magic/ver/flags are checked by equality.
+ *    Version 2 (written since 2026-11-29) starts the CRC from the record's log position folded to
+ *    32 bits (positionSeed) instead of 0: a record is valid only where it was written. A segment
+ *    file recycled after retention (segment-set.ts) still holds its previous life's records past
+ *    the new data, at other positions, so they fail their CRC there and read as the log's end.
+ *    Version 1 (CRC from 0) is still read, never written.
  *
  * Topic dictionary entry (file `topics.dict`, append-only, synced before a record uses the id):
  *
@@ -27,12 +32,16 @@
  *    index.ckpt                 full index checkpoint (layout in checkpoint.ts), replaced atomically
  *    index.delta                delta checkpoints appended since the full one (checkpoint.ts)
  *    CLEAN                      present only between a clean close and the next open
+ *    segment.spare              a segment file retention removed, to become the next segment (recycleSegments)
  *    LOCK                       process lock (pid of the holder), see lock.ts
  */
 import { crc32c, crc32cRange } from './crc.js';
 
 export const RECORD_MAGIC = 0xc1a5;
-export const RECORD_VERSION = 1;
+/** The version written: CRC seeded with the record's log position (see positionSeed). */
+export const RECORD_VERSION = 2;
+/** Records of stores written before position-seeded CRCs: read, never written, never recycled. */
+export const RECORD_VERSION_UNSEEDED = 1;
 export const RECORD_HEADER_BYTES = 36;
 
 /** Byte offsets of the record header fields. */
@@ -60,6 +69,8 @@ export const CHECKPOINT_FILE = 'index.ckpt';
 export const CHECKPOINT_TMP_FILE = 'index.ckpt.tmp';
 export const CHECKPOINT_DELTA_FILE = 'index.delta';
 export const CLEAN_FILE = 'CLEAN';
+/** A segment file retention took out of the log, kept to become the next segment (segment-set.ts). */
+export const SPARE_SEGMENT_FILE = 'segment.spare';
 export const LOCK_FILE = 'LOCK';
 
 /** 2^32: u64 fields are read and written as two u32 halves (positions stay below 2^53). */
@@ -101,10 +112,27 @@ export interface RecordHeader {
   crc: number;
 }
 
-/** Writes a whole record (header + body) at `at`; `buf` must have room for it. Returns its size. */
+/**
+ * The CRC seed of a version-2 record at log `position` (< 2^53): its low and high 32 bits XORed.
+ * Positions only grow, so no two records of a log's life share one unless they are 2^32 GiB apart.
+ */
+export function positionSeed(position: number): number {
+  return ((position >>> 0) ^ Math.floor(position / 0x1_0000_0000)) >>> 0;
+}
+
+/** The seed the record at `at` (log position `position`) was written with, by its version. */
+function seedOf(buf: Buffer, at: number, position: number): number {
+  return buf[at + REC.version] === RECORD_VERSION_UNSEEDED ? 0 : positionSeed(position);
+}
+
+/**
+ * Writes a whole record (header + body) at `at`; `buf` must have room for it. `position` is the
+ * log position the record will have (its CRC depends on it). Returns its size.
+ */
 export function encodeRecord(
   buf: Buffer,
   at: number,
+  position: number,
   topicId: number,
   queueId: number,
   queueOffset: number,
@@ -122,7 +150,7 @@ export function encodeRecord(
   writeU64(buf, at + REC.timestamp, timestampMs);
   buf.set(body, at + REC.body);
   const end = at + RECORD_HEADER_BYTES + bodyBytes;
-  buf.writeUInt32LE(crc32cRange(buf, at + REC.crcFrom, end), at + REC.crc);
+  buf.writeUInt32LE(crc32cRange(buf, at + REC.crcFrom, end, positionSeed(position)), at + REC.crc);
   return RECORD_HEADER_BYTES + bodyBytes;
 }
 
@@ -138,15 +166,19 @@ export function decodeHeader(buf: Buffer, at: number): RecordHeader {
   };
 }
 
-/** True when magic and version are ours. */
+/** True when magic, version (either) and flags are ours. */
 export function hasRecordMagic(buf: Buffer, at: number): boolean {
-  return buf.readUInt16LE(at + REC.magic) === RECORD_MAGIC && buf[at + REC.version] === RECORD_VERSION && buf[at + REC.flags] === 0;
+  const v = buf[at + REC.version];
+  return buf.readUInt16LE(at + REC.magic) === RECORD_MAGIC && (v === RECORD_VERSION || v === RECORD_VERSION_UNSEEDED) && buf[at + REC.flags] === 0;
 }
 
-/** True when the stored CRC matches header + body; the caller has checked the length fits. */
-export function recordCrcOk(buf: Buffer, at: number, bodyBytes: number): boolean {
+/**
+ * True when the stored CRC matches header + body for a record at log `position`; the caller has
+ * checked the magic and that the length fits.
+ */
+export function recordCrcOk(buf: Buffer, at: number, bodyBytes: number, position: number): boolean {
   const end = at + RECORD_HEADER_BYTES + bodyBytes;
-  return crc32cRange(buf, at + REC.crcFrom, end) === buf.readUInt32LE(at + REC.crc);
+  return crc32cRange(buf, at + REC.crcFrom, end, seedOf(buf, at, position)) === buf.readUInt32LE(at + REC.crc);
 }
 
 export function segmentFileName(start: number): string {

@@ -60,6 +60,9 @@ interface Flight {
   readonly bytes: number;
   settled: boolean;
   error: unknown;
+  /** Resolves once settled (a flush into a recycled segment waits for those before it). */
+  readonly whenSettled: Promise<void>;
+  markSettled(): void;
 }
 
 export interface GroupCommitHooks {
@@ -96,6 +99,8 @@ export class GroupCommit {
   private recovering = false;
   private drainWaiters: (() => void)[] = [];
   private readonly creating = new Map<number, Promise<Segment>>();
+  /** Where the log's data ends in each segment it has rolled past (by start), until that segment's successor exists. */
+  private readonly sealedEnds = new Map<number, number>();
   private creationChain: Promise<unknown> = Promise.resolve();
   private intervalTimer: NodeJS.Timeout | null = null;
   private intervalSync: Promise<void> | null = null;
@@ -144,6 +149,7 @@ export class GroupCommit {
     if (this.reserved + bytes > this.segStart + this.segmentBytes) {
       const last = this.mem.last();
       if (last) last.sealed = true;
+      this.sealedEnds.set(this.segStart, this.reserved);
       this.segStart = Math.max(this.segStart + this.segmentBytes, this.reserved);
       this.reserved = this.segStart;
       this.hooks.segmentRolled();
@@ -233,7 +239,9 @@ export class GroupCommit {
     invariant(target > from, 'a flush makes progress');
     invariant(bytes > 0 && bytes <= target - from, 'a flush covers its range; only a segment gap is skipped');
     this.launched = target;
-    const flight: Flight = { from, target, bytes, settled: false, error: null };
+    let markSettled!: () => void;
+    const whenSettled = new Promise<void>((resolve) => (markSettled = resolve));
+    const flight: Flight = { from, target, bytes, settled: false, error: null, whenSettled, markSettled };
     this.flights.push(flight);
     void this.run(flight, groups);
   }
@@ -253,7 +261,18 @@ export class GroupCommit {
       const segs: Segment[] = [];
       for (const g of groups) segs.push(await this.segmentFor(g.segStart));
       await turn;
-      const writes = groups.map((g, k) => this.writeGroup(segs[k], g));
+      const first = groups.findIndex((g, k) => segs[k].recycled === true && g.position === segs[k].start);
+      if (first >= 0) {
+        // The first write into a recycled file goes only once every byte before it is durable:
+        // recovery counts a last segment whose first record is whole as holding acknowledged
+        // data, and its file's size (its previous life's) puts the unflushed window inside it,
+        // so a hole left before it would read as damage in the middle (recovery.ts, tailPlan).
+        const mine = this.flights.indexOf(flight);
+        await Promise.all(this.flights.slice(0, mine).map((f) => f.whenSettled));
+        if (this.failing) throw new Error('an earlier flush failed');
+        for (let k = 0; k < first; k++) await this.writeGroup(segs[k], groups[k]);
+      }
+      const writes = groups.slice(Math.max(first, 0)).map((g, k) => this.writeGroup(segs[k + Math.max(first, 0)], g));
       issued();
       // Every write settles before the flush does: a rollback must not cut a file under one.
       const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
@@ -266,6 +285,7 @@ export class GroupCommit {
       this.segments.flushGate.release();
     }
     flight.settled = true;
+    flight.markSettled();
     this.advance();
   }
 
@@ -364,6 +384,16 @@ export class GroupCommit {
     const p = this.creationChain
       .catch(() => undefined)
       .then(async () => {
+        // A recycled segment the log rolls past is cut where its data ends, durably, before its
+        // successor exists: recovery must not read its previous life's records after its data
+        // as damage in the middle of the log (they fail their CRC there; recovery.ts).
+        const prev = this.segments.active;
+        const end = prev === undefined ? undefined : this.sealedEnds.get(prev.start);
+        if (prev !== undefined && prev.recycled === true) {
+          invariant(end !== undefined && end >= prev.start && end <= start, 'a segment rolled past has a sealed end');
+          await this.segments.truncate(prev, end - prev.start);
+        }
+        if (prev !== undefined) this.sealedEnds.delete(prev.start);
         await this.segments.openActive(seg, true);
         return seg;
       })
@@ -397,7 +427,7 @@ export class GroupCommit {
     // In-memory state first, so appends arriving meanwhile reserve from the rolled-back end.
     const { seg, rejected } = this.rollbackPending(from);
     try {
-      while (this.segments.active !== seg) await this.segments.remove(this.segments.active as Segment);
+      while (this.segments.active !== seg) await this.segments.remove(this.segments.active as Segment, 'rollback');
       await this.segments.truncate(seg, from - seg.start);
     } catch (e) {
       this.stickyError = writeErrorFrom(e, 'rollback after a failed flush failed');
@@ -422,6 +452,7 @@ export class GroupCommit {
       this.hooks.rollbackEntry(rejected[i].q);
     }
     this.mem.rollback(from);
+    for (const start of this.sealedEnds.keys()) if (start + this.segmentBytes > from) this.sealedEnds.delete(start);
     this.reserved = from;
     this.launched = from;
     this.committed = from;

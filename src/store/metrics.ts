@@ -91,6 +91,7 @@ export class StoreMetrics {
     perStore('gauge', 'batch_messages_mean', 'Appends one sync covers, on average', (s) => s.meanBatchMessages);
     perStore('gauge', 'direct_writes', '1: flushes are written O_DIRECT with their fdatasync in one native job; 0: through the page cache', (s) => (s.directWrites ? 1 : 0));
     perStore('gauge', 'segments', 'Segment files of the log', (s) => s.segments);
+    perStore('counter', 'recycled_segments_total', 'Segments made from a file retention removed (recycleSegments), since open', (s) => s.recycledSegments);
     perStore('gauge', 'topics', 'Topics', (s) => s.topics);
     perStore('gauge', 'queues', 'Queues', (s) => s.queues);
     perTier('counter', 'cache_hits_total', 'Reads served by a cache tier (memory, fast)', (t) => t.hits);

@@ -34,6 +34,8 @@ export interface ResolvedOptions {
   directWrites: boolean;
   /** What history reads leave in the OS page cache (StoreOptions.historyPageCache). */
   historyPageCache: HistoryPageCache;
+  /** Whether retention's files become later segments: the option, with retention and sync 'always' (StoreOptions.recycleSegments). */
+  recycleSegments: boolean;
 }
 
 const MAX_BUDGET_BYTES = Number.MAX_SAFE_INTEGER;
@@ -55,6 +57,7 @@ const OPTION_KEYS: Record<keyof StoreOptions | 'io', true> = {
   coldReadConcurrency: true,
   directWrites: true,
   historyPageCache: true,
+  recycleSegments: true,
   io: true,
 };
 const RETENTION_KEYS: Record<keyof RetentionOptions, true> = { maxAgeMs: true, maxTotalBytes: true };
@@ -87,6 +90,8 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   const sync: SyncPolicy = options.sync ?? { mode: 'always' };
   const directWrites = options.directWrites ?? true;
   if (typeof directWrites !== 'boolean') throw new StoreInvalidArgumentError('directWrites', 'must be true or false');
+  const recycleSegments = options.recycleSegments ?? true;
+  if (typeof recycleSegments !== 'boolean') throw new StoreInvalidArgumentError('recycleSegments', 'must be true or false');
   const historyPageCache = options.historyPageCache ?? 'drop';
   if (historyPageCache !== 'drop' && historyPageCache !== 'keep') {
     throw new StoreInvalidArgumentError('historyPageCache', `must be 'drop' or 'keep', got ${JSON.stringify(historyPageCache)}`);
@@ -132,6 +137,10 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
     gateHistoryReads: gateHistoryReads(pool),
     directWrites,
     historyPageCache,
+    // Only 'always' orders every byte before a recycled segment's first write as durable first
+    // (group-commit.ts); with 'interval' the kernel may write a later segment back before an
+    // earlier one, and its rare syncs would gain little anyway.
+    recycleSegments: recycleSegments && retention !== null && sync.mode === 'always',
   };
 }
 

@@ -31,13 +31,13 @@ interface ReadTarget {
   readonly queueId: number;
 }
 
-/** Why a record at `at` in `buf` is not the one expected, or null when it is. */
-function recordProblem(buf: Buffer, at: number, length: number, t: ReadTarget, offset: number, checkCrc = true): string | null {
+/** Why a record at `at` in `buf` (log position `position`) is not the one expected, or null when it is. */
+function recordProblem(buf: Buffer, at: number, position: number, length: number, t: ReadTarget, offset: number, checkCrc = true): string | null {
   if (at + length > buf.length || length < RECORD_HEADER_BYTES) return 'short read';
   if (!hasRecordMagic(buf, at)) return 'bad magic';
   const bodyBytes = buf.readUInt32LE(at + REC.bodyBytes);
   if (RECORD_HEADER_BYTES + bodyBytes !== length) return 'length differs from the index';
-  if (checkCrc && !recordCrcOk(buf, at, bodyBytes)) return 'CRC mismatch';
+  if (checkCrc && !recordCrcOk(buf, at, bodyBytes, position)) return 'CRC mismatch';
   if (buf.readUInt32LE(at + REC.topicId) !== t.topicId || buf.readUInt32LE(at + REC.queueId) !== t.queueId) return 'record of another queue';
   if (readU64(buf, at + REC.queueOffset) !== offset) return 'record of another offset';
   return null;
@@ -90,7 +90,7 @@ export class RecordReader {
         const chunk = this.mem.find(position);
         if (chunk) {
           const at = position - chunk.start;
-          const problem = recordProblem(chunk.buf, at, length, t, o, false);
+          const problem = recordProblem(chunk.buf, at, position, length, t, o, false);
           if (problem) throw new StoreCorruptError(`offset ${o} of ${t.name}/${t.queueId} in memory: ${problem}`, position);
           out[o - from] = this.slab.copy(chunk.buf, at + RECORD_HEADER_BYTES, at + length);
           this.mem.counter.hits++;
@@ -129,7 +129,7 @@ export class RecordReader {
       let left = 0;
       for (let k = 0; k < bufs.length; k++) {
         const buf = bufs[k];
-        if (buf && recordProblem(buf, 0, lengths[k], t, offsets[k]) === null) {
+        if (buf && recordProblem(buf, 0, positions[k], lengths[k], t, offsets[k]) === null) {
           out[slots[k]] = buf.subarray(RECORD_HEADER_BYTES);
           this.fast.counter.hits++;
         } else {
@@ -203,7 +203,7 @@ export class RecordReader {
         for (let r = firsts[k]; r < firsts[k + 1]; r++) {
           const at = positions[r] - spanStart;
           const length = lengths[r];
-          const problem = recordProblem(span, at, length, t, offsets[r]);
+          const problem = recordProblem(span, at, positions[r], length, t, offsets[r]);
           if (slots[r] < requested) {
             if (problem) throw new StoreCorruptError(`offset ${offsets[r]} of ${t.name}/${t.queueId} on disk: ${problem}`, positions[r]);
             out[slots[r]] = span.subarray(at + RECORD_HEADER_BYTES, at + length);

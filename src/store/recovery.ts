@@ -35,22 +35,27 @@
  * reject with CIRRUS_STORE_CORRUPT) when the gap is plausible for the damaged bytes, else the
  * record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
  */
-import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_VERSION, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
-import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, SCAN_READ_BYTES } from './constants.js';
-import type { StoreFile } from './io.js';
+import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
+import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MAX_MESSAGE_BYTES_LIMIT, SCAN_READ_BYTES } from './constants.js';
+import { join } from 'node:path';
+import { segmentFileName } from './format.js';
+import type { StoreFile, StoreIo } from './io.js';
 import { allocLarge } from './large-buffer.js';
 
 export type RecordVerdict = 'ok' | 'end' | 'torn-header' | 'bad-magic' | 'bad-length' | 'torn-body' | 'bad-crc';
 
-/** The per-record decision table; `available` counts bytes of buf from `at` that belong to the file. */
-export function classifyRecord(buf: Buffer, at: number, available: number, maxBodyBytes: number): RecordVerdict {
+/**
+ * The per-record decision table; `available` counts bytes of buf from `at` that belong to the file,
+ * `position` is the log position the record lies at (its CRC depends on it: format.ts).
+ */
+export function classifyRecord(buf: Buffer, at: number, available: number, maxBodyBytes: number, position: number): RecordVerdict {
   if (available <= 0) return 'end';
   if (available < RECORD_HEADER_BYTES) return 'torn-header';
   if (!hasRecordMagic(buf, at)) return 'bad-magic';
   const bodyBytes = buf.readUInt32LE(at + REC.bodyBytes);
   if (bodyBytes > maxBodyBytes) return 'bad-length';
   if (RECORD_HEADER_BYTES + bodyBytes > available) return 'torn-body';
-  if (!recordCrcOk(buf, at, bodyBytes)) return 'bad-crc';
+  if (!recordCrcOk(buf, at, bodyBytes, position)) return 'bad-crc';
   return 'ok';
 }
 
@@ -114,12 +119,27 @@ class Window {
   }
 }
 
-const MAGIC_PATTERN = Buffer.from([RECORD_MAGIC & 0xff, RECORD_MAGIC >> 8, RECORD_VERSION, 0]);
+/** The magic alone: records of either version follow it (hasRecordMagic checks the rest). */
+const MAGIC_PATTERN = Buffer.from([RECORD_MAGIC & 0xff, RECORD_MAGIC >> 8]);
+
+/**
+ * The last segment's rule beside tailFrom: its file may be longer than its data (a segment file
+ * recycled after retention holds its previous life's records past the new ones; they fail their
+ * position-seeded CRC here), so the file's size does not say where the unflushed window lies.
+ * Damage at or after `floor` (the position a valid checkpoint covers) with no good record more than
+ * `windowBytes` after it is the end of the log: only the flushes in flight at a crash can have
+ * left good records that close behind a hole, and no acknowledged append lies after a hole.
+ */
+export interface LastSegmentRule {
+  windowBytes: number;
+  floor: number;
+}
 
 /**
  * Scans one segment from `fromPosition` (a log position inside it) and hands every good record to
  * `visit`. `size` is the file's length; damage at or after log position `tailFrom` ends the log
- * (see tailThresholds). Read-only: the caller truncates on a tail verdict.
+ * (see tailThresholds), as does damage the last segment's rule says is its end (`last`, null for
+ * the other segments). Read-only: the caller truncates on a tail verdict.
  */
 export async function scanSegment(
   file: StoreFile,
@@ -127,6 +147,7 @@ export async function scanSegment(
   size: number,
   fromPosition: number,
   tailFrom: number,
+  last: LastSegmentRule | null,
   maxBodyBytes: number,
   visit: (r: ScannedRecord) => void,
   onDamage: (d: DamageReport) => void = () => undefined,
@@ -150,7 +171,7 @@ export async function scanSegment(
       const bodyBytes = win.buf.readUInt32LE(i + REC.bodyBytes);
       if (bodyBytes <= maxBodyBytes) i = await win.ensure(at, RECORD_HEADER_BYTES + bodyBytes);
     }
-    return { verdict: classifyRecord(win.buf, i, Math.min(win.availableFrom(at), size - at), maxBodyBytes), i };
+    return { verdict: classifyRecord(win.buf, i, Math.min(win.availableFrom(at), size - at), maxBodyBytes, segmentStart + at), i };
   };
 
   while (off < size) {
@@ -176,12 +197,12 @@ export async function scanSegment(
       paddingBytes = size - off;
       break;
     }
-    if (segmentStart + off >= tailFrom) {
+    const next = segmentStart + off >= tailFrom ? null : await resync(off + 1);
+    if (segmentStart + off >= tailFrom || (last !== null && segmentStart + off >= last.floor && !(await goodRecordBeyond(off, next, last.windowBytes)))) {
       report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'tail' });
       cutAt = segmentStart + off;
       break;
     }
-    const next = await resync(off + 1);
     if (next !== null) {
       report({ segmentStart, from: segmentStart + off, to: segmentStart + next, verdict, kind: 'middle' });
       off = next;
@@ -206,6 +227,13 @@ export async function scanSegment(
     return true;
   }
 
+  /** Whether a good record starts more than `windowBytes` after the damage at `at` (`next`: the first good one after it). */
+  async function goodRecordBeyond(at: number, next: number | null, windowBytes: number): Promise<boolean> {
+    if (next === null) return false;
+    if (next > at + windowBytes) return true;
+    return (await resync(at + windowBytes + 1)) !== null;
+  }
+
   /** The next offset >= from where a record classifies ok, or null. */
   async function resync(from: number): Promise<number | null> {
     let at = from;
@@ -227,6 +255,22 @@ export async function scanSegment(
   }
 }
 
+/**
+ * Whether the segment file begins with a good record. A last segment that does not holds no
+ * acknowledged append (its first write was never durable), so tailThresholds counts it as empty:
+ * a recycled file's size (its previous life's) must not push the window off the segment before it.
+ */
+export async function startsWithRecord(file: StoreFile, segmentStart: number, size: number, maxBodyBytes: number): Promise<boolean> {
+  if (size < RECORD_HEADER_BYTES) return false;
+  const head = Buffer.alloc(RECORD_HEADER_BYTES);
+  if ((await file.read(head, 0, RECORD_HEADER_BYTES, 0)) < RECORD_HEADER_BYTES || !hasRecordMagic(head, 0)) return false;
+  const bodyBytes = head.readUInt32LE(REC.bodyBytes);
+  if (bodyBytes > maxBodyBytes || RECORD_HEADER_BYTES + bodyBytes > size) return false;
+  const rec = allocLarge(RECORD_HEADER_BYTES + bodyBytes);
+  const got = await file.read(rec, 0, rec.length, 0);
+  return classifyRecord(rec, 0, got, maxBodyBytes, segmentStart) === 'ok';
+}
+
 /** Log data bytes that may still have been in flight at a crash (see the table above). */
 export function unflushedWindowBytes(maxMessageBytes: number): number {
   return MAX_FLUSHES_IN_FLIGHT * Math.max(MAX_FLUSH_BYTES, RECORD_HEADER_BYTES + maxMessageBytes);
@@ -246,4 +290,37 @@ export function tailThresholds(segments: readonly { start: number; size: number 
     after += seg.size;
   }
   return out;
+}
+
+/**
+ * Where damage ends the log, per segment of `found` (in order): tailThresholds over the last
+ * `windowBytes` of data, never below `floor` (the position a valid checkpoint covers: durable
+ * when it was taken), where the segments before the last count it as empty when it does not
+ * begin with a good record (startsWithRecord); and the last segment's own rule (LastSegmentRule).
+ * The price: bit rot in the last segment's first record and in the last window's bytes of the
+ * segment before it at once cuts the log there, like a torn write.
+ */
+export async function tailPlan(
+  io: StoreIo,
+  dir: string,
+  found: readonly { start: number; size: number }[],
+  windowBytes: number,
+  floor: number,
+): Promise<{ tailFrom: number[]; last: LastSegmentRule }> {
+  const tailFrom = tailThresholds(found, windowBytes);
+  const lastSeg = found[found.length - 1];
+  // Only the segments before it: the last one's own damage is judged by its rule (a first record
+  // lost to bit rot must not make the whole segment a torn tail).
+  if (found.length >= 2 && lastSeg.size > 0) {
+    const file = await io.open(join(dir, segmentFileName(lastSeg.start)), 'read');
+    try {
+      if (!(await startsWithRecord(file, lastSeg.start, lastSeg.size, MAX_MESSAGE_BYTES_LIMIT))) {
+        const before = tailThresholds([...found.slice(0, -1), { start: lastSeg.start, size: 0 }], windowBytes);
+        for (let k = 0; k < found.length - 1; k++) tailFrom[k] = before[k];
+      }
+    } finally {
+      await file.close();
+    }
+  }
+  return { tailFrom: tailFrom.map((t) => Math.max(t, floor)), last: { windowBytes, floor } };
 }

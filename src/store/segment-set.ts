@@ -18,7 +18,7 @@ import {
   MAX_READ_BATCH_SEGMENTS,
 } from './constants.js';
 import { StoreClosedError } from './errors.js';
-import { parseSegmentFileName, segmentFileName } from './format.js';
+import { REC, RECORD_HEADER_BYTES, RECORD_VERSION, SPARE_SEGMENT_FILE, hasRecordMagic, parseSegmentFileName, segmentFileName } from './format.js';
 import { readBatchAcross, type ReadBatchOptions, type StoreFile, type StoreIo } from './io.js';
 import { FlushGate } from './pread-batch.js';
 import { HistoryReadQueue } from './history-reads.js';
@@ -31,6 +31,11 @@ export interface Segment {
   size: number;
   /** Time of the newest write to this segment (file mtime until a record is written). */
   lastWriteMs: number;
+  /**
+   * The file is a recycled one (taken from the spare): past `size` it still holds its previous
+   * life's records, until it is cut at the end of its data (roll-over, rollback, close).
+   */
+  recycled?: boolean;
 }
 
 interface OpenFile {
@@ -62,6 +67,14 @@ export class SegmentSet {
   private readonly writableOpens = new Map<Segment, Promise<StoreFile>>();
   /** Set by closeAll: a read that was still waiting for its slot must not reopen a file. */
   private closed = false;
+  /**
+   * SPARE_SEGMENT_FILE holds a file retention took out of the log, ready to become the next
+   * segment (recycleSegments); `spareMoving` while it is being renamed into or out of that name.
+   */
+  private spareReady = false;
+  private spareMoving = false;
+  /** Segments created from the spare since open. */
+  recycledSegments = 0;
 
   constructor(
     private readonly io: StoreIo,
@@ -74,6 +87,8 @@ export class SegmentSet {
     private readonly directWrites = true,
     /** Whether history reads drop the whole pages they read from the page cache (StoreOptions.historyPageCache). */
     private readonly dropHistoryPages = true,
+    /** Whether retention's files become the next segments' (StoreOptions.recycleSegments). */
+    private readonly recycle = false,
   ) {
     invariant(idleColdReadConcurrency >= coldReadConcurrency, 'idle history reads are at least as many as busy ones');
     // The prefetch depth is chosen when a job starts: a job started while appends were quiet
@@ -137,20 +152,60 @@ export class SegmentSet {
     this.list.push(seg);
   }
 
-  /** Adds a segment (just created, or the last one recovered) as the active one. */
+  /**
+   * Adds a segment (just created, or the last one recovered) as the active one. A created segment
+   * takes the spare file when there is one (recycleSegments): writes then overwrite blocks the file
+   * already has, so their fdatasync journals no size change (docs/store.md, "Segment recycling").
+   */
   async openActive(seg: Segment, create: boolean): Promise<void> {
     const last = this.active;
     invariant(last === undefined || last.start < seg.start, 'segments are added in start order');
-    const file = await this.io.open(this.pathOf(seg.start), create ? 'create' : 'readwrite');
-    // A new segment starts empty even if a stray file of that name was left behind; this happens
-    // before the segment is listed, so no write can land in it first.
-    if (create) {
-      await file.truncate(0);
-      await this.io.syncDir(this.dir);
+    invariant(!create || seg.size === 0, 'a created segment starts empty');
+    let file: StoreFile;
+    if (create && this.recycle && this.spareReady && !this.spareMoving) {
+      this.spareReady = false;
+      this.spareMoving = true;
+      try {
+        await this.io.rename(this.sparePath(), this.pathOf(seg.start));
+        await this.io.syncDir(this.dir);
+      } finally {
+        this.spareMoving = false;
+      }
+      file = await this.io.open(this.pathOf(seg.start), 'readwrite');
+      seg.recycled = true;
+      this.recycledSegments++;
+    } else {
+      file = await this.io.open(this.pathOf(seg.start), create ? 'create' : 'readwrite');
+      // A new segment starts empty even if a stray file of that name was left behind; this happens
+      // before the segment is listed, so no write can land in it first.
+      if (create) {
+        await file.truncate(0);
+        await this.io.syncDir(this.dir);
+      }
     }
     this.handles.set(seg, { file, writable: true, users: 0, retired: false });
     this.list.push(seg);
     this.trim();
+  }
+
+  sparePath(): string {
+    return join(this.dir, SPARE_SEGMENT_FILE);
+  }
+
+  /** At open: keeps a spare file left by the previous run when recycling, else deletes it. */
+  async adoptSpare(): Promise<void> {
+    if ((await this.io.stat(this.sparePath())) === null) return;
+    if (this.recycle) {
+      this.spareReady = true;
+      return;
+    }
+    await this.io.unlink(this.sparePath());
+    await this.io.syncDir(this.dir);
+  }
+
+  /** Whether a spare file waits to become the next segment. */
+  get hasSpare(): boolean {
+    return this.spareReady;
   }
 
   private async acquire(seg: Segment, writable: boolean): Promise<OpenFile> {
@@ -307,12 +362,16 @@ export class SegmentSet {
     });
   }
 
-  /** Cuts `seg` to `length` bytes and syncs (rollback of a failed flush). */
+  /**
+   * Cuts `seg` to `length` bytes and syncs (rollback of a failed flush; a recycled segment's end
+   * once the log has rolled past it). A recycled file holds nothing of its previous life after.
+   */
   truncate(seg: Segment, length: number): Promise<void> {
     return this.write(seg, async (file) => {
       await file.truncate(length);
       await file.datasync();
       seg.size = length;
+      seg.recycled = false;
     });
   }
 
@@ -337,15 +396,46 @@ export class SegmentSet {
     }
   }
 
-  /** Removes a segment from the front (retention) or the back (rollback of a failed flush). */
-  async remove(seg: Segment): Promise<void> {
+  /**
+   * Removes a segment from the front (retention) or the back (rollback of a failed flush). With
+   * recycleSegments, a segment retention removes becomes the spare file when there is none yet,
+   * no read holds it (a read in flight keeps reading the records it asked for, which the next
+   * segment would overwrite) and its records are position-seeded (version 2: format.ts), so that
+   * what remains of them past a later segment's data fails its CRC there.
+   */
+  async remove(seg: Segment, why: 'retention' | 'rollback'): Promise<void> {
     const i = this.list.indexOf(seg);
     invariant(i >= 0, 'removing a known segment');
+    invariant(why === 'rollback' || seg !== this.active, 'retention never removes the active segment');
     this.list.splice(i, 1);
     const h = this.handles.get(seg);
+    const inUse = h !== undefined && h.users > 0;
     if (h) this.retire(seg, h);
-    await this.io.unlink(this.pathOf(seg.start));
+    const path = this.pathOf(seg.start);
+    if (why === 'retention' && this.recycle && !this.spareReady && !this.spareMoving && !inUse && seg.size > 0 && (await this.seededRecords(path))) {
+      this.spareMoving = true;
+      try {
+        await this.io.rename(path, this.sparePath());
+        await this.io.syncDir(this.dir);
+        this.spareReady = true;
+      } finally {
+        this.spareMoving = false;
+      }
+      return;
+    }
+    await this.io.unlink(path);
     await this.io.syncDir(this.dir);
+  }
+
+  /** Whether the segment file at `path` begins with a version-2 (position-seeded) record. */
+  private async seededRecords(path: string): Promise<boolean> {
+    const file = await this.io.open(path, 'read');
+    try {
+      const head = Buffer.alloc(RECORD_HEADER_BYTES);
+      return (await file.read(head, 0, head.length, 0)) === head.length && hasRecordMagic(head, 0) && head[REC.version] === RECORD_VERSION;
+    } finally {
+      await file.close();
+    }
   }
 
   /**
@@ -358,8 +448,10 @@ export class SegmentSet {
     if (seg === undefined) return;
     await this.write(seg, async (file) => {
       if ((await file.size()) <= seg.size) return;
+      // A recycled file's remains of its previous life go too.
       await file.truncate(seg.size);
       await file.datasync();
+      seg.recycled = false;
     });
   }
 

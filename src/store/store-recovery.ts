@@ -9,7 +9,7 @@ import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import type { StoreIo } from './io.js';
 import type { ResolvedOptions } from './options.js';
 import { DAMAGED_LENGTH, QueueIndex } from './queue-index.js';
-import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
+import { scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { SegmentSet } from './segment-set.js';
 import { FastTier, MemoryTier } from './tiered-cache.js';
 import { TopicDict } from './topic-dict.js';
@@ -99,7 +99,9 @@ async function recoverWith(
       checkpoint.logPosition = info.logPosition;
       checkpoint.reason = 'loaded';
       fullCheckpointBytes = checked.bytes;
-      const chain = await applyDeltaFile(io, o.dir, index, info.logPosition, logEnd, dict.size);
+      // Retention may have deleted segments since the full checkpoint: a delta written after that
+      // starts a queue where its retained records did, past the end the full checkpoint gave it.
+      const chain = await applyDeltaFile(io, o.dir, index, info.logPosition, logEnd, dict.size, found.length > 0 ? found[0].start : 0);
       checkpoint.logPosition = chain.logPosition;
       checkpoint.deltas = chain.applied;
       deltaBytes = chain.validBytes;
@@ -120,7 +122,7 @@ async function recoverWith(
   let scannedRecords = 0;
   let truncatedBytes = 0;
   // Everything below the checkpoint was durable when it was taken: never a torn tail there.
-  const tailFrom = tailThresholds(found, unflushedWindowBytes(o.maxMessageBytes)).map((t) => Math.max(t, checkpoint.logPosition ?? 0));
+  const { tailFrom, last: lastRule } = await tailPlan(io, o.dir, found, unflushedWindowBytes(o.maxMessageBytes), checkpoint.logPosition ?? 0);
   let cutFrom = -1;
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
@@ -134,6 +136,7 @@ async function recoverWith(
         seg.size,
         from,
         tailFrom[k],
+        k === found.length - 1 ? lastRule : null,
         MAX_MESSAGE_BYTES_LIMIT,
         (r) => {
           if (dict.name(r.topicId) === undefined) {
@@ -192,7 +195,8 @@ async function recoverWith(
 
   // Phase 3: the segment set, the active segment open for writing.
   const last = found[found.length - 1];
-  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads, o.directWrites, o.historyPageCache === 'drop');
+  const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads, o.directWrites, o.historyPageCache === 'drop', o.recycleSegments);
+  await segments.adoptSpare();
   for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
   if (last) await segments.openActive(last, false);
   else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);

@@ -132,7 +132,7 @@ export class MessageStore implements MessageStoreApi {
       const chunk = this.gc.reserve(bytes);
       const at = chunk.used - bytes;
       const offset = this.index.endOf(q);
-      encodeRecord(chunk.buf, at, topicId, queueId, offset, this.io.now(), data);
+      encodeRecord(chunk.buf, at, chunk.start + at, topicId, queueId, offset, this.io.now(), data);
       this.index.push(q, chunk.start + at, bytes);
       this.messagesWritten++;
       return this.gc.enqueue(q, chunk.start + at + bytes, offset);
@@ -228,6 +228,8 @@ export class MessageStore implements MessageStoreApi {
       syncLatencyMeanMs: gc.syncLatency.meanMs(),
       syncLatencyP99Ms: gc.syncLatency.percentileMs(99),
       meanBatchMessages: gc.flushes === 0 ? 0 : gc.flushedMessages / gc.flushes,
+      recycledSegments: this.segments.recycledSegments,
+      spareSegment: this.segments.hasSpare,
       cache: {
         memory: this.mem.counter.snapshot(this.mem.bytes + this.readAhead.bytes, this.o.memoryCacheBytes),
         fastTier: this.fast ? this.fast.counter.snapshot(this.fast.bytes, this.fast.budgetBytes) : null,
@@ -378,7 +380,7 @@ export class MessageStore implements MessageStoreApi {
         this.index.trimBelow(next.start);
         this.mem.dropBelow(next.start);
         this.readAhead.clear();
-        await this.segments.remove(v);
+        await this.segments.remove(v, 'retention');
       }
     })().finally(() => (this.retaining = null));
     return this.retaining;

@@ -66,6 +66,15 @@ export interface StoreOptions {
    * same time. Native batch reader only (stats().historyReads.nativeBatches).
    */
   historyPageCache?: HistoryPageCache;
+  /**
+   * With `retention` and `sync: 'always'`, keep one segment file retention removes and make it the
+   * next segment instead of a new file: appends then overwrite blocks the file already has, so a
+   * flush's fdatasync journals no change of the file's size (docs/store.md, "Segment recycling").
+   * The spare costs one segment of disk beyond `retention.maxTotalBytes` while it waits. Records
+   * are checked against their log position, so what the file held before reads as the end of
+   * the log after a crash. Default: true.
+   */
+  recycleSegments?: boolean;
 }
 
 /** See StoreOptions.historyPageCache. */
@@ -149,6 +158,12 @@ export interface StoreStats {
   directWrites: boolean;
   /** Mean number of appends covered by one sync. */
   meanBatchMessages: number;
+  /**
+   * Segments created since open from a file retention removed (StoreOptions.recycleSegments), and
+   * whether such a file waits now to become the next segment.
+   */
+  recycledSegments: number;
+  spareSegment: boolean;
   cache: { memory: TierStats; fastTier: TierStats | null };
   historyReads: HistoryReadStats;
   checkpoints: CheckpointStats;

@@ -12,7 +12,7 @@ import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.
 import { checkCheckpointFile } from './checkpoint-file.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { queueKey } from './queue-index.js';
-import { scanSegment, tailThresholds, unflushedWindowBytes, type DamageReport } from './recovery.js';
+import { scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { SegmentSet } from './segment-set.js';
 import { TopicDict } from './topic-dict.js';
 
@@ -134,12 +134,12 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   let bytes = 0;
   const checked = await checkCheckpointFile(io, dir);
   const info = checked?.info ?? null;
-  const tailFrom = tailThresholds(found, unflushedWindowBytes(maxMessageBytes)).map((t) => Math.max(t, info?.logPosition ?? 0));
+  const { tailFrom, last: lastRule } = await tailPlan(io, dir, found, unflushedWindowBytes(maxMessageBytes), info?.logPosition ?? 0);
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
     const file = await io.open(join(dir, segmentFileName(seg.start)), 'read');
     try {
-      const res = await scanSegment(file, seg.start, seg.size, seg.start, tailFrom[k], MAX_MESSAGE_BYTES_LIMIT, (r) => {
+      const res = await scanSegment(file, seg.start, seg.size, seg.start, tailFrom[k], k === found.length - 1 ? lastRule : null, MAX_MESSAGE_BYTES_LIMIT, (r) => {
         records++;
         bytes += r.recordBytes;
         const topic = names[r.topicId];

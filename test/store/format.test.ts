@@ -3,13 +3,17 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   RECORD_HEADER_BYTES,
+  RECORD_VERSION,
+  RECORD_VERSION_UNSEEDED,
   decodeDict,
   decodeHeader,
   encodeDictEntry,
   encodeRecord,
   parseSegmentFileName,
+  positionSeed,
   segmentFileName,
 } from '../../src/store/format.js';
+import { crc32c } from '../../src/store/crc.js';
 import { classifyRecord } from '../../src/store/recovery.js';
 
 const MAX_BODY = 4096;
@@ -20,13 +24,14 @@ const recordArb = fc.record({
   queueOffset: fc.maxSafeNat(),
   timestampMs: fc.nat({ max: 2 ** 48 }),
   body: fc.uint8Array({ maxLength: 600 }),
+  position: fc.maxSafeNat(),
 });
 
 test('format: encode then decode gives the same fields and body, and classifies ok', () => {
   fc.assert(
     fc.property(recordArb, fc.nat({ max: 64 }), (r, at) => {
       const buf = Buffer.alloc(at + RECORD_HEADER_BYTES + r.body.length + 8);
-      const n = encodeRecord(buf, at, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      const n = encodeRecord(buf, at, r.position, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
       assert.equal(n, RECORD_HEADER_BYTES + r.body.length);
       const h = decodeHeader(buf, at);
       assert.equal(h.bodyBytes, r.body.length);
@@ -35,7 +40,7 @@ test('format: encode then decode gives the same fields and body, and classifies 
       assert.equal(h.queueOffset, r.queueOffset);
       assert.equal(h.timestampMs, r.timestampMs);
       assert.deepEqual(new Uint8Array(buf.subarray(at + RECORD_HEADER_BYTES, at + n)), r.body);
-      assert.equal(classifyRecord(buf, at, n, MAX_BODY), 'ok');
+      assert.equal(classifyRecord(buf, at, n, MAX_BODY, r.position), 'ok');
     }),
     { numRuns: 300 },
   );
@@ -46,10 +51,10 @@ test('format: any single flipped bit makes the record classify as not ok', () =>
     fc.property(recordArb, fc.nat(), fc.nat({ max: 7 }), (r, bytePick, bit) => {
       const n = RECORD_HEADER_BYTES + r.body.length;
       const buf = Buffer.alloc(n);
-      encodeRecord(buf, 0, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      encodeRecord(buf, 0, r.position, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
       const i = bytePick % n;
       buf[i] ^= 1 << bit;
-      assert.notEqual(classifyRecord(buf, 0, n, MAX_BODY), 'ok');
+      assert.notEqual(classifyRecord(buf, 0, n, MAX_BODY, r.position), 'ok');
     }),
     { numRuns: 500 },
   );
@@ -60,9 +65,9 @@ test('format: any truncation of a record classifies as torn, never ok', () => {
     fc.property(recordArb, fc.nat(), (r, cutPick) => {
       const n = RECORD_HEADER_BYTES + r.body.length;
       const buf = Buffer.alloc(n);
-      encodeRecord(buf, 0, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      encodeRecord(buf, 0, r.position, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
       const avail = cutPick % n;
-      const v = classifyRecord(buf, 0, avail, MAX_BODY);
+      const v = classifyRecord(buf, 0, avail, MAX_BODY, r.position);
       if (avail === 0) assert.equal(v, 'end');
       else if (avail < RECORD_HEADER_BYTES) assert.equal(v, 'torn-header');
       else assert.equal(v, 'torn-body');
@@ -82,7 +87,7 @@ test('format: the recovery decision table, every combination lands in exactly it
           for (const crcOk of bools) {
             const body = Buffer.alloc(100, 7);
             const buf = Buffer.alloc(RECORD_HEADER_BYTES + 200);
-            encodeRecord(buf, 0, 1, 2, 3, 4, body);
+            encodeRecord(buf, 0, 4096, 1, 2, 3, 4, body);
             if (!magicOk) buf[0] ^= 0xff;
             if (!lengthOk) buf.writeUInt32LE(MAX_BODY + 1, 8);
             if (!crcOk) buf[RECORD_HEADER_BYTES + 5] ^= 1;
@@ -100,11 +105,49 @@ test('format: the recovery decision table, every combination lands in exactly it
                     : !crcOk
                       ? 'bad-crc'
                       : 'ok';
-            assert.equal(classifyRecord(buf, 0, avail, MAX_BODY), expected, JSON.stringify({ headerWhole, magicOk, lengthOk, bodyFits, crcOk }));
+            assert.equal(classifyRecord(buf, 0, avail, MAX_BODY, 4096), expected, JSON.stringify({ headerWhole, magicOk, lengthOk, bodyFits, crcOk }));
             cases++;
           }
   assert.equal(cases, 32);
-  assert.equal(classifyRecord(Buffer.alloc(0), 0, 0, MAX_BODY), 'end');
+  assert.equal(classifyRecord(Buffer.alloc(0), 0, 0, MAX_BODY, 0), 'end');
+});
+
+test('format: a record is valid only at the log position it was written for (version 2)', () => {
+  fc.assert(
+    fc.property(recordArb, fc.maxSafeNat(), (r, other) => {
+      fc.pre(positionSeed(other) !== positionSeed(r.position));
+      const n = RECORD_HEADER_BYTES + r.body.length;
+      const buf = Buffer.alloc(n);
+      encodeRecord(buf, 0, r.position, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      assert.equal(buf[2], RECORD_VERSION);
+      assert.equal(classifyRecord(buf, 0, n, MAX_BODY, r.position), 'ok');
+      // What a recycled segment file holds from its previous life: the same bytes, another position.
+      assert.equal(classifyRecord(buf, 0, n, MAX_BODY, other), 'bad-crc');
+    }),
+    { numRuns: 300 },
+  );
+  // Positions of one log never share a seed below 2^32 GiB apart.
+  assert.notEqual(positionSeed(0), positionSeed(1));
+  assert.notEqual(positionSeed(2 ** 32), positionSeed(0));
+  assert.equal(positionSeed(2 ** 32 + 5), 1 ^ 5);
+});
+
+test('format: version-1 records (CRC from 0, written before 2026-11-29) are still read, at any position', () => {
+  fc.assert(
+    fc.property(recordArb, (r) => {
+      const n = RECORD_HEADER_BYTES + r.body.length;
+      const buf = Buffer.alloc(n);
+      encodeRecord(buf, 0, r.position, r.topicId, r.queueId, r.queueOffset, r.timestampMs, r.body);
+      // Rewrite as version 1: the CRC over the same bytes, seeded with 0.
+      buf[2] = RECORD_VERSION_UNSEEDED;
+      buf.writeUInt32LE(crc32c(buf.subarray(8, n)), 4);
+      assert.equal(classifyRecord(buf, 0, n, MAX_BODY, r.position), 'ok');
+      assert.equal(classifyRecord(buf, 0, n, MAX_BODY, r.position + 1), 'ok');
+      buf[n - 1] ^= 1;
+      assert.notEqual(classifyRecord(buf, 0, n, MAX_BODY, r.position), 'ok');
+    }),
+    { numRuns: 200 },
+  );
 });
 
 test('format: topic dictionary round-trips and stops at a torn or corrupt entry', () => {

@@ -43,6 +43,7 @@ test('metrics: a scrape reports what stats() says, per store, and drops a closed
     assert.equal(valueOf(text, 'cirrus_store_queues', { store: 'a' }), 3);
     assert.equal(valueOf(text, 'cirrus_store_topics', { store: 'b' }), 1);
     assert.equal(valueOf(text, 'cirrus_store_segments', { store: 'a' }), sa.segments);
+    assert.equal(valueOf(text, 'cirrus_store_recycled_segments_total', { store: 'a' }), sa.recycledSegments);
     assert.equal(valueOf(text, 'cirrus_store_cache_hits_total', { store: 'a', tier: 'memory' }), sa.cache.memory.hits);
     assert.equal(valueOf(text, 'cirrus_store_cache_budget_bytes', { store: 'a', tier: 'memory' }), sa.cache.memory.budgetBytes);
     assert.equal(valueOf(text, 'cirrus_store_cache_bytes', { store: 'a', tier: 'fast' }), undefined, 'no fast tier, no series');

@@ -63,3 +63,48 @@ test('retention by age: segments whose newest write is older than maxAgeMs go, t
     removeDir(dir);
   }
 });
+
+test('retention past the full checkpoint, then a delta checkpoint: a reopen keeps every retained record (the delta starts queues past the ends the full checkpoint gave them)', async () => {
+  const dir = tempDir();
+  try {
+    // A first run ends with a full checkpoint.
+    const first = await MessageStore.open(opts(dir));
+    try {
+      for (let i = 0; i < 300; i++) await first.append('t', i % 2, payload('t', i % 2, Math.floor(i / 2), 1000));
+    } finally {
+      await first.close();
+    }
+    // A second run with retention deletes the segments that checkpoint's records lie in, then
+    // closes with a delta: each queue now starts past where the full checkpoint ended it.
+    const second = await MessageStore.open({ ...opts(dir), retention: { maxTotalBytes: 256 * 1024 } });
+    let ends: number[];
+    let starts: number[];
+    try {
+      for (let i = 300; i < 1500; i++) await second.append('t', i % 2, payload('t', i % 2, Math.floor(i / 2), 1000));
+      await second.applyRetention();
+      const qs = second.queues('t');
+      starts = qs.map((q) => q.startOffset);
+      ends = qs.map((q) => q.endOffset);
+      assert.ok(starts.every((s) => s > 150), `retention deleted past the first run's records (${starts.join(', ')})`);
+    } finally {
+      await second.close();
+    }
+    const third = await MessageStore.open(opts(dir));
+    try {
+      assert.equal(third.recovery.checkpoint.used, true);
+      assert.ok(third.recovery.checkpoint.deltas >= 1, 'the delta was applied');
+      assert.equal(third.recovery.ignoredRecords, 0);
+      const qs = third.queues('t');
+      assert.deepEqual(qs.map((q) => q.startOffset), starts);
+      assert.deepEqual(qs.map((q) => q.endOffset), ends);
+      for (const q of qs) {
+        const got = await third.getRange('t', q.queueId, q.startOffset, 100);
+        got.forEach((b, k) => assert.deepEqual(b, payload('t', q.queueId, q.startOffset + k, 1000)));
+      }
+    } finally {
+      await third.close();
+    }
+  } finally {
+    removeDir(dir);
+  }
+});
