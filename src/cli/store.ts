@@ -40,6 +40,7 @@ function printInspect(s: StoreScan): void {
   }
   out.push('  segments:');
   for (const seg of s.segments) out.push(`    ${seg.name}  ${mib(seg.bytes)}  ${seg.records} records`);
+  if (s.spareSegmentBytes !== null) out.push(`  spare segment file (retention's, to become the next segment): ${mib(s.spareSegmentBytes)}`);
   out.push(`  topics: ${s.topics.length}, queues: ${s.queues.length}`);
   const perTopic = new Map<string, { queues: number; messages: number; bytes: number }>();
   for (const q of s.queues) {

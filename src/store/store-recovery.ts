@@ -148,7 +148,13 @@ async function recoverWith(
           // A queue first seen past offset 0 begins where retention left it.
           if (!existed && r.queueOffset > 0) index.resetEmpty(q, r.queueOffset);
           const end = index.endOf(q);
-          if (r.queueOffset > end) {
+          if (r.queueOffset > end && index.startOf(q) === end && damagedBytes === 0) {
+            // Nothing of q is left below this record (every entry the checkpoint gave it lay in
+            // segments retention deleted, or it had none), and the scan has met no damage: the
+            // offsets in between were in those deleted segments too (retention removed them after
+            // the checkpoint was taken). q begins here, as a queue first seen past offset 0 does.
+            index.resetEmpty(q, r.queueOffset);
+          } else if (r.queueOffset > end) {
             const gap = r.queueOffset - end;
             if (gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
               ignoredRecords++;

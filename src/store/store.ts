@@ -372,7 +372,20 @@ export class MessageStore implements MessageStoreApi {
     if (this.retaining) return this.retaining;
     this.retaining = (async () => {
       const victims = segmentsToDelete(this.segments.list, retention, this.io.now(), this.gc.flushed);
+      if (victims.length === 0) return;
+      // A segment goes only once the index checkpoints cover it: recovery rebuilds a queue's end
+      // offset from the checkpoints and the retained log, so offsets whose records were deleted
+      // before any checkpoint saw them would be handed out again after a crash. A delta first.
+      const last = victims[victims.length - 1];
+      if (this.lastCheckpointPos < last.start + last.size) {
+        try {
+          await this.checkpoint();
+        } catch {
+          // Counted in stats().checkpoints; only what earlier checkpoints cover goes now.
+        }
+      }
       for (const v of victims) {
+        if (v.start + v.size > this.lastCheckpointPos) break;
         const i = this.segments.list.indexOf(v);
         invariant(i >= 0 && i < this.segments.list.length - 1, 'retention never deletes the active segment');
         const next = this.segments.list[i + 1] as Segment;

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { errnoCode } from '../common/index.js';
-import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, parseSegmentFileName, segmentFileName } from './format.js';
+import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, SPARE_SEGMENT_FILE, parseSegmentFileName, segmentFileName } from './format.js';
 import { StoreNotFoundError } from './errors.js';
 import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
@@ -60,6 +60,8 @@ export interface StoreScan {
   dictionaryTailBytes: number;
   checkpoint: { present: boolean; valid: boolean; logPosition: number | null };
   cleanShutdown: boolean;
+  /** Size of the spare segment file retention left to become the next segment (recycleSegments), null when there is none. */
+  spareSegmentBytes: number | null;
   /** The pid LOCK names, null without a (readable) LOCK. */
   lockHolderPid: number | null;
   /** Whether that process still runs (false: a stale lock, which the next open takes over). */
@@ -197,6 +199,7 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     dictionaryTailBytes: cutBytes,
     checkpoint: { present: checked !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
     cleanShutdown: (await io.stat(join(dir, CLEAN_FILE))) !== null,
+    spareSegmentBytes: (await io.stat(join(dir, SPARE_SEGMENT_FILE)))?.size ?? null,
     lockHolderPid: holder?.pid ?? null,
     lockHolderAlive: holder === null ? null : holderAlive(holder),
   };

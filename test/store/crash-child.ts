@@ -23,6 +23,7 @@ import {
   CRASH_QUEUES_PER_TOPIC,
   CRASH_TOPICS,
   crashRecordHash,
+  crashStoreOptions,
 } from './crash-harness.js';
 
 interface ChildArgs {
@@ -30,7 +31,8 @@ interface ChildArgs {
   seed: number;
   iteration: number;
   producers: number;
-  segmentBytes: number;
+  /** 0: no retention. */
+  retainMib: number;
 }
 
 function parseArgs(argv: string[]): ChildArgs {
@@ -44,14 +46,19 @@ function parseArgs(argv: string[]): ChildArgs {
     seed: Number(get('seed')),
     iteration: Number(get('iteration')),
     producers: Number(get('producers')),
-    segmentBytes: Number(get('segment-bytes')),
+    retainMib: Number(get('retain-mib')),
   };
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const pool = randomPool(args.seed, 4 * 1024 * 1024);
-  const store = await MessageStore.open({ dir: args.dir, sync: { mode: 'always' }, segmentBytes: args.segmentBytes, maxMessageBytes: CRASH_MAX_BYTES });
+  const store = await MessageStore.open({
+    dir: args.dir,
+    sync: { mode: 'always' },
+    maxMessageBytes: CRASH_MAX_BYTES,
+    ...crashStoreOptions(args.retainMib === 0 ? null : args.retainMib),
+  });
   process.stdout.write('R\n');
   const producer = async (p: number): Promise<void> => {
     const rng = new Prng((BigInt(args.seed) << 32n) ^ (BigInt(args.iteration) << 16n) ^ BigInt(p));

@@ -41,6 +41,13 @@ export const CRASH_MAX_BYTES = 17 * 1024;
  */
 export const CRASH_SEGMENT_BYTES = 4 * 1024 * 1024;
 /**
+ * With --retain-mib: segments larger than the unflushed window (4 MiB here), so that a recycled
+ * active segment's previous life lies outside the window its file's size would give
+ * (recovery.ts, LastSegmentRule), and kills land while retention renames files into and out of
+ * the spare.
+ */
+export const CRASH_RETENTION_SEGMENT_BYTES = 16 * 1024 * 1024;
+/**
  * The child also takes an index checkpoint this often (every CRASH_FULL_CHECKPOINT_EVERY-th a
  * full one), so kills land while checkpoint files are written and reopens load a checkpoint
  * and its delta chain, not only scan the log (the store's own interval is 256 MiB of log, more
@@ -82,6 +89,12 @@ export interface CrashHarnessOptions {
   dir: string | null;
   keep: boolean;
   producers: number;
+  /**
+   * Retention's maxTotalBytes in MiB (segments of CRASH_RETENTION_SEGMENT_BYTES, recycled), or
+   * null for none. Acknowledged records below a queue's first retained offset then count as
+   * deleted, not lost.
+   */
+  retainMib: number | null;
   /** Progress lines (one per iteration). */
   log: (line: string) => void;
 }
@@ -112,6 +125,12 @@ interface ChildOutcome {
   early: boolean;
 }
 
+/** The store options the child and the checking reopen share. */
+export function crashStoreOptions(retainMib: number | null): { segmentBytes: number; retention?: { maxTotalBytes: number } } {
+  if (retainMib === null) return { segmentBytes: CRASH_SEGMENT_BYTES };
+  return { segmentBytes: CRASH_RETENTION_SEGMENT_BYTES, retention: { maxTotalBytes: retainMib * 1024 * 1024 } };
+}
+
 function childPath(): string {
   return fileURLToPath(new URL('./crash-child.js', import.meta.url));
 }
@@ -124,7 +143,7 @@ async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, 
   const child = spawn(
     process.execPath,
     [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
-      '--producers', String(o.producers), '--segment-bytes', String(CRASH_SEGMENT_BYTES)],
+      '--producers', String(o.producers), '--retain-mib', String(o.retainMib ?? 0)],
     { stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stderr = '';
@@ -184,6 +203,10 @@ interface VerifyOutcome {
   lost: number;
   corrupt: number;
   unacknowledgedWhole: number;
+  /** Acknowledged records below their queue's first retained offset (retention deleted them). */
+  deleted: number;
+  /** Whether retention left a spare segment file (recycling at work). */
+  spare: boolean;
   records: number;
   /** How the reopen rebuilt its index: from a checkpoint (and how many deltas), or why not. */
   reopenedFrom: string;
@@ -191,14 +214,14 @@ interface VerifyOutcome {
 }
 
 /** Reopens the directory in this process and checks every queue against what was acknowledged. */
-async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
-  const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, records: 0, reopenedFrom: 'reopen failed', problems: [] };
+async function verifyStore(dir: string, acked: AckMap, retainMib: number | null): Promise<VerifyOutcome> {
+  const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, deleted: 0, spare: false, records: 0, reopenedFrom: 'reopen failed', problems: [] };
   const note = (p: string) => {
     if (out.problems.length < 50) out.problems.push(p);
   };
   let store: MessageStore;
   try {
-    store = await MessageStore.open({ dir, sync: { mode: 'always' }, segmentBytes: CRASH_SEGMENT_BYTES, maxMessageBytes: CRASH_MAX_BYTES });
+    store = await MessageStore.open({ dir, sync: { mode: 'always' }, maxMessageBytes: CRASH_MAX_BYTES, ...crashStoreOptions(retainMib) });
   } catch (err) {
     // Nothing acknowledged can be read back: all of it is lost, and the store is damaged.
     for (const q of acked.values()) out.lost += q.size;
@@ -206,6 +229,7 @@ async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
     note(`reopen failed: ${err instanceof Error ? err.message : String(err)}`);
     return out;
   }
+  out.spare = store.stats().spareSegment;
   const ckpt = store.recovery.checkpoint;
   out.reopenedFrom = ckpt.used ? `checkpoint + ${ckpt.deltas} delta${ckpt.deltas === 1 ? '' : 's'}` : ckpt.reason;
   try {
@@ -214,7 +238,8 @@ async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
         const name = CRASH_TOPICS[t];
         const expected = acked.get(`${t}/${q}`) ?? new Map<number, string>();
         const end = store.endOffset(name, q);
-        for (let offset = 0; offset < end; ) {
+        const start = store.queues(name).find((info) => info.queueId === q)?.startOffset ?? 0;
+        for (let offset = start; offset < end; ) {
           const want = Math.min(100, end - offset);
           let records: Buffer[];
           try {
@@ -248,7 +273,9 @@ async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
           offset += records.length;
         }
         for (const offset of expected.keys()) {
-          if (offset >= end) {
+          if (offset < start) {
+            out.deleted++;
+          } else if (offset >= end) {
             out.lost++;
             note(`${name}/${q}@${offset}: acknowledged but missing (end offset ${end})`);
           }
@@ -257,7 +284,7 @@ async function verifyStore(dir: string, acked: AckMap): Promise<VerifyOutcome> {
     }
     const known = new Set<string>(CRASH_TOPICS);
     for (const info of store.queues()) {
-      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || info.startOffset !== 0) {
+      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || (retainMib === null && info.startOffset !== 0)) {
         out.corrupt++;
         note(`unexpected queue ${info.topic}/${info.queueId} start ${info.startOffset} end ${info.endOffset}`);
       }
@@ -282,7 +309,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.problems.push(...child.duplicateAcks);
       if (child.failure) report.failures.push(child.failure);
       const verifyStarted = Date.now();
-      const v = await verifyStore(dir, acked);
+      const v = await verifyStore(dir, acked, o.retainMib);
       const verifyMs = Date.now() - verifyStarted;
       // Each iteration re-checks everything acknowledged so far; count each loss once, at its last check.
       report.lost = v.lost;
@@ -293,6 +320,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
         `iteration ${i + 1}/${o.iterations}: ${child.early ? 'early ' : ''}kill after ${child.killedAfterMs} ms, ` +
           `${child.acks} acknowledged (total ${report.acknowledged}), reopened from ${v.reopenedFrom}, ${v.records} records checked in ${verifyMs} ms, ` +
           `lost ${v.lost}, corrupt ${v.corrupt}, whole unacknowledged ${v.unacknowledgedWhole}` +
+          (o.retainMib === null ? '' : `, deleted by retention ${v.deleted}${v.spare ? ', spare segment file waiting' : ''}`) +
           (child.failure ? `, FAILURE: ${child.failure}` : ''),
       );
       if (v.corrupt > 0 || v.lost > 0 || child.failure) break;
@@ -306,10 +334,12 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
 
 function usage(): string {
   return [
-    'usage: node dist/test/store/crash-harness.js [--iterations N] [--seed N] [--producers N] [--dir PATH] [--keep] [--json]',
+    'usage: node dist/test/store/crash-harness.js [--iterations N] [--seed N] [--producers N] [--retain-mib N] [--dir PATH] [--keep] [--json]',
     '  --iterations N  kill points (default 20)',
     '  --seed N        seed of kill moments and record contents (default: time-based, printed)',
     `  --producers N   concurrent producers in the child (default ${CRASH_PRODUCERS})`,
+    `  --retain-mib N  run the store with retention (maxTotalBytes N MiB, ${CRASH_RETENTION_SEGMENT_BYTES / 1024 / 1024} MiB segments, recycled);`,
+    '                  acknowledged records retention deleted are counted apart, not as lost',
     '  --dir PATH      store directory to use (default: a new temp dir, deleted afterwards)',
     '  --keep          keep the temp store directory (to inspect a failure)',
     '  --json          progress on stderr; last stdout line {"iterations","acknowledged","lost","corrupt"}',
@@ -343,9 +373,13 @@ async function main(argv: string[]): Promise<number> {
     dir: value('dir') ?? null,
     keep: argv.includes('--keep'),
     producers: int('producers', CRASH_PRODUCERS),
+    retainMib: value('retain-mib') === undefined ? null : int('retain-mib', 1),
     log: (line) => out.write(`[crash] ${line}\n`),
   };
-  options.log(`seed ${seed} (rerun with --seed ${seed}), ${options.iterations} iterations, ${options.producers} producers`);
+  options.log(
+    `seed ${seed} (rerun with --seed ${seed}), ${options.iterations} iterations, ${options.producers} producers` +
+      (options.retainMib === null ? '' : `, retention ${options.retainMib} MiB`),
+  );
   const r = await runCrashHarness(options);
   for (const p of r.problems.slice(0, 50)) options.log(`problem: ${p}`);
   for (const f of r.failures) options.log(`failure: ${f}`);

@@ -75,6 +75,7 @@ test('recycleSegments: a segment retention removes becomes a later segment (the 
   const scan = await scanStore(dir);
   assert.deepEqual(scan.damage, []);
   assert.equal(scan.tail, null);
+  assert.equal(scan.spareSegmentBytes, existsSync(join(dir, SPARE_SEGMENT_FILE)) ? statSync(join(dir, SPARE_SEGMENT_FILE)).size : null);
   const again = await MessageStore.open(opts(dir));
   try {
     assert.equal(again.recovery.truncatedBytes, 0);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageStore, StoreOffsetTruncatedError } from '../../src/store/index.js';
-import { FaultyIo, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const opts = (dir: string) => ({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 2048 });
 
@@ -106,5 +106,38 @@ test('retention past the full checkpoint, then a delta checkpoint: a reopen keep
     }
   } finally {
     removeDir(dir);
+  }
+});
+
+test('retention never hands out an offset twice: a queue whose records it deleted keeps its end offset through kill -9 (segments go only once a checkpoint covers them)', async () => {
+  const dir = tempDir();
+  const copies: string[] = [];
+  const s = await MessageStore.open({ ...opts(dir), retention: { maxTotalBytes: 256 * 1024 } });
+  try {
+    // Queue "early" is written only at the start, then the log moves on without it.
+    for (let i = 0; i < 40; i++) await s.append('early', 0, payload('early', 0, i, 1000));
+    for (let i = 0; i < 1200; i++) await s.append('t', 0, payload('t', 0, i, 1000));
+    const checkpointsBefore = s.stats().checkpoints.deltas + s.stats().checkpoints.full;
+    await s.applyRetention();
+    const [early] = s.queues('early');
+    assert.equal(early.startOffset, 40, 'every record of "early" was deleted');
+    assert.equal(early.endOffset, 40);
+    assert.ok(s.stats().checkpoints.deltas + s.stats().checkpoints.full > checkpointsBefore, 'retention checkpointed before deleting');
+    // kill -9 now: no close, no checkpoint of its own after the deletion.
+    const copy = crashSnapshot(dir);
+    copies.push(copy);
+    const re = await MessageStore.open({ ...opts(copy), retention: { maxTotalBytes: 256 * 1024 } });
+    try {
+      const [q] = re.queues('early');
+      assert.equal(q?.endOffset, 40, 'the end offset survives the crash');
+      assert.equal(await re.append('early', 0, payload('early', 0, 40, 1000)), 40, 'the next append gets the next offset, not a reused one');
+      await assert.rejects(re.getRange('early', 0, 39, 1), StoreOffsetTruncatedError);
+    } finally {
+      await re.close();
+    }
+  } finally {
+    await s.close();
+    removeDir(dir);
+    for (const c of copies) removeDir(c);
   }
 });
