@@ -295,3 +295,42 @@ test('format: a store of version-1 records (written before position-seeded CRCs)
     removeDir(dir);
   }
 });
+
+test('recovery: bit rot in a large last segment, more than the unflushed window before its end, is damage in the middle, not a torn tail (the last segment\'s rule)', async () => {
+  const dir = tempDir();
+  const copies: string[] = [];
+  // No retention, no checkpoint yet: only the rule stands between the rot and a cut.
+  const s = await MessageStore.open({ dir, segmentBytes: 64 << 20, maxMessageBytes: 8192 });
+  try {
+    await appendMany(s, Math.ceil((12 << 20) / RECORD_BYTES));
+    const ends = new Map(s.queues('t').map((q) => [q.queueId, q.endOffset]));
+    for (const kind of ['middle', 'tail'] as const) {
+      const copy = crashSnapshot(dir);
+      copies.push(copy);
+      const [path] = segmentFiles(copy);
+      const bytes = readFileSync(path);
+      assert.ok(bytes.length > 10 << 20);
+      // 2 MiB in: more than the window (4 MiB here) before the end; 1 MiB before the end: inside it.
+      const at = kind === 'middle' ? 2 << 20 : bytes.length - (1 << 20);
+      bytes[at] ^= 0x40;
+      writeFileSync(path, bytes);
+      const re = await MessageStore.open({ dir: copy, segmentBytes: 64 << 20, maxMessageBytes: 8192 });
+      try {
+        assert.equal(re.recovery.checkpoint.used, false);
+        assert.deepEqual(re.recovery.damage.map((d) => d.kind), [kind], JSON.stringify(re.recovery.damage));
+        if (kind === 'middle') {
+          assert.equal(re.recovery.damagedOffsets, 1, 'one record lost to the rot, the rest of the log kept');
+          for (const q of re.queues('t')) assert.equal(q.endOffset, ends.get(q.queueId));
+        } else {
+          assert.ok(re.recovery.truncatedBytes > 0 && re.recovery.truncatedBytes < 2 << 20, 'cut at the rot, inside the last window');
+        }
+      } finally {
+        await re.close();
+      }
+    }
+  } finally {
+    await s.close();
+    removeDir(dir);
+    for (const c of copies) removeDir(c);
+  }
+});
