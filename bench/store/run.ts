@@ -580,6 +580,11 @@ async function main(): Promise<number> {
     const targetsMet = Object.fromEntries(targets.map((t) => [t.name, t.met]));
     process.stdout.write(JSON.stringify({ ...summary, targetsMet }) + '\n');
     if (errors > 0) exitCode = 1;
+    // A broken kill -9 measurement is a broken pipeline (the appender failed), not a slow run.
+    if (run.killReopen.seconds === null) {
+      process.stderr.write(`[bench:store] reopen after kill -9 not measured: ${run.killReopen.note}\n`);
+      exitCode = 1;
+    }
   } finally {
     if (!o.keep) rmSync(base, { recursive: true, force: true });
   }

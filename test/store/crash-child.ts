@@ -23,7 +23,6 @@ import {
   CRASH_QUEUES_PER_TOPIC,
   CRASH_TOPICS,
   crashRecordHash,
-  crashStoreOptions,
 } from './crash-harness.js';
 
 interface ChildArgs {
@@ -31,8 +30,9 @@ interface ChildArgs {
   seed: number;
   iteration: number;
   producers: number;
-  /** 0: no retention. */
-  retainMib: number;
+  segmentBytes: number;
+  /** Retention's maxTotalBytes; 0 (or absent): no retention. */
+  retainBytes: number;
 }
 
 function parseArgs(argv: string[]): ChildArgs {
@@ -46,7 +46,8 @@ function parseArgs(argv: string[]): ChildArgs {
     seed: Number(get('seed')),
     iteration: Number(get('iteration')),
     producers: Number(get('producers')),
-    retainMib: Number(get('retain-mib')),
+    segmentBytes: Number(get('segment-bytes')),
+    retainBytes: argv.includes('--retain-bytes') ? Number(get('retain-bytes')) : 0,
   };
 }
 
@@ -57,7 +58,8 @@ async function main(): Promise<void> {
     dir: args.dir,
     sync: { mode: 'always' },
     maxMessageBytes: CRASH_MAX_BYTES,
-    ...crashStoreOptions(args.retainMib === 0 ? null : args.retainMib),
+    segmentBytes: args.segmentBytes,
+    ...(args.retainBytes > 0 ? { retention: { maxTotalBytes: args.retainBytes } } : {}),
   });
   process.stdout.write('R\n');
   const producer = async (p: number): Promise<void> => {

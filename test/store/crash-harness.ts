@@ -143,7 +143,8 @@ async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, 
   const child = spawn(
     process.execPath,
     [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
-      '--producers', String(o.producers), '--retain-mib', String(o.retainMib ?? 0)],
+      '--producers', String(o.producers), '--segment-bytes', String(crashStoreOptions(o.retainMib).segmentBytes),
+      '--retain-bytes', String(crashStoreOptions(o.retainMib).retention?.maxTotalBytes ?? 0)],
     { stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stderr = '';
