@@ -8,7 +8,7 @@
  * and handles in use beyond the bound are trimmed as their users finish.
  */
 import { join } from 'node:path';
-import { invariant } from '../common/index.js';
+import { errnoCode, invariant } from '../common/index.js';
 import {
   APPEND_QUIET_MS,
   HISTORY_READ_PREFETCH,
@@ -161,20 +161,24 @@ export class SegmentSet {
     const last = this.active;
     invariant(last === undefined || last.start < seg.start, 'segments are added in start order');
     invariant(!create || seg.size === 0, 'a created segment starts empty');
-    let file: StoreFile;
+    let file: StoreFile | null = null;
     if (create && this.recycle && this.spareReady && !this.spareMoving) {
       this.spareReady = false;
       this.spareMoving = true;
       try {
         await this.io.rename(this.sparePath(), this.pathOf(seg.start));
         await this.io.syncDir(this.dir);
+        file = await this.io.open(this.pathOf(seg.start), 'readwrite');
+        seg.recycled = true;
+        this.recycledSegments++;
+      } catch (err) {
+        // Someone removed the spare: the segment gets a new file, as without recycling.
+        if (errnoCode(err) !== 'ENOENT') throw err;
       } finally {
         this.spareMoving = false;
       }
-      file = await this.io.open(this.pathOf(seg.start), 'readwrite');
-      seg.recycled = true;
-      this.recycledSegments++;
-    } else {
+    }
+    if (file === null) {
       file = await this.io.open(this.pathOf(seg.start), create ? 'create' : 'readwrite');
       // A new segment starts empty even if a stray file of that name was left behind; this happens
       // before the segment is listed, so no write can land in it first.

@@ -238,6 +238,29 @@ test('recycleSegments: false, no retention, or a store of version-1 records: fil
   }
 });
 
+test('recycleSegments: a spare file someone removed leaves the next segment a new file, and appends go on', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open(opts(dir));
+  try {
+    let rounds = 0;
+    while (!s.stats().spareSegment && rounds++ < 200) await appendMany(s, 100);
+    assert.equal(s.stats().spareSegment, true);
+    const recycled = s.stats().recycledSegments;
+    const active = lastSegment(dir).start;
+    unlinkSync(join(dir, SPARE_SEGMENT_FILE));
+    // Past the next roll-over.
+    rounds = 0;
+    while (lastSegment(dir).start === active && rounds++ < 200) await appendMany(s, 100);
+    assert.ok(lastSegment(dir).start > active, 'the log rolled over');
+    assert.equal(s.stats().recycledSegments, recycled, 'nothing was recycled from the missing spare');
+    assert.equal(s.writeError(), null);
+    await checkAll(s);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
 /** Rewrites every record of a segment file as version 1 (CRC from 0): a store written before 2026-11-29. */
 function downgradeToVersion1(path: string): number {
   const buf = readFileSync(path);
