@@ -31,7 +31,7 @@
  *    topics.dict                topic dictionary
  *    index.ckpt                 full index checkpoint (layout in checkpoint.ts), replaced atomically
  *    index.delta                delta checkpoints appended since the full one (checkpoint.ts)
- *    CLEAN                      present only between a clean close and the next open
+ *    CLEAN                      present only between a clean close and the next open; names the log's end
  *    segment.spare              a segment file retention removed, to become the next segment (recycleSegments)
  *    LOCK                       process lock (pid of the holder), see lock.ts
  */
@@ -179,6 +179,28 @@ export function hasRecordMagic(buf: Buffer, at: number): boolean {
 export function recordCrcOk(buf: Buffer, at: number, bodyBytes: number, position: number): boolean {
   const end = at + RECORD_HEADER_BYTES + bodyBytes;
   return crc32cRange(buf, at + REC.crcFrom, end, seedOf(buf, at, position)) === buf.readUInt32LE(at + REC.crc);
+}
+
+const CLEAN_MARKER_PREFIX = 'cirrus-clean log-end=';
+
+/**
+ * The CLEAN marker's content when the active segment is a recycled file longer than its data
+ * (segment-set.ts): where the log's data ends, so that a reopen knows it without cutting the file
+ * or reading the rest as damage. Empty otherwise: bytes past the last record are then damage.
+ * `cirrus-clean log-end=<position> crc=<crc32c of what precedes " crc=", 8 hex>` and a newline.
+ */
+export function encodeCleanMarker(logEnd: number): Buffer {
+  const body = `${CLEAN_MARKER_PREFIX}${logEnd}`;
+  return Buffer.from(`${body} crc=${crc32c(Buffer.from(body)).toString(16).padStart(8, '0')}\n`);
+}
+
+/** The log end a CLEAN marker names, or null when it is empty (an older store), torn or corrupt. */
+export function decodeCleanMarker(buf: Buffer): number | null {
+  const m = /^(cirrus-clean log-end=(0|[1-9][0-9]{0,15})) crc=([0-9a-f]{8})\n$/.exec(buf.toString('latin1'));
+  if (m === null) return null;
+  if (crc32c(Buffer.from(m[1])) !== parseInt(m[3], 16)) return null;
+  const end = Number(m[2]);
+  return Number.isSafeInteger(end) ? end : null;
 }
 
 export function segmentFileName(start: number): string {

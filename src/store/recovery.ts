@@ -324,3 +324,18 @@ export async function tailPlan(
   }
   return { tailFrom: tailFrom.map((t) => Math.max(t, floor)), last: { windowBytes, floor } };
 }
+
+/**
+ * Applies the log end a CLEAN marker names (format.ts) to the last of `found` (file sizes, in
+ * order): when it lies inside that segment's file, the segment's data ends there. Returns whether
+ * the file holds more than that (a recycled file's previous life). A marker that names no
+ * position inside the last file (an older store's empty one, or one that does not fit) changes
+ * nothing: the scan finds the end as after a crash.
+ */
+export function applyLogEnd(found: { start: number; size: number }[], logEnd: number | null): boolean {
+  const last = found[found.length - 1];
+  if (logEnd === null || last === undefined || logEnd < last.start || logEnd > last.start + last.size) return false;
+  const stale = last.start + last.size > logEnd;
+  last.size = logEnd - last.start;
+  return stale;
+}

@@ -5,11 +5,11 @@
 import { join } from 'node:path';
 import { applyDeltaFile, checkCheckpointFile, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
-import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
+import { CLEAN_FILE, RECORD_HEADER_BYTES, decodeCleanMarker, segmentFileName } from './format.js';
 import type { StoreIo } from './io.js';
 import type { ResolvedOptions } from './options.js';
 import { DAMAGED_LENGTH, QueueIndex } from './queue-index.js';
-import { scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
+import { applyLogEnd, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { SegmentSet } from './segment-set.js';
 import { FastTier, MemoryTier } from './tiered-cache.js';
 import { TopicDict } from './topic-dict.js';
@@ -52,14 +52,16 @@ export interface RecoveredStore {
 export async function recoverStore(o: ResolvedOptions, io: StoreIo): Promise<RecoveredStore> {
   const t0 = Date.now();
   const cleanPath = join(o.dir, CLEAN_FILE);
-  const cleanShutdown = (await io.stat(cleanPath)) !== null;
+  const marker = await io.readFile(cleanPath);
+  const cleanShutdown = marker !== null;
+  const cleanLogEnd = marker === null ? null : decodeCleanMarker(marker);
   if (cleanShutdown) {
     await io.unlink(cleanPath);
     await io.syncDir(o.dir);
   }
   const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
   try {
-    return await recoverWith(o, io, dict, dictionaryCutBytes, cleanShutdown, t0);
+    return await recoverWith(o, io, dict, dictionaryCutBytes, cleanShutdown, cleanLogEnd, t0);
   } catch (err) {
     await dict.close().catch(() => undefined);
     throw err;
@@ -72,9 +74,13 @@ async function recoverWith(
   dict: TopicDict,
   dictionaryCutBytes: number,
   cleanShutdown: boolean,
+  cleanLogEnd: number | null,
   t0: number,
 ): Promise<RecoveredStore> {
   const found = await SegmentSet.discover(io, o.dir);
+  // A recycled active segment closed cleanly keeps its file's length; the marker says where its
+  // data ends (store.ts close), and the rest is its previous life, not damage.
+  const staleTail = applyLogEnd(found, cleanLogEnd);
   const index = new QueueIndex();
   const lastFound = found[found.length - 1];
   const logEnd = lastFound ? lastFound.start + lastFound.size : 0;
@@ -122,7 +128,8 @@ async function recoverWith(
   let scannedRecords = 0;
   let truncatedBytes = 0;
   // Everything below the checkpoint was durable when it was taken: never a torn tail there.
-  const { tailFrom, last: lastRule } = await tailPlan(io, o.dir, found, unflushedWindowBytes(o.maxMessageBytes), checkpoint.logPosition ?? 0);
+  const windowBytes = unflushedWindowBytes(o.maxMessageBytes);
+  const { tailFrom, last: lastRule } = await tailPlan(io, o.dir, found, windowBytes, checkpoint.logPosition ?? 0);
   let cutFrom = -1;
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
@@ -180,10 +187,22 @@ async function recoverWith(
       if (res.cutAt !== null) {
         const keep = res.cutAt - seg.start;
         truncatedBytes += seg.size - keep;
-        await file.truncate(keep);
-        await file.datasync();
+        if (k === found.length - 1 && seg.size - keep > windowBytes) {
+          // Most likely a recycled file's previous life: keep the file's length (freeing its blocks
+          // costs ~0.8 s per GiB here) and zero only the window after the cut, where flushes in
+          // flight at the crash may have left whole records no one acknowledged; past it lie
+          // only records of the file's previous life, which fail their position-seeded CRC.
+          await file.writev([Buffer.alloc(windowBytes)], keep);
+          await file.datasync();
+          seg.recycled = true;
+        } else {
+          await file.truncate(keep);
+          await file.datasync();
+        }
         seg.size = keep;
         cutFrom = k + 1;
+      } else if (k === found.length - 1 && staleTail) {
+        seg.recycled = true;
       }
     } finally {
       await file.close();

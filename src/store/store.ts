@@ -9,7 +9,7 @@ import { checkpointChunks, deltaEncoder, runEncoder } from './checkpoint.js';
 import { appendDeltaFile, truncateDeltaFile, writeCheckpointFile } from './checkpoint-file.js';
 import { CHECKPOINT_INTERVAL_BYTES, READ_AHEAD_BUDGET_FRACTION, RECENT_READ_MEMORY_MULTIPLE, RETENTION_CHECK_INTERVAL_MS } from './constants.js';
 import { StoreClosedError, StoreError, StoreIoError, StoreOffsetTruncatedError, writeErrorFrom } from './errors.js';
-import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeRecord, readU64 } from './format.js';
+import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, encodeCleanMarker, encodeRecord, readU64 } from './format.js';
 import { GroupCommit } from './group-commit.js';
 import { makeDir, nodeIo, type StoreIo } from './io.js';
 import { holdMappedBufferPool } from './large-buffer.js';
@@ -414,6 +414,10 @@ export class MessageStore implements MessageStoreApi {
           await this.segments.trimPadding();
           await this.writeCheckpoint();
           const marker = await this.io.open(join(this.o.dir, CLEAN_FILE), 'create');
+          // Empty but for a recycled active segment, whose file is longer than its data: there
+          // it names the log's end, so the reopen reads the rest as nothing rather than damage.
+          const active = this.segments.active;
+          if (active?.recycled === true) await marker.writev([encodeCleanMarker(active.start + active.size)], 0);
           await marker.datasync();
           await marker.close();
           await this.io.syncDir(this.o.dir);

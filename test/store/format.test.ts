@@ -5,8 +5,10 @@ import {
   RECORD_HEADER_BYTES,
   RECORD_VERSION,
   RECORD_VERSION_UNSEEDED,
+  decodeCleanMarker,
   decodeDict,
   decodeHeader,
+  encodeCleanMarker,
   encodeDictEntry,
   encodeRecord,
   parseSegmentFileName,
@@ -185,4 +187,19 @@ test('format: segment file names carry their start position', () => {
   assert.equal(parseSegmentFileName('topics.dict'), null);
   assert.equal(parseSegmentFileName('0000000000000000000x.seg'), null);
   assert.equal(parseSegmentFileName('00000000000000000000.seg.tmp'), null);
+});
+
+test('format: the CLEAN marker names the log end; a torn, corrupt or empty one names nothing', () => {
+  fc.assert(
+    fc.property(fc.maxSafeNat(), fc.nat(), fc.nat({ max: 7 }), (end, pick, bit) => {
+      const m = encodeCleanMarker(end);
+      assert.equal(decodeCleanMarker(m), end);
+      assert.equal(decodeCleanMarker(m.subarray(0, pick % m.length)), null, 'a torn marker');
+      const flipped = Buffer.from(m);
+      flipped[pick % m.length] ^= 1 << bit;
+      assert.equal(decodeCleanMarker(flipped), null, 'a corrupt marker');
+    }),
+    { numRuns: 300 },
+  );
+  assert.equal(decodeCleanMarker(Buffer.alloc(0)), null, 'the empty marker of stores closed before it named the end');
 });

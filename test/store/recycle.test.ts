@@ -71,10 +71,13 @@ test('recycleSegments: a segment retention removes becomes a later segment (the 
   } finally {
     await s.close();
   }
-  // A clean close cuts the active segment where its data ends; the log verifies whole.
+  // A clean close keeps a recycled active segment's file whole and names where its data ends
+  // in the CLEAN marker: the log verifies whole, the rest of the file is not read as damage.
   const scan = await scanStore(dir);
   assert.deepEqual(scan.damage, []);
   assert.equal(scan.tail, null);
+  const active = lastSegment(dir);
+  assert.ok(scan.segments[scan.segments.length - 1].bytes <= active.fileBytes);
   assert.equal(scan.spareSegmentBytes, existsSync(join(dir, SPARE_SEGMENT_FILE)) ? statSync(join(dir, SPARE_SEGMENT_FILE)).size : null);
   const again = await MessageStore.open(opts(dir));
   try {
@@ -116,7 +119,7 @@ test('recycleSegments: kill -9 with a recycled active segment: its previous life
       assert.ok(re.recovery.damage.every((d) => d.kind === 'tail'));
       assert.equal(re.recovery.damagedOffsets, 0);
       for (const q of re.queues('t')) assert.equal(q.endOffset, acked.get(q.queueId), `t/${q.queueId} ends where the acknowledged appends did`);
-      assert.ok(statSync(lastSegment(copy).path).size < last.fileBytes);
+      assert.equal(statSync(lastSegment(copy).path).size, last.fileBytes, 'the file keeps its length: only the window after the cut was zeroed');
       await checkAll(re);
       // The store goes on from there, and a second crash finds the log whole.
       await appendMany(re, 500);
@@ -171,11 +174,17 @@ test('recycleSegments: a crash between the spare becoming the next segment and i
       assert.equal(re.recovery.damagedOffsets, 0);
       assert.ok(re.recovery.damage.every((d) => d.kind === 'tail'));
       for (const q of re.queues('t')) assert.equal(q.endOffset, acked.get(q.queueId));
-      assert.equal(existsSync(join(dir, segmentFileName(nextStart))) ? statSync(join(dir, segmentFileName(nextStart))).size : 0, 0, 'the stale next segment was cut to nothing');
+      assert.ok(re.recovery.truncatedBytes >= SEGMENT_BYTES - 2 * MAX_RECORD_BYTES, 'the stale next segment was cut from its start');
+      await checkAll(re);
+      // The log goes on in it, and a clean close leaves a log that verifies whole.
+      await appendMany(re, 200);
       await checkAll(re);
     } finally {
       await re.close();
     }
+    const scan = await scanStore(dir);
+    assert.deepEqual(scan.damage, []);
+    assert.equal(scan.tail, null);
     // The same with the previous segment's last record never written (zeros: a flush in flight):
     // the next segment holds no data of its own, so the hole is the log's end, not damage in the
     // middle that the stale file's size would have put outside the unflushed window.
