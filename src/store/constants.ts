@@ -320,3 +320,11 @@ invariant(MAX_FLUSH_BYTES >= WRITE_CHUNK_BYTES, 'a flush covers at least one chu
 invariant(SCAN_READ_BYTES >= 1 * MiB, 'scan window holds ordinary records');
 invariant(DEFAULT_MAX_MESSAGE_BYTES <= MAX_MESSAGE_BYTES_LIMIT, 'default max message within limit');
 invariant(MAX_READ_SPAN_BYTES >= READ_COALESCE_GAP_BYTES, 'span larger than gap');
+
+/**
+ * Records back to back, each whole and each failing its position-seeded CRC, that recovery takes
+ * for a recycled segment file's previous life rather than bit rot (recovery.ts, previousLife):
+ * rot spoils one record and leaves its neighbours whole, a previous life's records all fail
+ * where they now lie. Three keeps a pair of damaged neighbours from passing for it.
+ */
+export const STALE_CHAIN_RECORDS = 3;

@@ -36,7 +36,7 @@
  * record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
  */
 import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
-import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MAX_MESSAGE_BYTES_LIMIT, SCAN_READ_BYTES } from './constants.js';
+import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MAX_MESSAGE_BYTES_LIMIT, SCAN_READ_BYTES, STALE_CHAIN_RECORDS } from './constants.js';
 import { join } from 'node:path';
 import { segmentFileName } from './format.js';
 import type { StoreFile, StoreIo } from './io.js';
@@ -197,8 +197,12 @@ export async function scanSegment(
       paddingBytes = size - off;
       break;
     }
-    const next = segmentStart + off >= tailFrom ? null : await resync(off + 1);
-    if (segmentStart + off >= tailFrom || (last !== null && segmentStart + off >= last.floor && !(await goodRecordBeyond(off, next, last.windowBytes)))) {
+    const ruled = last !== null && segmentStart + off >= last.floor && segmentStart + off < tailFrom;
+    // Under the last segment's rule, records of this file's life lie only before its previous
+    // life's (a recycled file): the search for them stops there instead of reading to the end.
+    const limit = ruled ? ((await previousLife(off + 1)) ?? size) : size;
+    const next = segmentStart + off >= tailFrom ? null : await resync(off + 1, limit);
+    if (segmentStart + off >= tailFrom || (ruled && last !== null && !(await goodRecordBeyond(off, next, last.windowBytes, limit)))) {
       report({ segmentStart, from: segmentStart + off, to: segmentStart + size, verdict, kind: 'tail' });
       cutAt = segmentStart + off;
       break;
@@ -228,16 +232,44 @@ export async function scanSegment(
   }
 
   /** Whether a good record starts more than `windowBytes` after the damage at `at` (`next`: the first good one after it). */
-  async function goodRecordBeyond(at: number, next: number | null, windowBytes: number): Promise<boolean> {
+  async function goodRecordBeyond(at: number, next: number | null, windowBytes: number, limit: number): Promise<boolean> {
     if (next === null) return false;
     if (next > at + windowBytes) return true;
-    return (await resync(at + windowBytes + 1)) !== null;
+    return (await resync(at + windowBytes + 1, limit)) !== null;
   }
 
-  /** The next offset >= from where a record classifies ok, or null. */
-  async function resync(from: number): Promise<number | null> {
+  /**
+   * Where a recycled file's previous life begins after `from`: the first of STALE_CHAIN_RECORDS
+   * whole records back to back that all fail their CRC here (written at other log positions: a
+   * record of this life that fails is bit rot, and its neighbours pass). null when there is none.
+   */
+  async function previousLife(from: number): Promise<number | null> {
     let at = from;
     while (at + RECORD_HEADER_BYTES <= size) {
+      const i = await win.ensure(at, SCAN_READ_BYTES);
+      const avail = win.availableFrom(at);
+      const hit = win.buf.subarray(i, i + avail).indexOf(MAGIC_PATTERN);
+      if (hit < 0) {
+        at += Math.max(1, avail - (MAGIC_PATTERN.length - 1));
+        continue;
+      }
+      const cand = at + hit;
+      let chain = 0;
+      for (let rec = cand; chain < STALE_CHAIN_RECORDS && rec < size; chain++) {
+        const { verdict, i: j } = await verdictAt(rec);
+        if (verdict !== 'bad-crc') break;
+        rec += RECORD_HEADER_BYTES + win.buf.readUInt32LE(j + REC.bodyBytes);
+      }
+      if (chain === STALE_CHAIN_RECORDS) return cand;
+      at = cand + 1;
+    }
+    return null;
+  }
+
+  /** The next offset in [from, limit) where a record classifies ok, or null. */
+  async function resync(from: number, limit = size): Promise<number | null> {
+    let at = from;
+    while (at + RECORD_HEADER_BYTES <= size && at < limit) {
       const i = await win.ensure(at, SCAN_READ_BYTES);
       const avail = win.availableFrom(at);
       const hit = win.buf.subarray(i, i + avail).indexOf(MAGIC_PATTERN);
@@ -247,6 +279,7 @@ export async function scanSegment(
         continue;
       }
       const cand = at + hit;
+      if (cand >= limit) return null;
       const { verdict } = await verdictAt(cand);
       if (verdict === 'ok') return cand;
       at = cand + 1;

@@ -144,6 +144,40 @@ test('recycleSegments: kill -9 with a recycled active segment: its previous life
   }
 });
 
+test('recycleSegments: bit rot in a recycled active segment\'s data, then kill -9: the rotten records are damage in the middle, the previous life a tail past the data', async () => {
+  const dir = tempDir();
+  const copies: string[] = [];
+  const s = await MessageStore.open(opts(dir));
+  try {
+    await appendMany(s, 3 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
+    let rounds = 0;
+    while (s.stats().recycledSegments === 0 && rounds++ < 100) await appendMany(s, 100);
+    // 6 MiB into the recycled 8 MiB file: more than the window (4 MiB) after the rot below.
+    await appendMany(s, Math.ceil((6 << 20) / RECORD_BYTES));
+    const ends = new Map(s.queues('t').map((q) => [q.queueId, q.endOffset]));
+    const copy = crashSnapshot(dir);
+    copies.push(copy);
+    const last = lastSegment(copy);
+    const bytes = readFileSync(last.path);
+    // Two records rot, 1 MiB apart: neither may pass for the start of the previous life.
+    bytes[1 << 20] ^= 0x08;
+    bytes[2 << 20] ^= 0x08;
+    writeFileSync(last.path, bytes);
+    const re = await MessageStore.open(opts(copy));
+    try {
+      assert.deepEqual(re.recovery.damage.map((d) => d.kind), ['middle', 'middle', 'tail'], JSON.stringify(re.recovery.damage));
+      assert.equal(re.recovery.damagedOffsets, 2);
+      for (const q of re.queues('t')) assert.equal(q.endOffset, ends.get(q.queueId));
+    } finally {
+      await re.close();
+    }
+  } finally {
+    await s.close();
+    removeDir(dir);
+    for (const c of copies) removeDir(c);
+  }
+});
+
 test('recycleSegments: a crash between the spare becoming the next segment and its first durable write loses nothing, and a hole before it is still a torn tail', async () => {
   const dir = tempDir();
   const s = await MessageStore.open(opts(dir));
