@@ -19,6 +19,8 @@
  *   |---------------------------------|--------------------------------------|----------------------------------------------|--------|
  *   | yes                             | any                                  | cut the log at the damage (this segment and  | tail   |
  *   |                                 |                                      | every later one), on open                    |        |
+ *   | no, but in the last segment,    | none more than the window after it,  | the same (LastSegmentRule)                   | tail   |
+ *   | past the checkpoint             | before its previous life             |                                              |        |
  *   | no                              | yes                                  | report [damage, good record), go on there    | middle |
  *   | no                              | no                                   | report [damage, segment end)                 | middle |
  *
@@ -35,10 +37,9 @@
  * reject with CIRRUS_STORE_CORRUPT) when the gap is plausible for the damaged bytes, else the
  * record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
  */
-import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, decodeHeader, hasRecordMagic, recordCrcOk } from './format.js';
-import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MAX_MESSAGE_BYTES_LIMIT, SCAN_READ_BYTES, STALE_CHAIN_RECORDS } from './constants.js';
 import { join } from 'node:path';
-import { segmentFileName } from './format.js';
+import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, decodeHeader, hasRecordMagic, recordCrcOk, segmentFileName } from './format.js';
+import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MAX_MESSAGE_BYTES_LIMIT, SCAN_READ_BYTES, STALE_CHAIN_RECORDS } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
 import { allocLarge } from './large-buffer.js';
 
@@ -128,7 +129,9 @@ const MAGIC_PATTERN = Buffer.from([RECORD_MAGIC & 0xff, RECORD_MAGIC >> 8]);
  * position-seeded CRC here), so the file's size does not say where the unflushed window lies.
  * Damage at or after `floor` (the position a valid checkpoint covers) with no good record more than
  * `windowBytes` after it is the end of the log: only the flushes in flight at a crash can have
- * left good records that close behind a hole, and no acknowledged append lies after a hole.
+ * left good records that close behind a hole, and no acknowledged append lies after a hole. Good
+ * records are looked for only up to where the file's previous life begins (previousLife), so a
+ * recycled file is not read to its end.
  */
 export interface LastSegmentRule {
   windowBytes: number;
