@@ -207,6 +207,14 @@ export class SegmentSet {
     await this.io.syncDir(this.dir);
   }
 
+  /** Deletes the spare file, if one waits (retention on a full device frees its space first). */
+  async dropSpare(): Promise<void> {
+    if (!this.spareReady || this.spareMoving) return;
+    this.spareReady = false;
+    await this.io.unlink(this.sparePath());
+    await this.io.syncDir(this.dir);
+  }
+
   /** Whether a spare file waits to become the next segment. */
   get hasSpare(): boolean {
     return this.spareReady;
@@ -401,13 +409,14 @@ export class SegmentSet {
   }
 
   /**
-   * Removes a segment from the front (retention) or the back (rollback of a failed flush). With
+   * Removes a segment from the front (retention; `reclaim`: retention that must free the space, on a
+   * full device) or the back (rollback of a failed flush). With
    * recycleSegments, a segment retention removes becomes the spare file when there is none yet,
    * no read holds it (a read in flight keeps reading the records it asked for, which the next
    * segment would overwrite) and its records are position-seeded (version 2: format.ts), so that
    * what remains of them past a later segment's data fails its CRC there.
    */
-  async remove(seg: Segment, why: 'retention' | 'rollback'): Promise<void> {
+  async remove(seg: Segment, why: 'retention' | 'reclaim' | 'rollback'): Promise<void> {
     const i = this.list.indexOf(seg);
     invariant(i >= 0, 'removing a known segment');
     invariant(why === 'rollback' || seg !== this.active, 'retention never removes the active segment');

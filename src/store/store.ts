@@ -377,15 +377,19 @@ export class MessageStore implements MessageStoreApi {
       // offset from the checkpoints and the retained log, so offsets whose records were deleted
       // before any checkpoint saw them would be handed out again after a crash. A delta first.
       const last = victims[victims.length - 1];
-      if (this.lastCheckpointPos < last.start + last.size) {
-        try {
-          await this.checkpoint();
-        } catch {
-          // Counted in stats().checkpoints; only what earlier checkpoints cover goes now.
-        }
+      let uncovered = false;
+      if (this.lastCheckpointPos < last.start + last.size && !(await this.tryCheckpoint())) {
+        // Most likely the device is full, and what retention frees is what would let the
+        // checkpoint through: the spare goes first; failing that, the segments go uncovered
+        // (a crash before the next checkpoint may then give back an emptied queue's old end;
+        // docs/store.md, "Known limits") rather than the store never freeing space again.
+        if (this.closed) return;
+        await this.segments.dropSpare();
+        uncovered = !(await this.tryCheckpoint());
+        if (this.closed) return;
       }
       for (const v of victims) {
-        if (v.start + v.size > this.lastCheckpointPos) break;
+        if (!uncovered && v.start + v.size > this.lastCheckpointPos) break;
         const i = this.segments.list.indexOf(v);
         invariant(i >= 0 && i < this.segments.list.length - 1, 'retention never deletes the active segment');
         const next = this.segments.list[i + 1] as Segment;
@@ -393,10 +397,20 @@ export class MessageStore implements MessageStoreApi {
         this.index.trimBelow(next.start);
         this.mem.dropBelow(next.start);
         this.readAhead.clear();
-        await this.segments.remove(v, 'retention');
+        await this.segments.remove(v, uncovered ? 'reclaim' : 'retention');
       }
     })().finally(() => (this.retaining = null));
     return this.retaining;
+  }
+
+  /** checkpoint(), false when it failed (counted in stats().checkpoints). */
+  private async tryCheckpoint(): Promise<boolean> {
+    try {
+      await this.checkpoint();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Flushes and syncs what is pending, writes a checkpoint and the clean marker, releases the lock. */

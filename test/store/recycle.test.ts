@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { MessageStore, scanStore } from '../../src/store/index.js';
 import { crc32c } from '../../src/store/crc.js';
 import { RECORD_HEADER_BYTES, RECORD_VERSION_UNSEEDED, SPARE_SEGMENT_FILE, parseSegmentFileName, segmentFileName } from '../../src/store/format.js';
-import { crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 // Segments larger than the unflushed window (4 MiB with these messages: recovery.ts), so that a
 // recycled file's previous life lies outside it and recovery must tell it from the data by CRC.
@@ -300,6 +300,38 @@ test('recycleSegments: a spare file someone removed leaves the next segment a ne
     await checkAll(s);
   } finally {
     await s.close();
+    removeDir(dir);
+  }
+});
+
+test('retention on a full device: when no checkpoint can be written, the spare goes first, then the segments anyway, and appends go on', async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ ...opts(dir), io });
+  try {
+    let rounds = 0;
+    while (!s.stats().spareSegment && rounds++ < 200) await appendMany(s, 100);
+    assert.equal(s.stats().spareSegment, true);
+    // Every checkpoint write fails as on a full device; segment writes still go through.
+    io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: 'index.', times: 1_000_000 });
+    await appendMany(s, 2 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
+    await s.applyRetention();
+    const st = s.stats();
+    assert.ok(st.checkpoints.failed > 0, 'checkpoints failed');
+    assert.equal(st.checkpoints.lastErrorCode, 'CIRRUS_STORE_NO_SPACE');
+    assert.equal(existsSync(join(dir, SPARE_SEGMENT_FILE)), false, 'the spare was deleted to free its space');
+    assert.ok(st.segments <= 3, `retention still deleted (${st.segments} segments)`);
+    assert.equal(s.writeError(), null);
+    await checkAll(s);
+  } finally {
+    io.clear();
+    await s.close();
+  }
+  const again = await MessageStore.open(opts(dir));
+  try {
+    await checkAll(again);
+  } finally {
+    await again.close();
     removeDir(dir);
   }
 });
