@@ -247,45 +247,36 @@ export async function scanSegment(
    * record of this life that fails is bit rot, and its neighbours pass). null when there is none.
    */
   async function previousLife(from: number): Promise<number | null> {
-    let at = from;
-    while (at + RECORD_HEADER_BYTES <= size) {
-      const i = await win.ensure(at, SCAN_READ_BYTES);
-      const avail = win.availableFrom(at);
-      const hit = win.buf.subarray(i, i + avail).indexOf(MAGIC_PATTERN);
-      if (hit < 0) {
-        at += Math.max(1, avail - (MAGIC_PATTERN.length - 1));
-        continue;
-      }
-      const cand = at + hit;
+    for (let cand = await nextMagic(from, size); cand !== null; cand = await nextMagic(cand + 1, size)) {
       let chain = 0;
       for (let rec = cand; chain < STALE_CHAIN_RECORDS && rec < size; chain++) {
-        const { verdict, i: j } = await verdictAt(rec);
+        const { verdict, i } = await verdictAt(rec);
         if (verdict !== 'bad-crc') break;
-        rec += RECORD_HEADER_BYTES + win.buf.readUInt32LE(j + REC.bodyBytes);
+        rec += RECORD_HEADER_BYTES + win.buf.readUInt32LE(i + REC.bodyBytes);
       }
       if (chain === STALE_CHAIN_RECORDS) return cand;
-      at = cand + 1;
     }
     return null;
   }
 
   /** The next offset in [from, limit) where a record classifies ok, or null. */
   async function resync(from: number, limit = size): Promise<number | null> {
+    for (let cand = await nextMagic(from, limit); cand !== null; cand = await nextMagic(cand + 1, limit)) {
+      if ((await verdictAt(cand)).verdict === 'ok') return cand;
+    }
+    return null;
+  }
+
+  /** The next offset in [from, limit) where the record magic is, or null. */
+  async function nextMagic(from: number, limit: number): Promise<number | null> {
     let at = from;
     while (at + RECORD_HEADER_BYTES <= size && at < limit) {
       const i = await win.ensure(at, SCAN_READ_BYTES);
       const avail = win.availableFrom(at);
       const hit = win.buf.subarray(i, i + avail).indexOf(MAGIC_PATTERN);
-      if (hit < 0) {
-        // Keep the last 3 bytes: the pattern may straddle the window edge.
-        at += Math.max(1, avail - (MAGIC_PATTERN.length - 1));
-        continue;
-      }
-      const cand = at + hit;
-      if (cand >= limit) return null;
-      const { verdict } = await verdictAt(cand);
-      if (verdict === 'ok') return cand;
-      at = cand + 1;
+      if (hit >= 0) return at + hit < limit ? at + hit : null;
+      // Keep the last byte: the pattern may straddle the window edge.
+      at += Math.max(1, avail - (MAGIC_PATTERN.length - 1));
     }
     return null;
   }

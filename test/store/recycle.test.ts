@@ -35,6 +35,19 @@ async function appendMany(s: MessageStore, n: number, queues = 3): Promise<void>
   }
 }
 
+/** Appends until the log has rolled into a recycled file (retention runs at every roll-over). */
+async function rollIntoRecycled(s: MessageStore): Promise<void> {
+  await appendMany(s, 3 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
+  for (let rounds = 0; s.stats().recycledSegments === 0 && rounds < 100; rounds++) await appendMany(s, 100);
+  assert.ok(s.stats().recycledSegments > 0, 'the log rolled into a recycled file');
+}
+
+/** Appends `step` records at a time until a spare file waits (the next roll-over would take it). */
+async function untilSpare(s: MessageStore, step = 100): Promise<void> {
+  for (let rounds = 0; !s.stats().spareSegment && rounds < 200; rounds++) await appendMany(s, step);
+  assert.equal(s.stats().spareSegment, true, 'a spare file waits');
+}
+
 /** Every retained record of every queue of t reads back as written. */
 async function checkAll(s: MessageStore): Promise<number> {
   let n = 0;
@@ -97,12 +110,8 @@ test('recycleSegments: kill -9 with a recycled active segment: its previous life
   const s = await MessageStore.open(opts(dir));
   const copies: string[] = [];
   try {
-    await appendMany(s, 3 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
-    await s.applyRetention();
     // Roll into the spare, then write a part of the new segment only (1 MiB of its 8).
-    let rounds = 0;
-    while (s.stats().recycledSegments === 0 && rounds++ < 100) await appendMany(s, 100);
-    assert.ok(s.stats().recycledSegments > 0, 'the log rolled into a recycled file');
+    await rollIntoRecycled(s);
     await appendMany(s, 250);
     const last = lastSegment(dir);
     assert.ok(last.fileBytes >= SEGMENT_BYTES - 2 * MAX_RECORD_BYTES, `the active file keeps its previous size (${last.fileBytes} bytes)`);
@@ -149,9 +158,7 @@ test('recycleSegments: bit rot in a recycled active segment\'s data, then kill -
   const copies: string[] = [];
   const s = await MessageStore.open(opts(dir));
   try {
-    await appendMany(s, 3 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
-    let rounds = 0;
-    while (s.stats().recycledSegments === 0 && rounds++ < 100) await appendMany(s, 100);
+    await rollIntoRecycled(s);
     // 6 MiB into the recycled 8 MiB file: more than the window (4 MiB) after the rot below.
     await appendMany(s, Math.ceil((6 << 20) / RECORD_BYTES));
     const ends = new Map(s.queues('t').map((q) => [q.queueId, q.endOffset]));
@@ -184,11 +191,8 @@ test('recycleSegments: a crash between the spare becoming the next segment and i
   let acked: Map<number, number>;
   try {
     await appendMany(s, 3 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
-    await s.applyRetention();
     // Past the next roll-over the spare would be taken: stop with one waiting.
-    let rounds = 0;
-    while (!s.stats().spareSegment && rounds++ < 100) await appendMany(s, 50);
-    assert.equal(s.stats().spareSegment, true);
+    await untilSpare(s, 50);
     acked = new Map(s.queues('t').map((q) => [q.queueId, q.endOffset]));
   } finally {
     await s.close();
@@ -262,9 +266,7 @@ test('recycleSegments: false, no retention, or a store of version-1 records: fil
     // A spare left by a run that recycled is removed by one that does not.
     const on = await MessageStore.open(opts(dir));
     try {
-      let rounds = 0;
-      while (!on.stats().spareSegment && rounds++ < 200) await appendMany(on, 100);
-      assert.equal(on.stats().spareSegment, true);
+      await untilSpare(on);
     } finally {
       await on.close();
     }
@@ -285,14 +287,12 @@ test('recycleSegments: a spare file someone removed leaves the next segment a ne
   const dir = tempDir();
   const s = await MessageStore.open(opts(dir));
   try {
-    let rounds = 0;
-    while (!s.stats().spareSegment && rounds++ < 200) await appendMany(s, 100);
-    assert.equal(s.stats().spareSegment, true);
+    await untilSpare(s);
     const recycled = s.stats().recycledSegments;
     const active = lastSegment(dir).start;
     unlinkSync(join(dir, SPARE_SEGMENT_FILE));
     // Past the next roll-over.
-    rounds = 0;
+    let rounds = 0;
     while (lastSegment(dir).start === active && rounds++ < 200) await appendMany(s, 100);
     assert.ok(lastSegment(dir).start > active, 'the log rolled over');
     assert.equal(s.stats().recycledSegments, recycled, 'nothing was recycled from the missing spare');
@@ -309,9 +309,7 @@ test('retention on a full device: when no checkpoint can be written, the spare g
   const io = new FaultyIo();
   const s = await MessageStore.open({ ...opts(dir), io });
   try {
-    let rounds = 0;
-    while (!s.stats().spareSegment && rounds++ < 200) await appendMany(s, 100);
-    assert.equal(s.stats().spareSegment, true);
+    await untilSpare(s);
     // Every checkpoint write fails as on a full device; segment writes still go through.
     io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: 'index.', times: 1_000_000 });
     await appendMany(s, 2 * Math.ceil(SEGMENT_BYTES / RECORD_BYTES));
