@@ -262,6 +262,7 @@ export class GroupCommit {
       for (const g of groups) segs.push(await this.segmentFor(g.segStart));
       await turn;
       const first = groups.findIndex((g, k) => segs[k].recycled === true && g.position === segs[k].start);
+      let concurrentFrom = 0;
       if (first >= 0) {
         // The first write into a recycled file goes only once every byte before it is durable:
         // recovery counts a last segment whose first record is whole as holding acknowledged
@@ -270,9 +271,9 @@ export class GroupCommit {
         const mine = this.flights.indexOf(flight);
         await Promise.all(this.flights.slice(0, mine).map((f) => f.whenSettled));
         if (this.failing) throw new Error('an earlier flush failed');
-        for (let k = 0; k < first; k++) await this.writeGroup(segs[k], groups[k]);
+        for (; concurrentFrom < first; concurrentFrom++) await this.writeGroup(segs[concurrentFrom], groups[concurrentFrom]);
       }
-      const writes = groups.slice(Math.max(first, 0)).map((g, k) => this.writeGroup(segs[k + Math.max(first, 0)], g));
+      const writes = groups.slice(concurrentFrom).map((g, k) => this.writeGroup(segs[concurrentFrom + k], g));
       issued();
       // Every write settles before the flush does: a rollback must not cut a file under one.
       const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');

@@ -38,7 +38,7 @@
  * record is ignored; < expected -> ignored (stale); unknown topic id -> ignored.
  */
 import { join } from 'node:path';
-import { REC, RECORD_HEADER_BYTES, RECORD_MAGIC, decodeHeader, hasRecordMagic, recordCrcOk, segmentFileName } from './format.js';
+import { CLEAN_FILE, REC, RECORD_HEADER_BYTES, RECORD_MAGIC, decodeCleanMarker, decodeHeader, hasRecordMagic, recordCrcOk, segmentFileName } from './format.js';
 import { DIRECT_WRITE_ALIGN_BYTES, MAX_FLUSHES_IN_FLIGHT, MAX_FLUSH_BYTES, MAX_MESSAGE_BYTES_LIMIT, SCAN_READ_BYTES, STALE_CHAIN_RECORDS } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
 import { allocLarge } from './large-buffer.js';
@@ -282,15 +282,21 @@ export async function scanSegment(
   }
 }
 
+/** The header of the record a segment file begins with, or null when it does not begin with one (magic, version, flags). */
+export async function firstRecordHeader(file: StoreFile): Promise<Buffer | null> {
+  const head = Buffer.alloc(RECORD_HEADER_BYTES);
+  if ((await file.read(head, 0, RECORD_HEADER_BYTES, 0)) < RECORD_HEADER_BYTES || !hasRecordMagic(head, 0)) return null;
+  return head;
+}
+
 /**
  * Whether the segment file begins with a good record. A last segment that does not holds no
  * acknowledged append (its first write was never durable), so tailThresholds counts it as empty:
  * a recycled file's size (its previous life's) must not push the window off the segment before it.
  */
 export async function startsWithRecord(file: StoreFile, segmentStart: number, size: number, maxBodyBytes: number): Promise<boolean> {
-  if (size < RECORD_HEADER_BYTES) return false;
-  const head = Buffer.alloc(RECORD_HEADER_BYTES);
-  if ((await file.read(head, 0, RECORD_HEADER_BYTES, 0)) < RECORD_HEADER_BYTES || !hasRecordMagic(head, 0)) return false;
+  const head = await firstRecordHeader(file);
+  if (head === null) return false;
   const bodyBytes = head.readUInt32LE(REC.bodyBytes);
   if (bodyBytes > maxBodyBytes || RECORD_HEADER_BYTES + bodyBytes > size) return false;
   const rec = allocLarge(RECORD_HEADER_BYTES + bodyBytes);
@@ -350,6 +356,12 @@ export async function tailPlan(
     }
   }
   return { tailFrom: tailFrom.map((t) => Math.max(t, floor)), last: { windowBytes, floor } };
+}
+
+/** Whether `dir` holds a CLEAN marker (a clean close), and the log end it names (format.ts), if any. */
+export async function readCleanMarker(io: StoreIo, dir: string): Promise<{ clean: boolean; logEnd: number | null }> {
+  const marker = await io.readFile(join(dir, CLEAN_FILE));
+  return { clean: marker !== null, logEnd: marker === null ? null : decodeCleanMarker(marker) };
 }
 
 /**

@@ -18,7 +18,8 @@ import {
   MAX_READ_BATCH_SEGMENTS,
 } from './constants.js';
 import { StoreClosedError } from './errors.js';
-import { REC, RECORD_HEADER_BYTES, RECORD_VERSION, SPARE_SEGMENT_FILE, hasRecordMagic, parseSegmentFileName, segmentFileName } from './format.js';
+import { REC, RECORD_VERSION, SPARE_SEGMENT_FILE, parseSegmentFileName, segmentFileName } from './format.js';
+import { firstRecordHeader } from './recovery.js';
 import { readBatchAcross, type ReadBatchOptions, type StoreFile, type StoreIo } from './io.js';
 import { FlushGate } from './pread-batch.js';
 import { HistoryReadQueue } from './history-reads.js';
@@ -444,8 +445,7 @@ export class SegmentSet {
   private async seededRecords(path: string): Promise<boolean> {
     const file = await this.io.open(path, 'read');
     try {
-      const head = Buffer.alloc(RECORD_HEADER_BYTES);
-      return (await file.read(head, 0, head.length, 0)) === head.length && hasRecordMagic(head, 0) && head[REC.version] === RECORD_VERSION;
+      return (await firstRecordHeader(file))?.[REC.version] === RECORD_VERSION;
     } finally {
       await file.close();
     }

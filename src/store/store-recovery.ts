@@ -5,11 +5,11 @@
 import { join } from 'node:path';
 import { applyDeltaFile, checkCheckpointFile, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
-import { CLEAN_FILE, RECORD_HEADER_BYTES, decodeCleanMarker, segmentFileName } from './format.js';
+import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import type { StoreIo } from './io.js';
 import type { ResolvedOptions } from './options.js';
 import { DAMAGED_LENGTH, QueueIndex } from './queue-index.js';
-import { applyLogEnd, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
+import { applyLogEnd, readCleanMarker, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { SegmentSet } from './segment-set.js';
 import { FastTier, MemoryTier } from './tiered-cache.js';
 import { TopicDict } from './topic-dict.js';
@@ -52,9 +52,7 @@ export interface RecoveredStore {
 export async function recoverStore(o: ResolvedOptions, io: StoreIo): Promise<RecoveredStore> {
   const t0 = Date.now();
   const cleanPath = join(o.dir, CLEAN_FILE);
-  const marker = await io.readFile(cleanPath);
-  const cleanShutdown = marker !== null;
-  const cleanLogEnd = marker === null ? null : decodeCleanMarker(marker);
+  const { clean: cleanShutdown, logEnd: cleanLogEnd } = await readCleanMarker(io, o.dir);
   if (cleanShutdown) {
     await io.unlink(cleanPath);
     await io.syncDir(o.dir);

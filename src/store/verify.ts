@@ -5,14 +5,14 @@
  */
 import { join } from 'node:path';
 import { errnoCode } from '../common/index.js';
-import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, SPARE_SEGMENT_FILE, decodeCleanMarker, parseSegmentFileName, segmentFileName } from './format.js';
+import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, SPARE_SEGMENT_FILE, parseSegmentFileName, segmentFileName } from './format.js';
 import { StoreNotFoundError } from './errors.js';
 import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
 import { checkCheckpointFile } from './checkpoint-file.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { queueKey } from './queue-index.js';
-import { applyLogEnd, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
+import { applyLogEnd, readCleanMarker, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
 import { SegmentSet } from './segment-set.js';
 import { TopicDict } from './topic-dict.js';
 
@@ -124,8 +124,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   const { names, cutBytes } = await TopicDict.read(io, dir);
   const found = await SegmentSet.discover(io, dir, listing);
   // A cleanly closed store names its log's end (a recycled active segment's file is longer).
-  const marker = await io.readFile(join(dir, CLEAN_FILE));
-  applyLogEnd(found, marker === null ? null : decodeCleanMarker(marker));
+  const marker = await readCleanMarker(io, dir);
+  applyLogEnd(found, marker.logEnd);
   const bytesTotal = found.reduce((n, seg) => n + seg.size, 0);
   let bytesScanned = 0;
   const queues = new Map<number, QueueSummary>();
@@ -201,7 +201,7 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     unknownTopicRecords,
     dictionaryTailBytes: cutBytes,
     checkpoint: { present: checked !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
-    cleanShutdown: marker !== null,
+    cleanShutdown: marker.clean,
     spareSegmentBytes: (await io.stat(join(dir, SPARE_SEGMENT_FILE)))?.size ?? null,
     lockHolderPid: holder?.pid ?? null,
     lockHolderAlive: holder === null ? null : holderAlive(holder),

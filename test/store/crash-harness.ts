@@ -140,11 +140,12 @@ async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, 
   const delay = early ? rng.int(0, EARLY_KILL_MAX_MS) : rng.int(KILL_AFTER_MIN_MS, KILL_AFTER_MAX_MS);
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
+  const store = crashStoreOptions(o.retainMib);
   const child = spawn(
     process.execPath,
     [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
-      '--producers', String(o.producers), '--segment-bytes', String(crashStoreOptions(o.retainMib).segmentBytes),
-      '--retain-bytes', String(crashStoreOptions(o.retainMib).retention?.maxTotalBytes ?? 0)],
+      '--producers', String(o.producers), '--segment-bytes', String(store.segmentBytes),
+      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0)],
     { stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stderr = '';

@@ -48,6 +48,13 @@ async function untilSpare(s: MessageStore, step = 100): Promise<void> {
   assert.equal(s.stats().spareSegment, true, 'a spare file waits');
 }
 
+/** Closes the store, then removes its directory and every crash snapshot taken of it. */
+async function closeAndRemove(s: MessageStore, dir: string, copies: readonly string[]): Promise<void> {
+  await s.close();
+  removeDir(dir);
+  for (const c of copies) removeDir(c);
+}
+
 /** Every retained record of every queue of t reads back as written. */
 async function checkAll(s: MessageStore): Promise<number> {
   let n = 0;
@@ -147,9 +154,7 @@ test('recycleSegments: kill -9 with a recycled active segment: its previous life
       await re.close();
     }
   } finally {
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });
 
@@ -179,9 +184,7 @@ test('recycleSegments: bit rot in a recycled active segment\'s data, then kill -
       await re.close();
     }
   } finally {
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });
 
@@ -425,8 +428,6 @@ test('recovery: bit rot in a large last segment, more than the unflushed window 
       }
     }
   } finally {
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });
