@@ -1,5 +1,6 @@
 /**
- * The process the crash harness kills. It opens the store with `sync: always`, runs many
+ * The process the crash harness kills. It opens the store with `sync: always` (or `interval`
+ * with --sync-interval-ms: a process crash must lose nothing either way), runs many
  * concurrent producers over many queues, and prints one line per acknowledged append
  *
  *   A <topicIndex> <queueId> <offset> <sha256 prefix>
@@ -33,6 +34,8 @@ interface ChildArgs {
   segmentBytes: number;
   /** Retention's maxTotalBytes; 0 (or absent): no retention. */
   retainBytes: number;
+  /** sync 'interval' with this period; 0 (or absent): sync 'always'. */
+  syncIntervalMs: number;
 }
 
 function parseArgs(argv: string[]): ChildArgs {
@@ -48,6 +51,7 @@ function parseArgs(argv: string[]): ChildArgs {
     producers: Number(get('producers')),
     segmentBytes: Number(get('segment-bytes')),
     retainBytes: argv.includes('--retain-bytes') ? Number(get('retain-bytes')) : 0,
+    syncIntervalMs: argv.includes('--sync-interval-ms') ? Number(get('sync-interval-ms')) : 0,
   };
 }
 
@@ -56,7 +60,7 @@ async function main(): Promise<void> {
   const pool = randomPool(args.seed, 4 * 1024 * 1024);
   const store = await MessageStore.open({
     dir: args.dir,
-    sync: { mode: 'always' },
+    sync: args.syncIntervalMs > 0 ? { mode: 'interval', intervalMs: args.syncIntervalMs } : { mode: 'always' },
     maxMessageBytes: CRASH_MAX_BYTES,
     segmentBytes: args.segmentBytes,
     ...(args.retainBytes > 0 ? { retention: { maxTotalBytes: args.retainBytes } } : {}),

@@ -1,6 +1,8 @@
 /**
  * kill -9 durability harness of the store (issue 2). Each iteration starts crash-child.js on one
- * store directory, lets it append from many producers with `sync: always`, SIGKILLs it at a
+ * store directory, lets it append from many producers with `sync: always` (or, with
+ * --sync-interval-ms, `interval`: acknowledged once written to the OS, which a process crash must
+ * not lose either), SIGKILLs it at a
  * seeded random moment (sometimes while it is still opening/recovering), reopens the directory
  * here and checks:
  *   - every acknowledged record is present and byte-identical (else: lost / corrupt),
@@ -22,7 +24,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { crc32c } from '@node-rs/crc32';
 import { Prng } from '../../bench/store/prng.js';
-import { MessageStore } from '../../src/store/index.js';
+import { MessageStore, type StoreOptions, type SyncPolicy } from '../../src/store/index.js';
 
 /** Topic names of the harness; one is not ASCII so byte and character lengths differ. */
 export const CRASH_TOPICS = ['orders', 'payments', 'audit-log', 'clicks', 'тема-события'] as const;
@@ -95,6 +97,11 @@ export interface CrashHarnessOptions {
    * deleted, not lost.
    */
   retainMib: number | null;
+  /**
+   * Run the store with sync 'interval' and this period (acknowledged once written, so through the
+   * page cache), or null for 'always'. A kill -9 is a process crash: nothing acknowledged may be lost.
+   */
+  syncIntervalMs: number | null;
   /** Progress lines (one per iteration). */
   log: (line: string) => void;
 }
@@ -126,9 +133,10 @@ interface ChildOutcome {
 }
 
 /** The store options the child and the checking reopen share. */
-export function crashStoreOptions(retainMib: number | null): { segmentBytes: number; retention?: { maxTotalBytes: number } } {
-  if (retainMib === null) return { segmentBytes: CRASH_SEGMENT_BYTES };
-  return { segmentBytes: CRASH_RETENTION_SEGMENT_BYTES, retention: { maxTotalBytes: retainMib * 1024 * 1024 } };
+export function crashStoreOptions(o: Pick<CrashHarnessOptions, 'retainMib' | 'syncIntervalMs'>): Pick<StoreOptions, 'segmentBytes' | 'retention' | 'sync'> {
+  const sync: SyncPolicy = o.syncIntervalMs === null ? { mode: 'always' } : { mode: 'interval', intervalMs: o.syncIntervalMs };
+  if (o.retainMib === null) return { segmentBytes: CRASH_SEGMENT_BYTES, sync };
+  return { segmentBytes: CRASH_RETENTION_SEGMENT_BYTES, retention: { maxTotalBytes: o.retainMib * 1024 * 1024 }, sync };
 }
 
 function childPath(): string {
@@ -140,12 +148,12 @@ async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, 
   const delay = early ? rng.int(0, EARLY_KILL_MAX_MS) : rng.int(KILL_AFTER_MIN_MS, KILL_AFTER_MAX_MS);
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
-  const store = crashStoreOptions(o.retainMib);
+  const store = crashStoreOptions(o);
   const child = spawn(
     process.execPath,
     [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
       '--producers', String(o.producers), '--segment-bytes', String(store.segmentBytes),
-      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0)],
+      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0), '--sync-interval-ms', String(o.syncIntervalMs ?? 0)],
     { stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stderr = '';
@@ -216,14 +224,14 @@ interface VerifyOutcome {
 }
 
 /** Reopens the directory in this process and checks every queue against what was acknowledged. */
-async function verifyStore(dir: string, acked: AckMap, retainMib: number | null): Promise<VerifyOutcome> {
+async function verifyStore(dir: string, acked: AckMap, o: CrashHarnessOptions): Promise<VerifyOutcome> {
   const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, deleted: 0, spare: false, records: 0, reopenedFrom: 'reopen failed', problems: [] };
   const note = (p: string) => {
     if (out.problems.length < 50) out.problems.push(p);
   };
   let store: MessageStore;
   try {
-    store = await MessageStore.open({ dir, sync: { mode: 'always' }, maxMessageBytes: CRASH_MAX_BYTES, ...crashStoreOptions(retainMib) });
+    store = await MessageStore.open({ dir, maxMessageBytes: CRASH_MAX_BYTES, ...crashStoreOptions(o) });
   } catch (err) {
     // Nothing acknowledged can be read back: all of it is lost, and the store is damaged.
     for (const q of acked.values()) out.lost += q.size;
@@ -286,7 +294,7 @@ async function verifyStore(dir: string, acked: AckMap, retainMib: number | null)
     }
     const known = new Set<string>(CRASH_TOPICS);
     for (const info of store.queues()) {
-      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || (retainMib === null && info.startOffset !== 0)) {
+      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || (o.retainMib === null && info.startOffset !== 0)) {
         out.corrupt++;
         note(`unexpected queue ${info.topic}/${info.queueId} start ${info.startOffset} end ${info.endOffset}`);
       }
@@ -311,7 +319,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.problems.push(...child.duplicateAcks);
       if (child.failure) report.failures.push(child.failure);
       const verifyStarted = Date.now();
-      const v = await verifyStore(dir, acked, o.retainMib);
+      const v = await verifyStore(dir, acked, o);
       const verifyMs = Date.now() - verifyStarted;
       // Each iteration re-checks everything acknowledged so far; count each loss once, at its last check.
       report.lost = v.lost;
@@ -342,6 +350,8 @@ function usage(): string {
     `  --producers N   concurrent producers in the child (default ${CRASH_PRODUCERS})`,
     `  --retain-mib N  run the store with retention (maxTotalBytes N MiB, ${CRASH_RETENTION_SEGMENT_BYTES / 1024 / 1024} MiB segments, recycled);`,
     '                  acknowledged records retention deleted are counted apart, not as lost',
+    '  --sync-interval-ms N  run the store with sync \'interval\' (N ms) instead of \'always\'; a kill -9',
+    '                  still may lose nothing acknowledged (the writes reached the OS)',
     '  --dir PATH      store directory to use (default: a new temp dir, deleted afterwards)',
     '  --keep          keep the temp store directory (to inspect a failure)',
     '  --json          progress on stderr; last stdout line {"iterations","acknowledged","lost","corrupt"}',
@@ -376,11 +386,13 @@ async function main(argv: string[]): Promise<number> {
     keep: argv.includes('--keep'),
     producers: int('producers', CRASH_PRODUCERS),
     retainMib: value('retain-mib') === undefined ? null : int('retain-mib', 1),
+    syncIntervalMs: value('sync-interval-ms') === undefined ? null : int('sync-interval-ms', 1),
     log: (line) => out.write(`[crash] ${line}\n`),
   };
   options.log(
     `seed ${seed} (rerun with --seed ${seed}), ${options.iterations} iterations, ${options.producers} producers` +
-      (options.retainMib === null ? '' : `, retention ${options.retainMib} MiB`),
+      (options.retainMib === null ? '' : `, retention ${options.retainMib} MiB`) +
+      (options.syncIntervalMs === null ? '' : `, sync 'interval' every ${options.syncIntervalMs} ms`),
   );
   const r = await runCrashHarness(options);
   for (const p of r.problems.slice(0, 50)) options.log(`problem: ${p}`);
