@@ -19,6 +19,8 @@ import {
   CRASH_FULL_CHECKPOINT_EVERY,
   CRASH_HEADER_BYTES,
   CRASH_MAGIC,
+  CRASH_LARGE_MAX_BYTES,
+  CRASH_LARGE_MIN_BYTES,
   CRASH_MAX_BYTES,
   CRASH_MIN_BYTES,
   CRASH_QUEUES_PER_TOPIC,
@@ -36,6 +38,8 @@ interface ChildArgs {
   retainBytes: number;
   /** sync 'interval' with this period; 0 (or absent): sync 'always'. */
   syncIntervalMs: number;
+  /** Percent of records drawn from CRASH_LARGE_MIN_BYTES..CRASH_LARGE_MAX_BYTES. */
+  largePercent: number;
 }
 
 function parseArgs(argv: string[]): ChildArgs {
@@ -52,16 +56,17 @@ function parseArgs(argv: string[]): ChildArgs {
     segmentBytes: Number(get('segment-bytes')),
     retainBytes: argv.includes('--retain-bytes') ? Number(get('retain-bytes')) : 0,
     syncIntervalMs: argv.includes('--sync-interval-ms') ? Number(get('sync-interval-ms')) : 0,
+    largePercent: argv.includes('--large-percent') ? Number(get('large-percent')) : 0,
   };
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const pool = randomPool(args.seed, 4 * 1024 * 1024);
+  const pool = randomPool(args.seed, 2 * CRASH_LARGE_MAX_BYTES);
   const store = await MessageStore.open({
     dir: args.dir,
     sync: args.syncIntervalMs > 0 ? { mode: 'interval', intervalMs: args.syncIntervalMs } : { mode: 'always' },
-    maxMessageBytes: CRASH_MAX_BYTES,
+    maxMessageBytes: args.largePercent > 0 ? CRASH_LARGE_MAX_BYTES : CRASH_MAX_BYTES,
     segmentBytes: args.segmentBytes,
     ...(args.retainBytes > 0 ? { retention: { maxTotalBytes: args.retainBytes } } : {}),
   });
@@ -71,9 +76,10 @@ async function main(): Promise<void> {
     for (let seq = 0; ; seq++) {
       const topic = rng.int(0, CRASH_TOPICS.length - 1);
       const queueId = rng.int(0, CRASH_QUEUES_PER_TOPIC - 1);
-      const size = rng.int(CRASH_MIN_BYTES, CRASH_MAX_BYTES);
+      const large = args.largePercent > 0 && rng.int(1, 100) <= args.largePercent;
+      const size = large ? rng.int(CRASH_LARGE_MIN_BYTES, CRASH_LARGE_MAX_BYTES) : rng.int(CRASH_MIN_BYTES, CRASH_MAX_BYTES);
       const data = Buffer.allocUnsafe(size);
-      const start = rng.int(0, pool.length - CRASH_MAX_BYTES);
+      const start = rng.int(0, pool.length - size);
       pool.copy(data, CRASH_HEADER_BYTES, start, start + size - CRASH_HEADER_BYTES);
       data.writeUInt32LE(CRASH_MAGIC, 0);
       data.writeUInt32LE(size, 4);

@@ -38,6 +38,13 @@ export const CRASH_HEADER_BYTES = 24;
 export const CRASH_MIN_BYTES = 100;
 export const CRASH_MAX_BYTES = 17 * 1024;
 /**
+ * With --large-percent: that share of records is drawn from this range instead, past the write
+ * chunk and the flush cap (1 MiB each) and the native writer's kept staging buffer (2 MiB), so
+ * kills land inside flushes that take a chunk of their own and span several device writes.
+ */
+export const CRASH_LARGE_MIN_BYTES = 512 * 1024;
+export const CRASH_LARGE_MAX_BYTES = 2560 * 1024;
+/**
  * Small segments so that a few iterations cross segment boundaries and kills land during
  * segment roll-over too, not only inside one file.
  */
@@ -102,6 +109,8 @@ export interface CrashHarnessOptions {
    * page cache), or null for 'always'. A kill -9 is a process crash: nothing acknowledged may be lost.
    */
   syncIntervalMs: number | null;
+  /** Percent (0-100) of records drawn from CRASH_LARGE_MIN_BYTES..CRASH_LARGE_MAX_BYTES. */
+  largePercent: number;
   /** Progress lines (one per iteration). */
   log: (line: string) => void;
 }
@@ -133,10 +142,13 @@ interface ChildOutcome {
 }
 
 /** The store options the child and the checking reopen share. */
-export function crashStoreOptions(o: Pick<CrashHarnessOptions, 'retainMib' | 'syncIntervalMs'>): Pick<StoreOptions, 'segmentBytes' | 'retention' | 'sync'> {
+export function crashStoreOptions(
+  o: Pick<CrashHarnessOptions, 'retainMib' | 'syncIntervalMs' | 'largePercent'>,
+): Pick<StoreOptions, 'segmentBytes' | 'retention' | 'sync' | 'maxMessageBytes'> {
   const sync: SyncPolicy = o.syncIntervalMs === null ? { mode: 'always' } : { mode: 'interval', intervalMs: o.syncIntervalMs };
-  if (o.retainMib === null) return { segmentBytes: CRASH_SEGMENT_BYTES, sync };
-  return { segmentBytes: CRASH_RETENTION_SEGMENT_BYTES, retention: { maxTotalBytes: o.retainMib * 1024 * 1024 }, sync };
+  const maxMessageBytes = o.largePercent > 0 ? CRASH_LARGE_MAX_BYTES : CRASH_MAX_BYTES;
+  if (o.retainMib === null) return { segmentBytes: CRASH_SEGMENT_BYTES, sync, maxMessageBytes };
+  return { segmentBytes: CRASH_RETENTION_SEGMENT_BYTES, retention: { maxTotalBytes: o.retainMib * 1024 * 1024 }, sync, maxMessageBytes };
 }
 
 function childPath(): string {
@@ -153,7 +165,8 @@ async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, 
     process.execPath,
     [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
       '--producers', String(o.producers), '--segment-bytes', String(store.segmentBytes),
-      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0), '--sync-interval-ms', String(o.syncIntervalMs ?? 0)],
+      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0), '--sync-interval-ms', String(o.syncIntervalMs ?? 0),
+      '--large-percent', String(o.largePercent)],
     { stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stderr = '';
@@ -231,7 +244,7 @@ async function verifyStore(dir: string, acked: AckMap, o: CrashHarnessOptions): 
   };
   let store: MessageStore;
   try {
-    store = await MessageStore.open({ dir, maxMessageBytes: CRASH_MAX_BYTES, ...crashStoreOptions(o) });
+    store = await MessageStore.open({ dir, ...crashStoreOptions(o) });
   } catch (err) {
     // Nothing acknowledged can be read back: all of it is lost, and the store is damaged.
     for (const q of acked.values()) out.lost += q.size;
@@ -352,6 +365,7 @@ function usage(): string {
     '                  acknowledged records retention deleted are counted apart, not as lost',
     '  --sync-interval-ms N  run the store with sync \'interval\' (N ms) instead of \'always\'; a kill -9',
     '                  still may lose nothing acknowledged (the writes reached the OS)',
+    `  --large-percent N  that percent of records ${CRASH_LARGE_MIN_BYTES / 1024}-${CRASH_LARGE_MAX_BYTES / 1024} KiB (past the write chunk and flush cap)`,
     '  --dir PATH      store directory to use (default: a new temp dir, deleted afterwards)',
     '  --keep          keep the temp store directory (to inspect a failure)',
     '  --json          progress on stderr; last stdout line {"iterations","acknowledged","lost","corrupt"}',
@@ -387,12 +401,14 @@ async function main(argv: string[]): Promise<number> {
     producers: int('producers', CRASH_PRODUCERS),
     retainMib: value('retain-mib') === undefined ? null : int('retain-mib', 1),
     syncIntervalMs: value('sync-interval-ms') === undefined ? null : int('sync-interval-ms', 1),
+    largePercent: value('large-percent') === undefined ? 0 : int('large-percent', 1),
     log: (line) => out.write(`[crash] ${line}\n`),
   };
   options.log(
     `seed ${seed} (rerun with --seed ${seed}), ${options.iterations} iterations, ${options.producers} producers` +
       (options.retainMib === null ? '' : `, retention ${options.retainMib} MiB`) +
-      (options.syncIntervalMs === null ? '' : `, sync 'interval' every ${options.syncIntervalMs} ms`),
+      (options.syncIntervalMs === null ? '' : `, sync 'interval' every ${options.syncIntervalMs} ms`) +
+      (options.largePercent === 0 ? '' : `, ${options.largePercent} % large records`),
   );
   const r = await runCrashHarness(options);
   for (const p of r.problems.slice(0, 50)) options.log(`problem: ${p}`);

@@ -19,6 +19,10 @@ const RETAIN_MIB = 16;
 const INTERVAL_ITERATIONS = 12;
 const SYNC_INTERVAL_MS = 20;
 
+/** The large-record run: 3 % of records 0.5-2.5 MiB, past the write chunk and the flush cap. */
+const LARGE_ITERATIONS = 12;
+const LARGE_PERCENT = 3;
+
 test('acknowledged appends survive kill -9 at random moments, recovery after recovery', { timeout: 600_000 }, async () => {
   await runHarness(['--iterations', String(ITERATIONS)], ITERATIONS);
 });
@@ -29,6 +33,10 @@ test('with retention and recycled segments: acknowledged appends survive kill -9
 
 test("with sync 'interval': a process crash loses nothing acknowledged either (the writes reached the OS)", { timeout: 600_000 }, async () => {
   await runHarness(['--iterations', String(INTERVAL_ITERATIONS), '--sync-interval-ms', String(SYNC_INTERVAL_MS)], INTERVAL_ITERATIONS);
+});
+
+test('with large records (past the write chunk and the flush cap): acknowledged appends survive kill -9', { timeout: 600_000 }, async () => {
+  await runHarness(['--iterations', String(LARGE_ITERATIONS), '--large-percent', String(LARGE_PERCENT)], LARGE_ITERATIONS);
 });
 
 async function runHarness(args: string[], iterations: number): Promise<void> {
