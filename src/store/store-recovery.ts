@@ -199,14 +199,16 @@ async function recoverWith(
         }
         seg.size = keep;
         cutFrom = k + 1;
-      } else if (k === found.length - 1 && staleTail) {
-        seg.recycled = true;
       }
     } finally {
       await file.close();
     }
     if (cutFrom >= 0) break;
   }
+  // The CLEAN marker's log end fell short of the last file: a recycled file's previous life lies
+  // past its data, whether or not the scan read that segment (a checkpoint at close covers it),
+  // and rolling past it must cut it (group-commit.ts) or a crash after that reads it as a torn tail.
+  if (staleTail && cutFrom < 0 && lastFound !== undefined) lastFound.recycled = true;
   // A torn tail that began in an earlier segment: the later ones hold only unacknowledged data.
   if (cutFrom >= 0) {
     for (const seg of found.splice(cutFrom)) {

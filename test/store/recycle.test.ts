@@ -431,3 +431,42 @@ test('recovery: bit rot in a large last segment, more than the unflushed window 
     await closeAndRemove(s, dir, copies);
   }
 });
+
+test('recycleSegments: a recycled active segment closed cleanly is still known as recycled after reopen: rolling past it cuts its previous life, so a crash then keeps every acknowledged record', async () => {
+  const dir = tempDir();
+  const copies: string[] = [];
+  // Through the page cache: a direct write's zero padding to 4 KiB would hide part of the stale bytes.
+  const first = await MessageStore.open({ ...opts(dir), directWrites: false });
+  try {
+    await rollIntoRecycled(first);
+    await appendMany(first, 250);
+  } finally {
+    await first.close();
+  }
+  assert.ok(lastSegment(dir).fileBytes >= SEGMENT_BYTES - 2 * MAX_RECORD_BYTES, 'the clean close kept the recycled file whole');
+  // The second run deletes nothing at its roll-over (no size bound), so no checkpoint hides the
+  // sealed segment's end from recovery.
+  const { retention: _bound, ...unbounded } = opts(dir);
+  const s = await MessageStore.open({ ...unbounded, directWrites: false });
+  try {
+    const rolledFrom = lastSegment(dir).start;
+    for (let rounds = 0; lastSegment(dir).start === rolledFrom && rounds < 200; rounds++) await appendMany(s, 100);
+    assert.notEqual(lastSegment(dir).start, rolledFrom, 'the log rolled past the recycled segment');
+    await appendMany(s, 100);
+    const acked = new Map(s.queues('t').map((q) => [q.queueId, q.endOffset]));
+    const copy = crashSnapshot(dir);
+    copies.push(copy);
+    const scan = await scanStore(copy);
+    assert.deepEqual(scan.damage.filter((d) => d.kind === 'middle'), [], 'no previous life left behind the sealed segment\'s data');
+    const re = await MessageStore.open({ ...unbounded, dir: copy, directWrites: false });
+    try {
+      assert.equal(re.recovery.damagedOffsets, 0);
+      for (const q of re.queues('t')) assert.equal(q.endOffset, acked.get(q.queueId), `t/${q.queueId} ends where the acknowledged appends did`);
+      await checkAll(re);
+    } finally {
+      await re.close();
+    }
+  } finally {
+    await closeAndRemove(s, dir, copies);
+  }
+});
