@@ -210,12 +210,26 @@ const MIN_CHUNK_BYTES = HEADER_BYTES + QUEUE_HEADER_BYTES;
 /**
  * Encodes the index entries that start below `logPosition` (what is durable) as a full
  * checkpoint, a chunk of at most `chunkBytes` at a time (entries never straddle two chunks).
- * The header's CRC field is 0 in the first chunk; the return value has the CRC.
+ * The header's CRC field is 0 in the first chunk; the return value has the CRC. Queues of topics
+ * with ids from `topicCount` on (not yet durable in the dictionary) are left out: they can hold
+ * nothing below `logPosition`, since a record is written only once its topic is durable.
  */
 export function* checkpointChunks(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number, chunkBytes = CHECKPOINT_CHUNK_BYTES): CheckpointChunks {
   invariant(Number.isSafeInteger(chunkBytes) && chunkBytes >= MIN_CHUNK_BYTES, `a checkpoint chunk holds at least ${MIN_CHUNK_BYTES} bytes`);
   const slice = new Slice();
   const queues = index.queueCount;
+  let pendingRows = 0;
+  for (let row = 0; row < queues; row++) {
+    const q = index.queueAt(row);
+    if (index.topicIdOf(q) >= topicCount) {
+      invariant(index.countBelow(q, logPosition) === index.startOf(q), 'a queue of a topic not yet durable holds nothing below the checkpoint');
+      pendingRows++;
+    }
+    if (slice.spend(1)) {
+      yield null;
+      slice.restart();
+    }
+  }
   const buf = allocLarge(chunkBytes);
   const out = viewOf(buf);
   out.setUint32(0, CHECKPOINT_MAGIC, true);
@@ -225,7 +239,7 @@ export function* checkpointChunks(index: QueueIndex, logPosition: number, topicC
   setU64(out, 16, logPosition);
   setU64(out, 24, nowMs);
   out.setUint32(32, topicCount, true);
-  out.setUint32(36, queues, true);
+  out.setUint32(36, queues - pendingRows, true);
   let at = HEADER_BYTES;
   // The CRC covers the header's second half, then every chunk whole.
   let crcFrom = CHECKPOINT_CRC_FROM;
@@ -243,6 +257,7 @@ export function* checkpointChunks(index: QueueIndex, logPosition: number, topicC
   }
   for (let row = 0; row < queues; row++) {
     const q = index.queueAt(row);
+    if (index.topicIdOf(q) >= topicCount) continue;
     const start = index.startOf(q);
     const end = index.countBelow(q, logPosition);
     sized += QUEUE_HEADER_BYTES + (end - start) * ENTRY_BYTES;

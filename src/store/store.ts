@@ -186,9 +186,23 @@ export class MessageStore implements MessageStoreApi {
     return q === undefined ? 0 : this.index.endOf(q);
   }
 
+  /**
+   * Topics that hold or held a record, in the order they were first written. A topic whose first
+   * appends are in flight, or were rejected (ENOSPC, say), is not listed: a rejected append changes
+   * nothing (its dictionary entry may be written later all the same, and then costs a few bytes).
+   */
   topics(): string[] {
     if (this.closed) throw new StoreClosedError();
-    return [...this.dict.allNames()];
+    const names = this.dict.allNames();
+    const held = new Uint8Array(this.dict.durableSize);
+    const index = this.index;
+    for (const q of index.all()) {
+      const topicId = index.topicIdOf(q);
+      if (topicId < held.length && index.endOf(q) > 0) held[topicId] = 1;
+    }
+    const out: string[] = [];
+    for (let id = 0; id < held.length; id++) if (held[id] === 1) out.push(names[id]);
+    return out;
   }
 
   queues(topic?: string): QueueInfo[] {
@@ -198,9 +212,13 @@ export class MessageStore implements MessageStoreApi {
     if (topic !== undefined && only === undefined) return [];
     const out: QueueInfo[] = [];
     const index = this.index;
+    const durableTopics = this.dict.durableSize;
     for (const q of index.all()) {
       const topicId = index.topicIdOf(q);
       if (only !== undefined && topicId !== only) continue;
+      // As topics(): a queue that never held a record (its first appends were rejected and rolled
+      // back, or are in flight to a topic not yet durable) is not listed.
+      if (topicId >= durableTopics || index.endOf(q) === 0) continue;
       out.push({
         topic: this.dict.name(topicId) as string,
         queueId: index.queueIdOf(q),
@@ -221,7 +239,7 @@ export class MessageStore implements MessageStoreApi {
       bytesRead: this.counters.bytesRead,
       messagesRead: this.counters.messagesRead,
       segments: this.segments.list.length,
-      topics: this.dict.size,
+      topics: this.dict.durableSize,
       queues: this.index.queueCount,
       syncs: gc.syncs,
       directWrites: this.o.directWrites && this.io.directWrites === true && this.o.sync.mode === 'always',
@@ -336,7 +354,8 @@ export class MessageStore implements MessageStoreApi {
       this.deltaBytes += data.length;
       this.checkpointCounts.deltas++;
     } else {
-      const chunks = checkpointChunks(this.index, position, this.dict.size, this.io.now());
+      // Only topics the dictionary holds durably: recovery rejects a checkpoint naming others.
+      const chunks = checkpointChunks(this.index, position, this.dict.durableSize, this.io.now());
       const bytes = await writeCheckpointFile(this.io, this.o.dir, chunks, sliced, changed);
       if (bytes === null) return false;
       await truncateDeltaFile(this.io, this.o.dir, 0);

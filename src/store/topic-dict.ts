@@ -16,6 +16,8 @@ export class TopicDict {
   /** Entries assigned but not yet durable, in id order. */
   private pending: Buffer[] = [];
   private durableBytes: number;
+  /** Names whose entries are durable: ids below this (ids are assigned, and made durable, in order). */
+  private durableNames: number;
   private syncing: Promise<void> | null = null;
 
   private constructor(
@@ -25,6 +27,7 @@ export class TopicDict {
   ) {
     for (const n of names) this.add(n);
     this.durableBytes = validBytes;
+    this.durableNames = names.length;
   }
 
   /** Opens (or creates) the dictionary; a torn or corrupt tail is cut off. */
@@ -70,6 +73,14 @@ export class TopicDict {
     return this.names.length;
   }
 
+  /**
+   * Topics whose dictionary entries are durable (ids 0..durableSize-1); `size` also counts those
+   * assigned since and not yet written (their entry's write may have failed: ENOSPC).
+   */
+  get durableSize(): number {
+    return this.durableNames;
+  }
+
   allNames(): readonly string[] {
     return this.names;
   }
@@ -103,6 +114,7 @@ export class TopicDict {
         await this.file.writev(batch, this.durableBytes);
         await this.file.datasync();
         this.durableBytes += bytes;
+        this.durableNames += batch.length;
       } catch (err) {
         this.pending = batch.concat(this.pending);
         await this.file.truncate(this.durableBytes).catch(() => undefined);

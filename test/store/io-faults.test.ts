@@ -139,6 +139,44 @@ test('io faults: a failed topic-dictionary write rejects the appends naming the 
   }
 });
 
+test('io faults: a rejected append to a new topic lists nothing, and a full checkpoint taken meanwhile names only durable topics, so the reopen uses it (a queue retention emptied keeps its end)', async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const opts = { segmentBytes: 16 * 1024, maxMessageBytes: 1024, retention: { maxTotalBytes: 48 * 1024 } };
+  const s = await MessageStore.open({ dir, io, ...opts });
+  try {
+    for (let i = 0; i < 5; i++) await s.append('x', 0, payload('x', 0, i, 100));
+    // Retention deletes every record of x: only the checkpoints remember where x ends.
+    for (let n = 0; s.queues('x')[0].startOffset < 5 && n < 5000; n++) await s.append('f', 0, Buffer.alloc(900));
+    assert.deepEqual(s.queues('x').map((q) => [q.startOffset, q.endOffset]), [[5, 5]]);
+    const topicsBefore = s.topics();
+    const queuesBefore = s.queues();
+    const statsTopics = s.stats().topics;
+    io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '.seg' });
+    await assert.rejects(s.append('x', 7, Buffer.from('hello')), isNoSpace);
+    io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: 'topics.dict' });
+    await assert.rejects(s.append('new-topic', 0, Buffer.from('hello')), isNoSpace);
+    // The rejected appends changed nothing a caller sees (new-topic's entry waits to be retried).
+    assert.deepEqual(s.topics(), topicsBefore);
+    assert.deepEqual(s.queues(), queuesBefore);
+    assert.deepEqual(s.queues('new-topic'), []);
+    assert.equal(s.stats().topics, statsTopics);
+    await s.checkpoint({ full: true });
+  } finally {
+    await s.close();
+  }
+  const again = await MessageStore.open({ dir, ...opts });
+  try {
+    assert.equal(again.recovery.checkpoint.used, true, again.recovery.checkpoint.reason);
+    assert.equal(again.endOffset('x', 0), 5);
+    assert.equal(await again.append('x', 0, Buffer.from('next')), 5, 'no offset of x is handed out twice');
+    assert.deepEqual(again.topics().sort(), ['f', 'x']);
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});
+
 test('io faults: an I/O error during open rejects typed, releases the lock, and a later open works', async () => {
   const dir = tempDir();
   const first = await MessageStore.open({ dir });
