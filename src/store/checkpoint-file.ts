@@ -88,9 +88,17 @@ export async function loadCheckpointFile(io: StoreIo, dir: string, index: QueueI
  * Streams a full checkpoint into a temporary file, puts its CRC in the header, syncs it and
  * renames it over the old one: a crash at any point leaves the old checkpoint or the new one.
  * Returns the new file's size, or null when `changed()` voided it (the old one stays; the
- * temporary file is emptied rather than left at its partial size).
+ * temporary file is emptied rather than left at its partial size). `renamed` is called as soon
+ * as the rename returns: from then on the file in place may be the new one even if this rejects.
  */
-export async function writeCheckpointFile(io: StoreIo, dir: string, chunks: CheckpointChunks, sliced: boolean, changed: () => boolean): Promise<number | null> {
+export async function writeCheckpointFile(
+  io: StoreIo,
+  dir: string,
+  chunks: CheckpointChunks,
+  sliced: boolean,
+  changed: () => boolean,
+  renamed: () => void = () => {},
+): Promise<number | null> {
   const tmp = join(dir, CHECKPOINT_TMP_FILE);
   const f = await io.open(tmp, 'create');
   let end: CheckpointEnd | null;
@@ -116,6 +124,7 @@ export async function writeCheckpointFile(io: StoreIo, dir: string, chunks: Chec
   }
   if (end === null) return null;
   await io.rename(tmp, join(dir, CHECKPOINT_FILE));
+  renamed();
   await io.syncDir(dir);
   return end.bytes;
 }

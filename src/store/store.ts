@@ -356,7 +356,11 @@ export class MessageStore implements MessageStoreApi {
     } else {
       // Only topics the dictionary holds durably: recovery rejects a checkpoint naming others.
       const chunks = checkpointChunks(this.index, position, this.dict.durableSize, this.io.now());
-      const bytes = await writeCheckpointFile(this.io, this.o.dir, chunks, sliced, changed);
+      // Once the new file is in place the delta chain no longer follows the checkpoint on disk (or
+      // does, if the directory entry is not durable yet): were the directory sync or the delta
+      // file's truncation to fail, a delta appended to that chain would be dropped on reopen.
+      // Until a full checkpoint completes, the next one is full too.
+      const bytes = await writeCheckpointFile(this.io, this.o.dir, chunks, sliced, changed, () => (this.fullCheckpointBytes = 0));
       if (bytes === null) return false;
       await truncateDeltaFile(this.io, this.o.dir, 0);
       this.fullCheckpointBytes = bytes;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { MessageStore, StoreIoError, StoreNoSpaceError, verifyStore } from '../../src/store/index.js';
-import { FaultyIo, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const isNoSpace = (e: unknown): boolean => e instanceof StoreNoSpaceError && e.code === 'CIRRUS_STORE_NO_SPACE';
 const isIo = (e: unknown): boolean => e instanceof StoreIoError && e.code === 'CIRRUS_STORE_IO';
@@ -176,6 +176,52 @@ test('io faults: a rejected append to a new topic lists nothing, and a full chec
     removeDir(dir);
   }
 });
+
+// A full checkpoint is renamed into place before the delta file is emptied: that last step
+// failing must not leave later deltas chained to the old checkpoint (recovery would drop them,
+// and with them the ends of queues whose records retention deleted on their strength).
+for (const op of ['truncate', 'datasync', 'open'] as const) {
+  test(`io faults: a full checkpoint whose delta file cannot be emptied (${op} fails) rejects, and the checkpoints after it still cover what retention deletes, after a crash and after a clean close`, async () => {
+    const dir = tempDir();
+    const io = new FaultyIo({ durableWrites: false });
+    const opts = { segmentBytes: 16 * 1024, maxMessageBytes: 1024, retention: { maxTotalBytes: 64 * 1024 }, recycleSegments: false };
+    const s = await MessageStore.open({ dir, io, ...opts });
+    const copies: string[] = [];
+    try {
+      // Many queues, so the full checkpoint is larger than the deltas and the next one is a delta.
+      for (let i = 0; i < 300; i++) await s.append('f', i % 50, Buffer.alloc(10));
+      for (let i = 0; i < 3; i++) await s.append('x', 0, payload('x', 0, i, 100));
+      await s.checkpoint({ full: true });
+      await s.append('y', 0, Buffer.alloc(10));
+      await s.checkpoint();
+      for (let i = 3; i < 6; i++) await s.append('x', 0, payload('x', 0, i, 100));
+      io.inject({ op, code: 'EIO', pathIncludes: 'index.delta' });
+      await assert.rejects(s.checkpoint({ full: true }), isIo);
+      for (let i = 6; i < 9; i++) await s.append('x', 0, payload('x', 0, i, 100));
+      // Retention deletes every segment holding x's records; only the checkpoints keep its end.
+      for (let n = 0; s.queues('x')[0].startOffset < 9 && n < 5000; n++) await s.append('f', 0, Buffer.alloc(900));
+      assert.deepEqual(s.queues('x').map((q) => [q.startOffset, q.endOffset]), [[9, 9]]);
+      copies.push(crashSnapshot(dir));
+    } finally {
+      await s.close();
+    }
+    try {
+      for (const at of [copies[0], dir]) {
+        const again = await MessageStore.open({ dir: at, ...opts });
+        try {
+          assert.equal(again.recovery.checkpoint.used, true, again.recovery.checkpoint.reason);
+          assert.equal(again.endOffset('x', 0), 9, `${at === dir ? 'clean close' : 'crash'}: x keeps its end`);
+          assert.equal(await again.append('x', 0, Buffer.from('next')), 9, 'no offset of x is handed out twice');
+        } finally {
+          await again.close();
+        }
+      }
+    } finally {
+      removeDir(dir);
+      for (const c of copies) removeDir(c);
+    }
+  });
+}
 
 test('io faults: an I/O error during open rejects typed, releases the lock, and a later open works', async () => {
   const dir = tempDir();
