@@ -110,7 +110,9 @@ export class MessageStore implements MessageStoreApi {
       if (o.retention) await store.applyRetention();
       return store;
     } catch (err) {
-      store?.bufferPool.release();
+      // The store was built (its retention timer and a checkpoint may be running): stop it whole,
+      // or it would go on deleting segments under the next store opened in this directory.
+      if (store !== undefined) await store.abandon();
       await lock.release();
       if (err instanceof StoreError) throw err;
       throw new StoreIoError(`opening the store in ${o.dir} failed: ${err instanceof Error ? err.message : String(err)}`, err);
@@ -434,6 +436,23 @@ export class MessageStore implements MessageStoreApi {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * A failed open's teardown: stops the timer and the group commit, waits for what runs (a
+   * checkpoint, retention), closes every file; writes no checkpoint or clean marker, and leaves
+   * the lock to open(). Errors are not reported: open() rejects with the one that stopped it.
+   */
+  private async abandon(): Promise<void> {
+    this.closed = true;
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    this.gc.stop();
+    if (this.retaining) await this.retaining.catch(() => undefined);
+    if (this.checkpointing) await this.checkpointing;
+    await this.fast?.close().catch(() => undefined);
+    await this.segments.closeAll().catch(() => undefined);
+    await this.dict.close().catch(() => undefined);
+    this.bufferPool.release();
   }
 
   /** Flushes and syncs what is pending, writes a checkpoint and the clean marker, releases the lock. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { MessageStore, StoreIoError, StoreNoSpaceError, verifyStore } from '../../src/store/index.js';
 import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
@@ -234,6 +234,44 @@ test('io faults: an I/O error during open rejects typed, releases the lock, and 
   const again = await MessageStore.open({ dir });
   try {
     assert.deepEqual(await again.getRange('t', 0, 0, 1), [Buffer.from('kept')]);
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});
+
+test('io faults: an open that fails after recovery (its retention pass cannot move a segment to the spare) leaves nothing running: no file of the store stays open, and a later open works', async () => {
+  const dir = tempDir();
+  const opts = { segmentBytes: 16 * 1024, maxMessageBytes: 1024 };
+  const first = await MessageStore.open({ dir, ...opts });
+  for (let i = 0; i < 200; i++) await first.append('x', i % 4, Buffer.alloc(500));
+  await first.close();
+  class SpareRenameFails extends FaultyIo {
+    override rename(from: string, to: string): Promise<void> {
+      if (to.endsWith('segment.spare')) return Promise.reject(Object.assign(new Error('EIO: injected rename failure'), { code: 'EIO' }));
+      return super.rename(from, to);
+    }
+  }
+  // What this process holds open inside the store directory (Linux: /proc/self/fd).
+  const held = (): string[] =>
+    readdirSync('/proc/self/fd')
+      .map((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`);
+        } catch {
+          return '';
+        }
+      })
+      .filter((p) => p.startsWith(dir + '/'));
+  assert.deepEqual(held(), []);
+  await assert.rejects(MessageStore.open({ dir, io: new SpareRenameFails(), ...opts, retention: { maxTotalBytes: 40 * 1024 } }), isIo);
+  // Before, the half-opened store kept its segment and dictionary files, and its retention timer,
+  // which went on deleting segments under the next store opened here.
+  assert.deepEqual(held(), [], 'the failed open closed every file it opened');
+  const again = await MessageStore.open({ dir, ...opts });
+  try {
+    assert.equal(again.endOffset('x', 0), 50);
+    assert.equal((await again.getRange('x', 0, 0, 100)).length, 50);
   } finally {
     await again.close();
     removeDir(dir);
