@@ -55,7 +55,7 @@ export function payload(topic: string, queueId: number, offset: number, size: nu
   return b;
 }
 
-export type FaultOp = 'writev' | 'datasync' | 'truncate' | 'open';
+export type FaultOp = 'writev' | 'datasync' | 'truncate' | 'open' | 'unlink';
 
 export type TraceEvent = 'writev' | 'read' | 'readBatch' | 'datasync-done' | 'rename' | 'readFile';
 
@@ -83,7 +83,7 @@ function errnoError(code: string, op: string): NodeJS.ErrnoException {
 export class FaultyIo implements StoreIo {
   private rules: (FaultRule & { left: number; passes: number })[] = [];
   /** Calls seen per op (matching or not), to assert the seam was used. */
-  readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0 };
+  readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0, unlink: 0 };
   /** When set, datasync waits for it (to hold appends unacknowledged). */
   datasyncGate: Promise<void> | null = null;
   /**
@@ -200,8 +200,13 @@ export class FaultyIo implements StoreIo {
   readonly nativeReads = nodeIo.nativeReads;
   readdir = nodeIo.readdir;
   mkdirp = nodeIo.mkdirp;
-  unlink = nodeIo.unlink;
   stat = nodeIo.stat;
+
+  unlink(path: string): Promise<void> {
+    const r = this.take('unlink', path);
+    if (r) return Promise.reject(errnoError(r.code, 'unlink'));
+    return nodeIo.unlink(path);
+  }
 
   rename(from: string, to: string): Promise<void> {
     this.trace?.('rename', to, 0);

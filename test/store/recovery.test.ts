@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { MessageStore, StoreCorruptError, nodeIo, verifyStore } from '../../src/store/index.js';
 import { DIRECT_WRITE_ALIGN_BYTES } from '../../src/store/constants.js';
-import { crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const SIZE = (i: number): number => 200 + ((i * 37) % 700);
 
@@ -222,6 +222,48 @@ test('recovery: a hole inside the unflushed window cuts the log there, later seg
     removeDir(dir);
   }
 });
+
+// Cutting a torn tail that began in an earlier segment removes the later segments first, then
+// cuts: a crash (here: a failed call stopping open) between the two steps must leave a log the
+// next open cuts the same way, never a cut segment with later ones behind a hole.
+for (const op of ['unlink', 'truncate'] as const) {
+  test(`recovery: a torn tail cut across segments, interrupted (${op} fails), is cut the same way by the next open`, async () => {
+    const dir = tempDir();
+    const opts = { segmentBytes: 64 * 1024, maxMessageBytes: 1024 };
+    const store = await MessageStore.open({ dir, ...opts });
+    for (let i = 0; i < 400; i++) await store.append('t', 0, payload('t', 0, i, 600));
+    await store.close();
+    rmSync(join(dir, 'index.ckpt'));
+    const segs = segmentFiles(dir);
+    assert.ok(segs.length >= 3);
+    // Zero records in the middle of the second-to-last segment, as an unfinished flush would.
+    const victim = segs[segs.length - 2];
+    const fd = openSync(victim, 'r+');
+    writeSync(fd, Buffer.alloc(636 * 3), 0, 636 * 3, 636 * 20);
+    closeSync(fd);
+    const kept = Math.floor((64 * 1024) / 636) * (segs.length - 2) + 20;
+    const io = new FaultyIo();
+    io.inject({ op, code: 'EIO', pathIncludes: '.seg' });
+    await assert.rejects(MessageStore.open({ dir, io, ...opts }), new RegExp(`injected failure of ${op}`));
+    const s = await MessageStore.open({ dir, ...opts });
+    try {
+      assert.ok(s.recovery.damage.length > 0 && s.recovery.damage.every((d) => d.kind === 'tail'), JSON.stringify(s.recovery.damage));
+      assert.equal(s.recovery.damagedOffsets, 0);
+      assert.equal(s.recovery.ignoredRecords, 0, 'no record behind the cut came back');
+      assert.equal(s.endOffset('t', 0), kept);
+      assert.equal(segmentFiles(dir).length, segs.length - 1, 'the segment after the cut is removed');
+      for (let o = 0; o < kept; o += 100) {
+        const got = await s.getRange('t', 0, o, 100);
+        assert.equal(got.length, Math.min(100, kept - o));
+        got.forEach((b, k) => assert.ok(b.equals(payload('t', 0, o + k, 600)), `offset ${o + k}`));
+      }
+      assert.equal(await s.append('t', 0, payload('t', 0, kept, 600)), kept);
+    } finally {
+      await s.close();
+      removeDir(dir);
+    }
+  });
+}
 
 test('recovery: a torn or corrupt topic dictionary tail is cut', async () => {
   const { dir, store } = await writeStore(3);
