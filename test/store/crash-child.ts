@@ -40,6 +40,10 @@ interface ChildArgs {
   syncIntervalMs: number;
   /** Percent of records drawn from CRASH_LARGE_MIN_BYTES..CRASH_LARGE_MAX_BYTES. */
   largePercent: number;
+  /** The store's directWrites option (--direct-writes on|off; on when absent). */
+  directWrites: boolean;
+  /** Its own checkpoints this often (--checkpoint-ms; CRASH_CHECKPOINT_INTERVAL_MS when absent, 0: none). */
+  checkpointMs: number;
 }
 
 function parseArgs(argv: string[]): ChildArgs {
@@ -57,6 +61,8 @@ function parseArgs(argv: string[]): ChildArgs {
     retainBytes: argv.includes('--retain-bytes') ? Number(get('retain-bytes')) : 0,
     syncIntervalMs: argv.includes('--sync-interval-ms') ? Number(get('sync-interval-ms')) : 0,
     largePercent: argv.includes('--large-percent') ? Number(get('large-percent')) : 0,
+    directWrites: argv.includes('--direct-writes') ? get('direct-writes') === 'on' : true,
+    checkpointMs: argv.includes('--checkpoint-ms') ? Number(get('checkpoint-ms')) : CRASH_CHECKPOINT_INTERVAL_MS,
   };
 }
 
@@ -68,6 +74,7 @@ async function main(): Promise<void> {
     sync: args.syncIntervalMs > 0 ? { mode: 'interval', intervalMs: args.syncIntervalMs } : { mode: 'always' },
     maxMessageBytes: args.largePercent > 0 ? CRASH_LARGE_MAX_BYTES : CRASH_MAX_BYTES,
     segmentBytes: args.segmentBytes,
+    directWrites: args.directWrites,
     ...(args.retainBytes > 0 ? { retention: { maxTotalBytes: args.retainBytes } } : {}),
   });
   process.stdout.write('R\n');
@@ -92,8 +99,9 @@ async function main(): Promise<void> {
     }
   };
   const checkpointer = async (): Promise<void> => {
+    if (args.checkpointMs === 0) return;
     for (let k = 1; ; k++) {
-      await new Promise((resolve) => setTimeout(resolve, CRASH_CHECKPOINT_INTERVAL_MS));
+      await new Promise((resolve) => setTimeout(resolve, args.checkpointMs));
       await store.checkpoint({ full: k % CRASH_FULL_CHECKPOINT_EVERY === 0 });
     }
   };

@@ -111,6 +111,12 @@ export interface CrashHarnessOptions {
   syncIntervalMs: number | null;
   /** Percent (0-100) of records drawn from CRASH_LARGE_MIN_BYTES..CRASH_LARGE_MAX_BYTES. */
   largePercent: number;
+  /**
+   * Each iteration draws its own shape (crashShape): retention on or off, direct writes or the
+   * page cache, sync 'always' or 'interval', over segments of one size, so that a store is
+   * reopened with other options than it was written with (as users change their configuration).
+   */
+  vary: boolean;
   /** Progress lines (one per iteration). */
   log: (line: string) => void;
 }
@@ -141,32 +147,76 @@ interface ChildOutcome {
   early: boolean;
 }
 
+/** What one iteration's child and the checking reopen run with. */
+export interface CrashShape {
+  retainMib: number | null;
+  syncIntervalMs: number | null;
+  largePercent: number;
+  directWrites: boolean;
+  /** Segments of CRASH_RETENTION_SEGMENT_BYTES with or without retention (--vary keeps one size). */
+  largeSegments: boolean;
+  /** The child's own checkpoints (every CRASH_CHECKPOINT_INTERVAL_MS); without, only the store's. */
+  checkpoints: boolean;
+}
+
+/** With --vary: the share of iterations with retention, with direct writes, and with sync 'interval'. */
+const VARY_RETENTION_SHARE = 0.5;
+const VARY_DIRECT_SHARE = 0.5;
+const VARY_INTERVAL_SHARE = 0.25;
+/** With --vary, the share of iterations whose child takes checkpoints of its own. */
+const VARY_CHECKPOINTS_SHARE = 0.5;
+/** With --vary, what retention keeps and how often sync 'interval' syncs, unless given. */
+const VARY_RETAIN_MIB = 16;
+const VARY_SYNC_INTERVAL_MS = 20;
+
+/** Iteration `i`'s shape: the options as given, or with --vary drawn from their own seeded sequence. */
+export function crashShape(o: CrashHarnessOptions, varyRng: Prng): CrashShape {
+  if (!o.vary) return { retainMib: o.retainMib, syncIntervalMs: o.syncIntervalMs, largePercent: o.largePercent, directWrites: true, largeSegments: false, checkpoints: true };
+  return {
+    retainMib: varyRng.next() < VARY_RETENTION_SHARE ? (o.retainMib ?? VARY_RETAIN_MIB) : null,
+    syncIntervalMs: varyRng.next() < VARY_INTERVAL_SHARE ? (o.syncIntervalMs ?? VARY_SYNC_INTERVAL_MS) : null,
+    largePercent: o.largePercent,
+    directWrites: varyRng.next() < VARY_DIRECT_SHARE,
+    largeSegments: true,
+    checkpoints: varyRng.next() < VARY_CHECKPOINTS_SHARE,
+  };
+}
+
+function describeShape(shape: CrashShape): string {
+  return [
+    shape.retainMib === null ? 'no retention' : `retention ${shape.retainMib} MiB`,
+    shape.syncIntervalMs === null ? 'sync always' : `sync interval ${shape.syncIntervalMs} ms`,
+    shape.directWrites ? 'direct writes' : 'page cache',
+    shape.checkpoints ? 'checkpoints' : 'no extra checkpoints',
+  ].join(', ');
+}
+
 /** The store options the child and the checking reopen share. */
-export function crashStoreOptions(
-  o: Pick<CrashHarnessOptions, 'retainMib' | 'syncIntervalMs' | 'largePercent'>,
-): Pick<StoreOptions, 'segmentBytes' | 'retention' | 'sync' | 'maxMessageBytes'> {
-  const sync: SyncPolicy = o.syncIntervalMs === null ? { mode: 'always' } : { mode: 'interval', intervalMs: o.syncIntervalMs };
-  const maxMessageBytes = o.largePercent > 0 ? CRASH_LARGE_MAX_BYTES : CRASH_MAX_BYTES;
-  if (o.retainMib === null) return { segmentBytes: CRASH_SEGMENT_BYTES, sync, maxMessageBytes };
-  return { segmentBytes: CRASH_RETENTION_SEGMENT_BYTES, retention: { maxTotalBytes: o.retainMib * 1024 * 1024 }, sync, maxMessageBytes };
+export function crashStoreOptions(shape: CrashShape): Pick<StoreOptions, 'segmentBytes' | 'retention' | 'sync' | 'maxMessageBytes' | 'directWrites'> {
+  const sync: SyncPolicy = shape.syncIntervalMs === null ? { mode: 'always' } : { mode: 'interval', intervalMs: shape.syncIntervalMs };
+  const maxMessageBytes = shape.largePercent > 0 ? CRASH_LARGE_MAX_BYTES : CRASH_MAX_BYTES;
+  const segmentBytes = shape.retainMib !== null || shape.largeSegments ? CRASH_RETENTION_SEGMENT_BYTES : CRASH_SEGMENT_BYTES;
+  const base = { segmentBytes, sync, maxMessageBytes, directWrites: shape.directWrites };
+  return shape.retainMib === null ? base : { ...base, retention: { maxTotalBytes: shape.retainMib * 1024 * 1024 } };
 }
 
 function childPath(): string {
   return fileURLToPath(new URL('./crash-child.js', import.meta.url));
 }
 
-async function runChild(dir: string, o: CrashHarnessOptions, iteration: number, rng: Prng, acked: AckMap): Promise<ChildOutcome> {
+async function runChild(dir: string, o: CrashHarnessOptions, shape: CrashShape, iteration: number, rng: Prng, acked: AckMap): Promise<ChildOutcome> {
   const early = rng.next() < EARLY_KILL_SHARE;
   const delay = early ? rng.int(0, EARLY_KILL_MAX_MS) : rng.int(KILL_AFTER_MIN_MS, KILL_AFTER_MAX_MS);
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
-  const store = crashStoreOptions(o);
+  const store = crashStoreOptions(shape);
   const child = spawn(
     process.execPath,
     [childPath(), '--dir', dir, '--seed', String(o.seed), '--iteration', String(iteration),
       '--producers', String(o.producers), '--segment-bytes', String(store.segmentBytes),
-      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0), '--sync-interval-ms', String(o.syncIntervalMs ?? 0),
-      '--large-percent', String(o.largePercent)],
+      '--retain-bytes', String(store.retention?.maxTotalBytes ?? 0), '--sync-interval-ms', String(shape.syncIntervalMs ?? 0),
+      '--large-percent', String(shape.largePercent), '--direct-writes', shape.directWrites ? 'on' : 'off',
+      '--checkpoint-ms', String(shape.checkpoints ? CRASH_CHECKPOINT_INTERVAL_MS : 0)],
     { stdio: ['ignore', 'pipe', 'pipe'], env },
   );
   let stderr = '';
@@ -237,14 +287,15 @@ interface VerifyOutcome {
 }
 
 /** Reopens the directory in this process and checks every queue against what was acknowledged. */
-async function verifyStore(dir: string, acked: AckMap, o: CrashHarnessOptions): Promise<VerifyOutcome> {
+/** `retained`: whether any run so far had retention (queues may then start past 0). */
+async function verifyStore(dir: string, acked: AckMap, shape: CrashShape, retained: boolean): Promise<VerifyOutcome> {
   const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, deleted: 0, spare: false, records: 0, reopenedFrom: 'reopen failed', problems: [] };
   const note = (p: string) => {
     if (out.problems.length < 50) out.problems.push(p);
   };
   let store: MessageStore;
   try {
-    store = await MessageStore.open({ dir, ...crashStoreOptions(o) });
+    store = await MessageStore.open({ dir, ...crashStoreOptions(shape) });
   } catch (err) {
     // Nothing acknowledged can be read back: all of it is lost, and the store is damaged.
     for (const q of acked.values()) out.lost += q.size;
@@ -307,7 +358,7 @@ async function verifyStore(dir: string, acked: AckMap, o: CrashHarnessOptions): 
     }
     const known = new Set<string>(CRASH_TOPICS);
     for (const info of store.queues()) {
-      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || (o.retainMib === null && info.startOffset !== 0)) {
+      if (!known.has(info.topic) || info.queueId >= CRASH_QUEUES_PER_TOPIC || (!retained && info.startOffset !== 0)) {
         out.corrupt++;
         note(`unexpected queue ${info.topic}/${info.queueId} start ${info.startOffset} end ${info.endOffset}`);
       }
@@ -321,18 +372,23 @@ async function verifyStore(dir: string, acked: AckMap, o: CrashHarnessOptions): 
 export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashReport> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'cirrus-crash-'));
   const rng = new Prng(o.seed);
+  // Its own sequence, so --vary leaves the kill moments of a seed as they were.
+  const varyRng = new Prng(o.seed ^ 0x5ea50ed);
+  let retained = false;
   const acked: AckMap = new Map();
   const report: CrashReport = { iterations: 0, acknowledged: 0, lost: 0, corrupt: 0, unacknowledgedWhole: 0, failures: [], problems: [] };
   try {
     for (let i = 0; i < o.iterations; i++) {
-      const child = await runChild(dir, o, i, rng, acked);
+      const shape = crashShape(o, varyRng);
+      retained ||= shape.retainMib !== null;
+      const child = await runChild(dir, o, shape, i, rng, acked);
       report.iterations++;
       report.acknowledged += child.acks;
       report.corrupt += child.duplicateAcks.length;
       report.problems.push(...child.duplicateAcks);
       if (child.failure) report.failures.push(child.failure);
       const verifyStarted = Date.now();
-      const v = await verifyStore(dir, acked, o);
+      const v = await verifyStore(dir, acked, shape, retained);
       const verifyMs = Date.now() - verifyStarted;
       // Each iteration re-checks everything acknowledged so far; count each loss once, at its last check.
       report.lost = v.lost;
@@ -340,10 +396,10 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.unacknowledgedWhole = v.unacknowledgedWhole;
       report.problems.push(...v.problems.map((p) => `iteration ${i}: ${p}`));
       o.log(
-        `iteration ${i + 1}/${o.iterations}: ${child.early ? 'early ' : ''}kill after ${child.killedAfterMs} ms, ` +
+        `iteration ${i + 1}/${o.iterations}${o.vary ? ` (${describeShape(shape)})` : ''}: ${child.early ? 'early ' : ''}kill after ${child.killedAfterMs} ms, ` +
           `${child.acks} acknowledged (total ${report.acknowledged}), reopened from ${v.reopenedFrom}, ${v.records} records checked in ${verifyMs} ms, ` +
           `lost ${v.lost}, corrupt ${v.corrupt}, whole unacknowledged ${v.unacknowledgedWhole}` +
-          (o.retainMib === null ? '' : `, deleted by retention ${v.deleted}${v.spare ? ', spare segment file waiting' : ''}`) +
+          (!retained ? '' : `, deleted by retention ${v.deleted}${v.spare ? ', spare segment file waiting' : ''}`) +
           (child.failure ? `, FAILURE: ${child.failure}` : ''),
       );
       if (v.corrupt > 0 || v.lost > 0 || child.failure) break;
@@ -357,7 +413,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
 
 function usage(): string {
   return [
-    'usage: node dist/test/store/crash-harness.js [--iterations N] [--seed N] [--producers N] [--retain-mib N] [--dir PATH] [--keep] [--json]',
+    'usage: node dist/test/store/crash-harness.js [--iterations N] [--seed N] [--producers N] [--retain-mib N] [--sync-interval-ms N] [--large-percent N] [--vary] [--dir PATH] [--keep] [--json]',
     '  --iterations N  kill points (default 20)',
     '  --seed N        seed of kill moments and record contents (default: time-based, printed)',
     `  --producers N   concurrent producers in the child (default ${CRASH_PRODUCERS})`,
@@ -366,6 +422,8 @@ function usage(): string {
     '  --sync-interval-ms N  run the store with sync \'interval\' (N ms) instead of \'always\'; a kill -9',
     '                  still may lose nothing acknowledged (the writes reached the OS)',
     `  --large-percent N  that percent of records ${CRASH_LARGE_MIN_BYTES / 1024}-${CRASH_LARGE_MAX_BYTES / 1024} KiB (past the write chunk and flush cap)`,
+    '  --vary          each iteration draws retention on/off, direct writes or the page cache, sync',
+    '                  always or interval (16 MiB segments throughout): reopens with other options',
     '  --dir PATH      store directory to use (default: a new temp dir, deleted afterwards)',
     '  --keep          keep the temp store directory (to inspect a failure)',
     '  --json          progress on stderr; last stdout line {"iterations","acknowledged","lost","corrupt"}',
@@ -402,13 +460,15 @@ async function main(argv: string[]): Promise<number> {
     retainMib: value('retain-mib') === undefined ? null : int('retain-mib', 1),
     syncIntervalMs: value('sync-interval-ms') === undefined ? null : int('sync-interval-ms', 1),
     largePercent: value('large-percent') === undefined ? 0 : int('large-percent', 1),
+    vary: argv.includes('--vary'),
     log: (line) => out.write(`[crash] ${line}\n`),
   };
   options.log(
     `seed ${seed} (rerun with --seed ${seed}), ${options.iterations} iterations, ${options.producers} producers` +
       (options.retainMib === null ? '' : `, retention ${options.retainMib} MiB`) +
       (options.syncIntervalMs === null ? '' : `, sync 'interval' every ${options.syncIntervalMs} ms`) +
-      (options.largePercent === 0 ? '' : `, ${options.largePercent} % large records`),
+      (options.largePercent === 0 ? '' : `, ${options.largePercent} % large records`) +
+      (options.vary ? ', options varied per iteration' : ''),
   );
   const r = await runCrashHarness(options);
   for (const p of r.problems.slice(0, 50)) options.log(`problem: ${p}`);

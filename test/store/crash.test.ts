@@ -23,6 +23,12 @@ const SYNC_INTERVAL_MS = 20;
 const LARGE_ITERATIONS = 12;
 const LARGE_PERCENT = 3;
 
+/**
+ * The varied run: each iteration draws retention on or off, direct writes or the page cache, sync
+ * 'always' or 'interval', its own checkpoints or none, so stores reopen with other options.
+ */
+const VARY_ITERATIONS = 24;
+
 test('acknowledged appends survive kill -9 at random moments, recovery after recovery', { timeout: 600_000 }, async () => {
   await runHarness(['--iterations', String(ITERATIONS)], ITERATIONS);
 });
@@ -37,6 +43,10 @@ test("with sync 'interval': a process crash loses nothing acknowledged either (t
 
 test('with large records (past the write chunk and the flush cap): acknowledged appends survive kill -9', { timeout: 600_000 }, async () => {
   await runHarness(['--iterations', String(LARGE_ITERATIONS), '--large-percent', String(LARGE_PERCENT)], LARGE_ITERATIONS);
+});
+
+test('with options changing from run to run (retention, direct writes, sync mode, checkpoints): acknowledged appends survive kill -9', { timeout: 600_000 }, async () => {
+  await runHarness(['--iterations', String(VARY_ITERATIONS), '--vary'], VARY_ITERATIONS);
 });
 
 async function runHarness(args: string[], iterations: number): Promise<void> {
