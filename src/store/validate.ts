@@ -2,10 +2,15 @@
 import { MAX_FETCH_NUM, MAX_QUEUE_ID, MAX_TOPIC_BYTES } from './constants.js';
 import { StoreInvalidArgumentError } from './errors.js';
 
+/** String.prototype.isWellFormed (ES2024, in Node 20; the project's lib is ES2023). */
+type WellFormedCheck = string & { isWellFormed(): boolean };
+
 export function checkTopic(topic: unknown): asserts topic is string {
   if (typeof topic !== 'string') throw new StoreInvalidArgumentError('topic', 'must be a string');
   if (topic.length === 0) throw new StoreInvalidArgumentError('topic', 'must not be empty');
   if (topic.includes('\0')) throw new StoreInvalidArgumentError('topic', 'must not contain NUL');
+  // A lone surrogate has no UTF-8 form: encoded as U+FFFD, two such names would become one.
+  if (!(topic as WellFormedCheck).isWellFormed()) throw new StoreInvalidArgumentError('topic', 'must be well-formed Unicode (no lone UTF-16 surrogate)');
   // A UTF-16 code unit takes at most 3 UTF-8 bytes, so short names skip the byte count.
   if (topic.length * 3 > MAX_TOPIC_BYTES && Buffer.byteLength(topic, 'utf8') > MAX_TOPIC_BYTES) {
     throw new StoreInvalidArgumentError('topic', `must be at most ${MAX_TOPIC_BYTES} bytes in UTF-8`);

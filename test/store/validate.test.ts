@@ -13,6 +13,9 @@ const cases: { name: string; argument: string; call: Call }[] = [
   { name: 'append topic of 256 bytes', argument: 'topic', call: (s) => s.append('t'.repeat(256), 0, Buffer.from('x')) },
   { name: 'append topic of 86 three-byte chars', argument: 'topic', call: (s) => s.append('€'.repeat(86), 0, Buffer.from('x')) },
   { name: 'append topic with NUL', argument: 'topic', call: (s) => s.append('a\0b', 0, Buffer.from('x')) },
+  { name: 'append topic with a lone high surrogate', argument: 'topic', call: (s) => s.append('t\uD800', 0, Buffer.from('x')) },
+  { name: 'append topic with a lone low surrogate', argument: 'topic', call: (s) => s.append('\uDC01t', 0, Buffer.from('x')) },
+  { name: 'getRange topic with a lone surrogate', argument: 'topic', call: (s) => s.getRange('\uD801', 0, 0, 1) },
   { name: 'append topic not a string', argument: 'topic', call: (s) => s.append(42 as unknown as string, 0, Buffer.from('x')) },
   { name: 'append negative queueId', argument: 'queueId', call: (s) => s.append('t', -1, Buffer.from('x')) },
   { name: 'append fractional queueId', argument: 'queueId', call: (s) => s.append('t', 1.5, Buffer.from('x')) },
@@ -60,6 +63,8 @@ test('validation: every bad input rejects with CIRRUS_STORE_INVALID_ARGUMENT nam
     // Edges that are valid.
     assert.equal(await s.append('t'.repeat(255), 2 ** 32 - 1, Buffer.alloc(1024)), 0);
     assert.equal(await s.append('t', 0, new Uint8Array(0)), 1);
+    // A surrogate pair (one code point beyond the BMP) is well-formed.
+    assert.equal(await s.append('t\uD83D\uDE00', 0, Buffer.from('pair')), 0);
     assert.deepEqual(await s.getRange('t', 0, 0, 100), [Buffer.from('first'), Buffer.alloc(0)]);
   } finally {
     await s.close();
