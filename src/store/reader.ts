@@ -183,11 +183,12 @@ export class RecordReader {
         }
         const spanStart = positions[i];
         let spanEnd = spanStart + lengths[i];
+        const segEnd = this.segments.recordsEnd(seg);
         firsts.push(i);
         for (i++; i < count; i++) {
           const next = positions[i];
           if (next < spanEnd || next - spanEnd > READ_COALESCE_GAP_BYTES) break;
-          if (next + lengths[i] - spanStart > MAX_READ_SPAN_BYTES || next + lengths[i] > seg.start + seg.size) break;
+          if (next + lengths[i] - spanStart > MAX_READ_SPAN_BYTES || next + lengths[i] > segEnd) break;
           spanEnd = next + lengths[i];
         }
         segs.push(seg);

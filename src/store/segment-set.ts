@@ -146,6 +146,24 @@ export class SegmentSet {
     return found;
   }
 
+  /**
+   * Where `seg`'s records end at most: its size, but never past the next segment's start. After
+   * a reopen an older segment's size is its file's, which a direct write's padding to 4 KiB can
+   * carry past the next segment's start when segmentBytes is not a multiple of it.
+   */
+  recordsEnd(seg: Segment): number {
+    let lo = 0;
+    let hi = this.list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.list[mid].start <= seg.start) lo = mid + 1;
+      else hi = mid;
+    }
+    const end = seg.start + seg.size;
+    const next = this.list[lo];
+    return next === undefined ? end : Math.min(end, next.start);
+  }
+
   /** Adds an older (not active) segment found on disk during recovery. */
   adopt(seg: Segment): void {
     const last = this.active;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { MAX_OPEN_READ_FILES, MAX_READ_BATCH_SEGMENTS, MessageStore, StoreClosedError, createNodeIo, nodeIo } from '../../src/store/index.js';
+import { MAX_OPEN_READ_FILES, MAX_READ_BATCH_SEGMENTS, MessageStore, StoreClosedError, createNodeIo, nodeIo, verifyStore } from '../../src/store/index.js';
 import { payload, removeDir, tempDir } from './helpers.js';
 
 test('store: reads past the end and of unknown queues are empty; listing and stats', async () => {
@@ -144,6 +144,30 @@ test('store: reading across many more segments than MAX_OPEN_READ_FILES keeps fi
     assert.ok(fdsAfter - fdsBefore <= MAX_OPEN_READ_FILES + 2, `fds ${fdsBefore} -> ${fdsAfter}`);
   } finally {
     await s.close();
+    removeDir(dir);
+  }
+});
+
+test('store: segments whose size is not a multiple of 4 KiB read back whole after a reopen, in fetches across their boundaries (direct writes pad each file past the next one\'s start)', async () => {
+  const dir = tempDir();
+  const opts = { dir, segmentBytes: 5_000, maxMessageBytes: 1024, memoryCacheBytes: 0 };
+  let s = await MessageStore.open(opts);
+  for (let i = 0; i < 40; i++) await s.append('t', 0, payload('t', 0, i, 1000));
+  await s.close();
+  s = await MessageStore.open(opts);
+  try {
+    for (let from = 0; from < 40; from += 3) {
+      const got = await s.getRange('t', 0, from, 10);
+      assert.equal(got.length, Math.min(10, 40 - from));
+      got.forEach((b, k) => assert.ok(b.equals(payload('t', 0, from + k, 1000)), `offset ${from + k}`));
+    }
+  } finally {
+    await s.close();
+  }
+  try {
+    const report = await verifyStore(dir, { maxMessageBytes: 1024 });
+    assert.equal(report.ok, true, JSON.stringify(report.damage));
+  } finally {
     removeDir(dir);
   }
 });
