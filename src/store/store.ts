@@ -171,9 +171,12 @@ export class MessageStore implements MessageStoreApi {
       this.anyQueueRead = true;
       return records;
     } catch (err) {
-      if (err instanceof StoreError) throw err;
-      // Retention may have removed the segment while the read waited for the disk.
+      // Retention may have removed the segment while the read waited (for the disk, or a slot):
+      // whatever the read then met (a missing segment, a file recycled under it, a CRC that no
+      // longer matches), the answer is where the queue now starts. Retention deletes from the
+      // front, so the requested offset being gone covers every record of the request.
       if (offset < index.startOf(q)) throw new StoreOffsetTruncatedError(topic, queueId, offset, index.startOf(q));
+      if (err instanceof StoreError) throw err;
       throw new StoreIoError(`reading ${topic}/${queueId} at offset ${offset} failed: ${err instanceof Error ? err.message : String(err)}`, err);
     }
   }

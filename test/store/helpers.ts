@@ -86,6 +86,8 @@ export class FaultyIo implements StoreIo {
   readonly calls: Record<FaultOp, number> = { writev: 0, datasync: 0, truncate: 0, open: 0, unlink: 0 };
   /** When set, datasync waits for it (to hold appends unacknowledged). */
   datasyncGate: Promise<void> | null = null;
+  /** When set, every read and read batch waits for it first (to run something while a read is under way). */
+  readGate: ((path: string) => Promise<void>) | null = null;
   /**
    * When set, told of every writev, read and read batch as it starts (with its byte count), every datasync
    * as it completes, every rename (its target) and every whole-file read.
@@ -149,12 +151,14 @@ export class FaultyIo implements StoreIo {
         io.trace?.('writev', path, buffers.reduce((n, b) => n + b.byteLength, 0));
         return inner.writev(buffers, position);
       },
-      read(buf, offset, length, position) {
+      async read(buf, offset, length, position) {
         io.trace?.('read', path, length);
+        if (io.readGate) await io.readGate(path);
         return inner.read(buf, offset, length, position);
       },
-      readBatch(buffers, positions, how) {
+      async readBatch(buffers, positions, how) {
         io.trace?.('readBatch', path, buffers.reduce((n, b) => n + b.byteLength, 0));
+        if (io.readGate) await io.readGate(path);
         return inner.readBatch(buffers, positions, how);
       },
       // The store's durable write (write + fdatasync in one call, O_DIRECT: io.ts) where the real

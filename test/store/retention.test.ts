@@ -141,3 +141,35 @@ test('retention never hands out an offset twice: a queue whose records it delete
     for (const c of copies) removeDir(c);
   }
 });
+
+test('retention: a read under way when retention deletes its records rejects CIRRUS_STORE_OFFSET_TRUNCATED with the first available offset, not a corrupt or missing segment', async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  let clock = 1_000_000;
+  io.setClock(clock);
+  // Small segments, so that one getRange spans more than one read batch (MAX_READ_BATCH_SEGMENTS).
+  const s = await MessageStore.open({ dir, io, segmentBytes: 4096, maxMessageBytes: 2048, memoryCacheBytes: 0, retention: { maxAgeMs: 1000 }, recycleSegments: false });
+  try {
+    for (let i = 0; i < 100; i++) await s.append('t', 0, payload('t', 0, i, 1000));
+    await s.append('other', 0, Buffer.from('keeps the log going'));
+    let ran = false;
+    io.readGate = async (path) => {
+      if (ran || !path.endsWith('.seg')) return;
+      ran = true;
+      // Every segment of t ages out while the read waits for the disk.
+      clock += 5000;
+      io.setClock(clock);
+      await s.applyRetention();
+    };
+    await assert.rejects(s.getRange('t', 0, 0, 100), (e: unknown) => {
+      assert.ok(e instanceof StoreOffsetTruncatedError, String(e));
+      assert.equal(e.code, 'CIRRUS_STORE_OFFSET_TRUNCATED');
+      assert.equal(e.firstAvailableOffset, s.queues('t')[0].startOffset);
+      return true;
+    });
+    assert.ok(ran, 'retention ran while the read was under way');
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
