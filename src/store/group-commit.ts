@@ -344,9 +344,23 @@ export class GroupCommit {
       }
       return;
     }
+    if (this.stickyError !== null) this.rejectUnlaunched();
     if (moved) this.deferLaunch(resolvedNow);
     else this.maybeLaunch();
     this.notifyDrain();
+  }
+
+  /**
+   * After a sticky error no flush launches again, so appends reserved and not yet launched would
+   * wait forever: once the flushes in flight have settled, they are rolled back (nothing of them
+   * was written) and rejected with it. fail() does this for its own errors; this is for the others
+   * ('interval' mode's periodic sync).
+   */
+  private rejectUnlaunched(): void {
+    const err = this.stickyError;
+    if (err === null || this.failing || this.flights.length > 0 || this.launched >= this.reserved) return;
+    invariant(this.committed === this.launched, 'with no flush in flight everything launched is committed');
+    for (const w of this.rollbackPending(this.launched).rejected) w.reject(err);
   }
 
   private notifyDrain(): void {
@@ -428,7 +442,12 @@ export class GroupCommit {
     // In-memory state first, so appends arriving meanwhile reserve from the rolled-back end.
     const { seg, rejected } = this.rollbackPending(from);
     try {
-      while (this.segments.active !== seg) await this.segments.remove(this.segments.active as Segment, 'rollback');
+      while (this.segments.active !== seg) {
+        const gone = this.segments.active as Segment;
+        // 'interval' mode: a segment the rollback deletes has nothing left to sync.
+        this.dirty.delete(gone);
+        await this.segments.remove(gone, 'rollback');
+      }
       await this.segments.truncate(seg, from - seg.start);
     } catch (e) {
       this.stickyError = writeErrorFrom(e, 'rollback after a failed flush failed');
@@ -483,6 +502,8 @@ export class GroupCommit {
       } catch (e) {
         this.stickyError = writeErrorFrom(e, 'periodic sync failed');
         this.lastError = this.stickyError;
+        this.rejectUnlaunched();
+        this.notifyDrain();
       } finally {
         this.intervalSync = null;
       }

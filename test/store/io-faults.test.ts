@@ -278,6 +278,55 @@ test('io faults: an open that fails after recovery (its retention pass cannot mo
   }
 });
 
+test("io faults: sync 'interval' — appends waiting behind a flush when the periodic sync fails are rejected, not left pending forever", async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ dir, io, sync: { mode: 'interval', intervalMs: 20 } });
+  try {
+    assert.equal(await s.append('t', 0, Buffer.from('first')), 0);
+    let release: () => void = () => {};
+    io.datasyncGate = new Promise<void>((r) => (release = r));
+    io.inject({ op: 'datasync', code: 'EIO', pathIncludes: '.seg' });
+    // After three periods the sync of 'first' waits at the gate; B launches at once, C waits behind it.
+    await new Promise((r) => setTimeout(r, 60));
+    const settled = (p: Promise<number>) => p.then((o) => `resolved ${o}`, (e: unknown) => `rejected ${(e as { code?: string }).code}`);
+    const b = settled(s.append('t', 0, Buffer.from('B')));
+    const c = settled(s.append('t', 0, Buffer.from('C')));
+    release();
+    io.datasyncGate = null;
+    const outcomes = await Promise.all([b, c]);
+    assert.ok(s.writeError() instanceof StoreIoError, 'the periodic sync failed');
+    assert.ok(outcomes.every((o) => o === 'resolved 1' || o === 'resolved 2' || o === 'rejected CIRRUS_STORE_IO'), outcomes.join(', '));
+    // What resolved reads back; what was rejected left nothing behind.
+    const resolved = outcomes.filter((o) => o.startsWith('resolved')).length;
+    assert.equal(s.endOffset('t', 0), 1 + resolved);
+    assert.deepEqual(await s.getRange('t', 0, 0, 10), [Buffer.from('first'), Buffer.from('B'), Buffer.from('C')].slice(0, 1 + resolved));
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test("io faults: sync 'interval' — ENOSPC on a flush across a roll-over removes the new segment, and the next periodic syncs and appends go on", async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ dir, io, segmentBytes: 4096, maxMessageBytes: 1024, sync: { mode: 'interval', intervalMs: 10 } });
+  try {
+    // Flight 1: the first record alone; flight 2: the rest of segment 0 and the start of segment 1,
+    // whose write to segment 0 fails after segment 1's went through.
+    io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '00000000000000000000.seg', skip: 1 });
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => s.append('t', 0, Buffer.alloc(1000, i))));
+    assert.ok(outcomes.some((o) => o.status === 'rejected' && isNoSpace(o.reason)), 'the flush across the roll-over failed');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(s.writeError() instanceof StoreIoError, false, `no sticky error after periodic syncs: ${String(s.writeError())}`);
+    const end = s.endOffset('t', 0);
+    assert.equal(await s.append('t', 0, Buffer.from('after')), end);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
 test("io faults: sync 'interval' — a failed periodic sync is sticky, since it covered acknowledged appends", async () => {
   const dir = tempDir();
   const io = new FaultyIo();
