@@ -11,6 +11,7 @@ import {
   CheckpointLoader,
   DELTA_HEADER_BYTES,
   DeltaApplier,
+  DeltaChainWalker,
   checkpointHeader,
   deltaRecordBytes,
   runEncoder,
@@ -18,6 +19,7 @@ import {
   type CheckpointEnd,
   type CheckpointInfo,
   type DeltaChain,
+  type DeltaSink,
 } from './checkpoint.js';
 import { CHECKPOINT_CHUNK_BYTES } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE } from './format.js';
@@ -143,11 +145,22 @@ export async function applyDeltaFile(
   topicCount: number,
   deletedBelow = 0,
 ): Promise<DeltaChain & { fileBytes: number }> {
+  return readDeltaFile(io, dir, fromPosition, new DeltaApplier(index, logEnd, topicCount, deletedBelow));
+}
+
+/**
+ * Where the delta chain that follows on from `fromPosition` ends, by record CRC and positions
+ * only (no index: `cirrus store verify`). At least as far as recovery's applyDeltaFile gets.
+ */
+export async function deltaChainEnd(io: StoreIo, dir: string, fromPosition: number, logEnd: number): Promise<number> {
+  return (await readDeltaFile(io, dir, fromPosition, new DeltaChainWalker(logEnd))).logPosition;
+}
+
+async function readDeltaFile(io: StoreIo, dir: string, fromPosition: number, applier: DeltaSink): Promise<DeltaChain & { fileBytes: number }> {
   const f = await openIfExists(io, join(dir, CHECKPOINT_DELTA_FILE));
   if (f === null) return { logPosition: fromPosition, applied: 0, validBytes: 0, fileBytes: 0 };
   try {
     const fileBytes = await f.size();
-    const applier = new DeltaApplier(index, logEnd, topicCount, deletedBelow);
     const head = Buffer.allocUnsafe(DELTA_HEADER_BYTES);
     let rec = Buffer.allocUnsafe(0);
     let at = 0;

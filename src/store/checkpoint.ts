@@ -467,8 +467,29 @@ export function deltaRecordBytes(head: Buffer): number {
   return total < DELTA_HEADER_BYTES ? 0 : total;
 }
 
+/** What a chain of delta records is read with: apply one whole record, or null to stop there. */
+export interface DeltaSink {
+  apply(rec: Buffer, position: number): number | null;
+}
+
+/**
+ * Follows a delta chain without an index (`cirrus store verify`): a record counts when its CRC
+ * matches, it starts at `position` and ends within the log. Recovery also checks that each
+ * continues its queues (DeltaApplier), so it may stop earlier, never later.
+ */
+export class DeltaChainWalker implements DeltaSink {
+  constructor(private readonly logEnd: number) {}
+
+  apply(rec: Buffer, position: number): number | null {
+    if (crc32c(rec.subarray(CHECKPOINT_CRC_FROM)) !== rec.readUInt32LE(8)) return null;
+    const base = readU64(rec, 16);
+    const end = readU64(rec, 24);
+    return base !== position || end > this.logEnd || end < base ? null : end;
+  }
+}
+
 /** Applies delta records, one whole record at a time, each only if it is intact and follows on. */
-export class DeltaApplier {
+export class DeltaApplier implements DeltaSink {
   /** Per queue of the record being applied: its row, or -1 when it is new to the index. */
   private found = new Int32Array(0);
 

@@ -9,7 +9,7 @@ import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, SPARE_SEGMENT_FILE, 
 import { StoreNotFoundError } from './errors.js';
 import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
-import { checkCheckpointFile } from './checkpoint-file.js';
+import { checkCheckpointFile, deltaChainEnd } from './checkpoint-file.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { queueKey } from './queue-index.js';
 import { applyLogEnd, readCleanMarker, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
@@ -139,7 +139,12 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   let bytes = 0;
   const checked = await checkCheckpointFile(io, dir);
   const info = checked?.info ?? null;
-  const { tailFrom, last: lastRule } = await tailPlan(io, dir, found, unflushedWindowBytes(maxMessageBytes), info?.logPosition ?? 0);
+  // Below the checkpoint and the delta chain after it (a clean close writes one up to the log's
+  // end) the log was durable: damage there is never a torn tail, as in recovery.
+  const lastSeg = found[found.length - 1];
+  const logEnd = lastSeg === undefined ? 0 : lastSeg.start + lastSeg.size;
+  const durableFloor = info === null ? 0 : await deltaChainEnd(io, dir, info.logPosition, logEnd);
+  const { tailFrom, last: lastRule } = await tailPlan(io, dir, found, unflushedWindowBytes(maxMessageBytes), durableFloor);
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
     const file = await io.open(join(dir, segmentFileName(seg.start)), 'read');

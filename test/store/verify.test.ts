@@ -116,6 +116,35 @@ test('verify: a flipped byte in an old record is damage, with a non-zero exit', 
   removeDir(dir);
 });
 
+test('verify: bit rot in a record the delta chain covers (written at a clean close) is damage, not a torn tail, as the next open sees it', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, segmentBytes: 1 << 20, maxMessageBytes: 1024 });
+  for (let i = 0; i < 10; i++) await s.append('t', 0, payload('t', 0, i, 500));
+  await s.checkpoint({ full: true });
+  // Well inside the unflushed window after the full checkpoint: only the close's delta covers these.
+  for (let i = 10; i < 20; i++) await s.append('t', 0, payload('t', 0, i, 500));
+  await s.close();
+  const first = segmentFiles(dir)[0];
+  const at = 536 * 15 + 100; // inside record 15's body
+  const fd = openSync(first, 'r+');
+  writeSync(fd, Buffer.from([readFileSync(first)[at] ^ 0xff]), 0, 1, at);
+  closeSync(fd);
+  const report = await verifyStore(dir, { maxMessageBytes: 1024 });
+  assert.equal(report.ok, false);
+  assert.equal(report.tail, null);
+  assert.deepEqual(report.damage.map((d) => [d.from, d.kind]), [[536 * 15, 'middle']]);
+  // The reopen agrees: nothing is cut, and the record fails its check when read.
+  const again = await MessageStore.open({ dir, segmentBytes: 1 << 20, maxMessageBytes: 1024 });
+  try {
+    assert.equal(again.recovery.truncatedBytes, 0);
+    assert.equal(again.endOffset('t', 0), 20);
+    await assert.rejects(again.getRange('t', 0, 15, 1), /CRC/);
+  } finally {
+    await again.close();
+    removeDir(dir);
+  }
+});
+
 test('verify: a torn tail is a warning (the next open cuts it), damage with --strict', async () => {
   const dir = tempDir();
   await build(dir);
