@@ -55,6 +55,12 @@ export class MessageStore implements MessageStoreApi {
   private readonly reader: RecordReader;
   private readonly readAhead: ReadAhead;
   private messagesWritten = 0;
+  /** Appends rolled back since open (their queue rows may hold nothing: listings skip those). */
+  private rollbacks = 0;
+  /** Appends that were a queue's first record (a queue row just created, or emptied by a rollback). */
+  private firstAppends = 0;
+  /** stats()' topic and queue counts, and the (first appends, durable topics, rollbacks) they were counted at. */
+  private listed = { topics: 0, queues: 0, at: [-1, -1, -1] };
   /**
    * Whether any queue has been read: until then evicting a tail chunk has nothing to rescue and
    * skips walking its records (1.9 % of a write-only run's time in the CPU profile, docs/store-measurements.md).
@@ -79,7 +85,12 @@ export class MessageStore implements MessageStoreApi {
     this.gc = new GroupCommit(segments, mem, o.segmentBytes, o.sync, {
       beforeWrite: () => dict.sync(),
       afterFlush: () => this.afterFlush(),
-      rollbackEntry: (q) => index.pop(q),
+      rollbackEntry: (q) => {
+        index.pop(q);
+        // A rejected append was not written: stats() counts what was.
+        this.messagesWritten--;
+        this.rollbacks++;
+      },
       segmentRolled: () => {
         this.retentionDue = this.o.retention !== null;
       },
@@ -134,6 +145,7 @@ export class MessageStore implements MessageStoreApi {
       const chunk = this.gc.reserve(bytes);
       const at = chunk.used - bytes;
       const offset = this.index.endOf(q);
+      if (offset === 0) this.firstAppends++;
       encodeRecord(chunk.buf, at, chunk.start + at, topicId, queueId, offset, this.io.now(), data);
       this.index.push(q, chunk.start + at, bytes);
       this.messagesWritten++;
@@ -199,15 +211,36 @@ export class MessageStore implements MessageStoreApi {
   topics(): string[] {
     if (this.closed) throw new StoreClosedError();
     const names = this.dict.allNames();
-    const held = new Uint8Array(this.dict.durableSize);
-    const index = this.index;
-    for (const q of index.all()) {
-      const topicId = index.topicIdOf(q);
-      if (topicId < held.length && index.endOf(q) > 0) held[topicId] = 1;
-    }
+    const held = this.heldTopics().held;
     const out: string[] = [];
     for (let id = 0; id < held.length; id++) if (held[id] === 1) out.push(names[id]);
     return out;
+  }
+
+  /** Which durable topics hold a listed queue (one that holds or held a record), and how many such queues. */
+  private heldTopics(): { held: Uint8Array; queues: number } {
+    const held = new Uint8Array(this.dict.durableSize);
+    const index = this.index;
+    let queues = 0;
+    for (const q of index.all()) {
+      const topicId = index.topicIdOf(q);
+      if (topicId < held.length && index.endOf(q) > 0) {
+        held[topicId] = 1;
+        queues++;
+      }
+    }
+    return { held, queues };
+  }
+
+  /** topics().length and queues().length, counted again only when a first record, a topic or a rollback came since. */
+  private listedCounts(): { topics: number; queues: number } {
+    const at = [this.firstAppends, this.dict.durableSize, this.rollbacks];
+    const l = this.listed;
+    if (at.some((v, i) => v !== l.at[i])) {
+      const { held, queues } = this.heldTopics();
+      this.listed = { topics: held.reduce((n, h) => n + h, 0), queues, at };
+    }
+    return this.listed;
   }
 
   queues(topic?: string): QueueInfo[] {
@@ -244,8 +277,8 @@ export class MessageStore implements MessageStoreApi {
       bytesRead: this.counters.bytesRead,
       messagesRead: this.counters.messagesRead,
       segments: this.segments.list.length,
-      topics: this.dict.durableSize,
-      queues: this.index.queueCount,
+      topics: this.listedCounts().topics,
+      queues: this.listedCounts().queues,
       syncs: gc.syncs,
       directWrites: this.o.directWrites && this.io.directWrites === true && this.o.sync.mode === 'always',
       syncLatencyMeanMs: gc.syncLatency.meanMs(),
