@@ -54,7 +54,6 @@ export class MessageStore implements MessageStoreApi {
   private readonly gc: GroupCommit;
   private readonly reader: RecordReader;
   private readonly readAhead: ReadAhead;
-  private messagesWritten = 0;
   /** Appends rolled back since open (their queue rows may hold nothing: listings skip those). */
   private rollbacks = 0;
   /** Appends that were a queue's first record (a queue row just created, or emptied by a rollback). */
@@ -87,8 +86,6 @@ export class MessageStore implements MessageStoreApi {
       afterFlush: () => this.afterFlush(),
       rollbackEntry: (q) => {
         index.pop(q);
-        // A rejected append was not written: stats() counts what was.
-        this.messagesWritten--;
         this.rollbacks++;
       },
       segmentRolled: () => {
@@ -148,7 +145,6 @@ export class MessageStore implements MessageStoreApi {
       if (offset === 0) this.firstAppends++;
       encodeRecord(chunk.buf, at, chunk.start + at, topicId, queueId, offset, this.io.now(), data);
       this.index.push(q, chunk.start + at, bytes);
-      this.messagesWritten++;
       return this.gc.enqueue(q, chunk.start + at + bytes, offset);
     } catch (err) {
       return Promise.reject(err);
@@ -273,7 +269,8 @@ export class MessageStore implements MessageStoreApi {
     const gc = this.gc;
     return {
       bytesWritten: gc.bytesWritten,
-      messagesWritten: this.messagesWritten,
+      // Acknowledged appends (a rolled-back one never counts, so the metric only grows).
+      messagesWritten: gc.flushedMessages,
       bytesRead: this.counters.bytesRead,
       messagesRead: this.counters.messagesRead,
       segments: this.segments.list.length,
