@@ -243,10 +243,15 @@ export class GroupCommit {
     const whenSettled = new Promise<void>((resolve) => (markSettled = resolve));
     const flight: Flight = { from, target, bytes, settled: false, error: null, whenSettled, markSettled };
     this.flights.push(flight);
-    void this.run(flight, groups);
+    // The flush's segments are asked for now, in log order: a flush of small segments can need two
+    // new ones, and asked for after an await the next flush's could be created between them.
+    const segs = groups.map((g) => this.segmentFor(g.segStart));
+    // Awaited in run(); a creation failing before that must not count as unhandled meanwhile.
+    for (const p of segs) p.catch(() => undefined);
+    void this.run(flight, groups, segs);
   }
 
-  private async run(flight: Flight, groups: WriteGroup[]): Promise<void> {
+  private async run(flight: Flight, groups: WriteGroup[], segPromises: Promise<Segment>[]): Promise<void> {
     // History reads wait while a flush is in flight (write and fdatasync alike): opening the gate
     // between the two would let reads reach the device just as the sync does.
     this.segments.flushGate.hold();
@@ -258,16 +263,18 @@ export class GroupCommit {
     this.issueTurn = new Promise<void>((resolve) => (issued = resolve));
     try {
       await this.hooks.beforeWrite();
-      const segs: Segment[] = [];
-      for (const g of groups) segs.push(await this.segmentFor(g.segStart));
+      const segs = await Promise.all(segPromises);
       await turn;
-      const first = groups.findIndex((g, k) => segs[k].recycled === true && g.position === segs[k].start);
+      const first = groups.findIndex((g, k) => g.position === segs[k].start);
       let concurrentFrom = 0;
       if (first >= 0) {
-        // The first write into a recycled file goes only once every byte before it is durable:
-        // recovery counts a last segment whose first record is whole as holding acknowledged
-        // data, and its file's size (its previous life's) puts the unflushed window inside it,
-        // so a hole left before it would read as damage in the middle (recovery.ts, tailPlan).
+        // The first write into a segment goes only once every byte before it is durable: recovery
+        // takes a segment after the last one's end as the log's continuation, so a crash that left
+        // the previous segment's tail unwritten and this one's first records whole would leave a
+        // hole recovery cannot tell from a short segment (unacknowledged records kept past an
+        // offset marked damaged); in a recycled file, whose size (its previous life's) puts the
+        // unflushed window inside it, that hole would read as damage in the middle (recovery.ts,
+        // tailPlan). Once per segment: a roll-over's flush waits for the ones before it.
         const mine = this.flights.indexOf(flight);
         await Promise.all(this.flights.slice(0, mine).map((f) => f.whenSettled));
         if (this.failing) throw new Error('an earlier flush failed');

@@ -11,7 +11,9 @@ export function segmentsToDelete(segments: readonly Segment[], retention: Retent
   let total = segments.reduce((n, s) => n + s.size, 0);
   for (let i = 0; i < segments.length - 1; i++) {
     const seg = segments[i];
-    if (seg.start + seg.size > flushed) break;
+    // All of seg lies below the next segment's start; its size is only updated once a write into
+    // it completes, so a sealed segment whose last flush is still in flight must not pass by it.
+    if (segments[i + 1].start > flushed) break;
     const tooOld = retention.maxAgeMs !== undefined && nowMs - seg.lastWriteMs > retention.maxAgeMs;
     const tooBig = retention.maxTotalBytes !== undefined && total > retention.maxTotalBytes;
     if (!tooOld && !tooBig) break;

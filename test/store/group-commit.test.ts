@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MessageStore } from '../../src/store/index.js';
-import { FaultyIo, payload, removeDir, tempDir } from './helpers.js';
+import { MessageStore, nodeIo, type StoreFile, type StoreIo } from '../../src/store/index.js';
+import { FaultyIo, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
 
 test('group commit: concurrent appends to one queue get offsets in call order', async () => {
   const dir = tempDir();
@@ -194,4 +194,88 @@ test('group commit: while producers of the last commit are still missing, the ne
   assert.deepEqual(events.slice(0, 3), ['datasync-done', 'macrotask', 'writev'], events.join(' '));
   assert.equal(writes, 1, 'the 4 that came back share one flush');
   assert.equal(flushes, 1);
+});
+
+test('group commit: segments smaller than a flush: one flush needing two new segments and the next flush behind it create them in log order, every append succeeds', async () => {
+  const dir = tempDir();
+  const s = await MessageStore.open({ dir, segmentBytes: 16 * 1024, maxMessageBytes: 2000 });
+  try {
+    const results = await Promise.allSettled(Array.from({ length: 300 }, (_, i) => s.append('t', 0, payload('t', 0, i, 1000))));
+    assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)).slice(0, 3), []);
+    assert.equal(s.writeError(), null);
+    for (let o = 0; o < 300; o += 100) {
+      const got = await s.getRange('t', 0, o, 100);
+      got.forEach((b, k) => assert.ok(b.equals(payload('t', 0, o + k, 1000)), `offset ${o + k}`));
+    }
+    assert.equal(await s.append('t', 0, Buffer.from('next')), 300);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('group commit: kill -9 while the flush of a segment\'s tail is in flight and the next one starts a new segment: the new segment is written only after, so no hole and no unacknowledged record behind one', async () => {
+  const dir = tempDir();
+  let holdFirst: Promise<void> | null = null;
+  const firstSegment = '00000000000000000000.seg';
+  // The real files, with the first segment's durable writes held while holdFirst is pending.
+  const io: StoreIo = {
+    ...nodeIo,
+    nativeReads: nodeIo.nativeReads,
+    directWrites: nodeIo.directWrites,
+    async open(path, mode) {
+      const inner = await nodeIo.open(path, mode);
+      if (!path.endsWith(firstSegment)) return inner;
+      const held = async (write: () => Promise<void>): Promise<void> => {
+        if (holdFirst) await holdFirst;
+        return write();
+      };
+      const file: StoreFile = {
+        writev: (bufs, position) => held(() => inner.writev(bufs, position)),
+        read: (buf, offset, length, position) => inner.read(buf, offset, length, position),
+        readBatch: (bufs, positions, options) => inner.readBatch(bufs, positions, options),
+        datasync: () => inner.datasync(),
+        truncate: (length) => inner.truncate(length),
+        size: () => inner.size(),
+        close: () => inner.close(),
+      };
+      if (inner.writeDurable) {
+        const durable = inner.writeDurable.bind(inner);
+        file.writeDurable = (bufs, position) => held(() => durable(bufs, position));
+      }
+      return file;
+    },
+  };
+  const SEGMENT = 1 << 20;
+  const s = await MessageStore.open({ dir, io, segmentBytes: SEGMENT, maxMessageBytes: 4000 });
+  const copies: string[] = [];
+  let release: () => void = () => {};
+  try {
+    for (let i = 0; i < 5; i++) await s.append('t', 1, payload('t', 1, i, 1000));
+    for (let n = 0; 5 * 1036 + (n + 1) * 1036 <= SEGMENT - 2200; n++) await s.append('t', 0, payload('t', 0, n, 1000));
+    holdFirst = new Promise<void>((r) => (release = r));
+    // t/1 offset 5 fits the first segment's tail (held); offset 6 does not, nor do t/2's, which
+    // are enough for a second flush to launch into the new segment meanwhile.
+    const pending = [s.append('t', 1, payload('t', 1, 5, 1000)), s.append('t', 1, payload('t', 1, 6, 2000))];
+    for (let i = 0; i < 140; i++) pending.push(s.append('t', 2, payload('t', 2, i, 1000)));
+    for (const p of pending) p.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    copies.push(crashSnapshot(dir)); // kill -9 now
+    release();
+    await Promise.allSettled(pending);
+    const re = await MessageStore.open({ dir: copies[0] });
+    try {
+      assert.equal(re.recovery.damagedOffsets, 0, JSON.stringify(re.recovery.damage));
+      assert.equal(re.endOffset('t', 1), 5, 'nothing of t/1 past what was acknowledged');
+      assert.equal(re.endOffset('t', 2), 0, 't/2 was never acknowledged: none of it is behind a hole');
+      assert.equal((await re.getRange('t', 1, 0, 10)).length, 5);
+    } finally {
+      await re.close();
+    }
+  } finally {
+    release();
+    await s.close();
+    removeDir(dir);
+    for (const c of copies) removeDir(c);
+  }
 });

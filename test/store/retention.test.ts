@@ -173,3 +173,41 @@ test('retention: a read under way when retention deletes its records rejects CIR
     removeDir(dir);
   }
 });
+
+for (const variant of ['succeeds', 'fails with ENOSPC'] as const) {
+  test(`retention: a sealed segment whose last flush is still in flight is not deleted (the flush ${variant})`, async () => {
+    const dir = tempDir();
+    const io = new FaultyIo();
+    const s = await MessageStore.open({ dir, io, segmentBytes: 64 * 1024, maxMessageBytes: 2000, retention: { maxTotalBytes: 1 } });
+    let release: () => void = () => {};
+    try {
+      for (let i = 0; i < 20; i++) await s.append('t', 0, payload('t', 0, i, 1000));
+      await s.checkpoint();
+      io.datasyncGate = new Promise<void>((r) => (release = r));
+      if (variant !== 'succeeds') io.inject({ op: 'writev', code: 'ENOSPC', pathIncludes: '00000000000000000000.seg' });
+      const pending = Array.from({ length: 200 }, (_, k) => s.append('t', 0, payload('t', 0, 20 + k, 1000)));
+      for (const p of pending) p.catch(() => undefined);
+      // Flushes held in flight across a roll-over or two; then retention runs.
+      for (let k = 0; k < 200 && s.stats().segments < 3; k++) await new Promise((r) => setTimeout(r, 5));
+      await s.applyRetention();
+      assert.ok(segmentFiles(dir).some((f) => f.endsWith('00000000000000000000.seg')), 'the segment being written is still there');
+      release();
+      io.datasyncGate = null;
+      const outcomes = await Promise.allSettled(pending);
+      const acked = outcomes.filter((o) => o.status === 'fulfilled').length;
+      if (variant === 'succeeds') assert.equal(acked, 200);
+      else assert.ok(outcomes.some((o) => o.status === 'rejected'), 'the failed flush rejected its appends');
+      // Every acknowledged append reads back (or retention deleted it afterwards, properly: TRUNCATED).
+      const q = s.queues('t')[0];
+      assert.equal(q.endOffset, 20 + acked);
+      for (let o = q.startOffset; o < q.endOffset; o += 100) {
+        const got = await s.getRange('t', 0, o, 100);
+        got.forEach((b, k) => assert.ok(b.equals(payload('t', 0, o + k, 1000)), `offset ${o + k}`));
+      }
+    } finally {
+      release();
+      await s.close();
+      removeDir(dir);
+    }
+  });
+}
