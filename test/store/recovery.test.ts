@@ -194,7 +194,12 @@ test('recovery: damage in the middle of an older segment is reported, does not s
   }
 });
 
-test('recovery: a hole inside the unflushed window cuts the log there, later segments included', async () => {
+/**
+ * 400 records of 636 bytes over 64 KiB segments, closed, its checkpoint removed; then three
+ * records zeroed from the `at`-th of the second-to-last segment, as an unfinished flush would
+ * leave them. `kept`: the records before the hole.
+ */
+async function storeWithHole(at: number): Promise<{ dir: string; segs: string[]; kept: number }> {
   const dir = tempDir();
   const store = await MessageStore.open({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 1024 });
   for (let i = 0; i < 400; i++) await store.append('t', 0, payload('t', 0, i, 600));
@@ -202,13 +207,15 @@ test('recovery: a hole inside the unflushed window cuts the log there, later seg
   rmSync(join(dir, 'index.ckpt'));
   const segs = segmentFiles(dir);
   assert.ok(segs.length >= 3);
-  // Zero the head of the second-to-last segment, as an unfinished flush would leave it.
-  const victim = segs[segs.length - 2];
-  const fd = openSync(victim, 'r+');
-  writeSync(fd, Buffer.alloc(636 * 3), 0, 636 * 3, 0);
+  const fd = openSync(segs[segs.length - 2], 'r+');
+  writeSync(fd, Buffer.alloc(636 * 3), 0, 636 * 3, 636 * at);
   closeSync(fd);
-  const perSeg = Math.floor((64 * 1024) / 636);
-  const kept = perSeg * (segs.length - 2);
+  return { dir, segs, kept: Math.floor((64 * 1024) / 636) * (segs.length - 2) + at };
+}
+
+test('recovery: a hole inside the unflushed window cuts the log there, later segments included', async () => {
+  // The head of the second-to-last segment.
+  const { dir, segs, kept } = await storeWithHole(0);
   const s = await MessageStore.open({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 1024 });
   try {
     assert.equal(s.recovery.damage[0].kind, 'tail');
@@ -228,20 +235,9 @@ test('recovery: a hole inside the unflushed window cuts the log there, later seg
 // next open cuts the same way, never a cut segment with later ones behind a hole.
 for (const op of ['unlink', 'truncate'] as const) {
   test(`recovery: a torn tail cut across segments, interrupted (${op} fails), is cut the same way by the next open`, async () => {
-    const dir = tempDir();
     const opts = { segmentBytes: 64 * 1024, maxMessageBytes: 1024 };
-    const store = await MessageStore.open({ dir, ...opts });
-    for (let i = 0; i < 400; i++) await store.append('t', 0, payload('t', 0, i, 600));
-    await store.close();
-    rmSync(join(dir, 'index.ckpt'));
-    const segs = segmentFiles(dir);
-    assert.ok(segs.length >= 3);
-    // Zero records in the middle of the second-to-last segment, as an unfinished flush would.
-    const victim = segs[segs.length - 2];
-    const fd = openSync(victim, 'r+');
-    writeSync(fd, Buffer.alloc(636 * 3), 0, 636 * 3, 636 * 20);
-    closeSync(fd);
-    const kept = Math.floor((64 * 1024) / 636) * (segs.length - 2) + 20;
+    // Records in the middle of the second-to-last segment.
+    const { dir, segs, kept } = await storeWithHole(20);
     const io = new FaultyIo();
     io.inject({ op, code: 'EIO', pathIncludes: '.seg' });
     await assert.rejects(MessageStore.open({ dir, io, ...opts }), new RegExp(`injected failure of ${op}`));
