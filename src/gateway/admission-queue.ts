@@ -106,6 +106,13 @@ export class PeakRate {
   private readonly counts = new Float64Array(ADMISSION_RATE_WINDOW_S);
   private second: number;
   private peak = 0;
+  /**
+   * The second of the first send when it began after that second's start, -1 otherwise: it was
+   * watched only in part, so its count understates the rate (a gateway started just before a
+   * second turned would otherwise take 1 send/s for its peak and refuse a burst arriving just after).
+   */
+  private partialSecond = -1;
+  private sent = false;
 
   constructor(private readonly clock: Clock) {
     this.second = Math.floor(clock() / 1000);
@@ -113,6 +120,10 @@ export class PeakRate {
 
   add(): void {
     this.rotate();
+    if (!this.sent) {
+      this.sent = true;
+      if (this.clock() % 1000 !== 0) this.partialSecond = this.second;
+    }
     this.counts[this.second % ADMISSION_RATE_WINDOW_S]! += 1;
   }
 
@@ -129,7 +140,8 @@ export class PeakRate {
     for (let i = 1; i <= steps; i++) this.counts[(this.second + i) % ADMISSION_RATE_WINDOW_S] = 0;
     this.second = now;
     const current = now % ADMISSION_RATE_WINDOW_S;
+    const partial = this.partialSecond >= 0 && now - this.partialSecond < ADMISSION_RATE_WINDOW_S ? this.partialSecond % ADMISSION_RATE_WINDOW_S : -1;
     this.peak = 0;
-    for (let i = 0; i < ADMISSION_RATE_WINDOW_S; i++) if (i !== current && this.counts[i]! > this.peak) this.peak = this.counts[i]!;
+    for (let i = 0; i < ADMISSION_RATE_WINDOW_S; i++) if (i !== current && i !== partial && this.counts[i]! > this.peak) this.peak = this.counts[i]!;
   }
 }

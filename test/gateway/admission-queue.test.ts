@@ -48,6 +48,17 @@ describe('peak send rate (arrival-time shedding)', () => {
     assert.equal(r.peakPerSecond, 80);
   });
 
+  test('the second of the first send does not count when that send came after its start (watched only in part)', () => {
+    let now = 999_900;
+    const r = new PeakRate(() => now);
+    r.add();
+    now = 1_000_010;
+    assert.equal(r.peakPerSecond, 0, 'one send in the last 100 ms of a second is not a rate of 1/s');
+    for (let i = 0; i < 9; i++) r.add();
+    now = 1_001_000;
+    assert.equal(r.peakPerSecond, 9, 'the first whole second counts');
+  });
+
   test('forgets seconds older than the window, even after a long idle gap', () => {
     let now = 0;
     const r = new PeakRate(() => now);
