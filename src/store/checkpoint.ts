@@ -214,12 +214,21 @@ const MIN_CHUNK_BYTES = HEADER_BYTES + QUEUE_HEADER_BYTES;
  * with ids from `topicCount` on (not yet durable in the dictionary) are left out: they can hold
  * nothing below `logPosition`, since a record is written only once its topic is durable.
  */
-export function* checkpointChunks(index: QueueIndex, logPosition: number, topicCount: number, nowMs: number, chunkBytes = CHECKPOINT_CHUNK_BYTES): CheckpointChunks {
+export function* checkpointChunks(
+  index: QueueIndex,
+  logPosition: number,
+  topicCount: number,
+  nowMs: number,
+  chunkBytes = CHECKPOINT_CHUNK_BYTES,
+  /** Topic ids the index may name (the dictionary's size, pending entries included); the rows of those from topicCount on are counted first. */
+  knownTopics = Number.POSITIVE_INFINITY,
+): CheckpointChunks {
   invariant(Number.isSafeInteger(chunkBytes) && chunkBytes >= MIN_CHUNK_BYTES, `a checkpoint chunk holds at least ${MIN_CHUNK_BYTES} bytes`);
   const slice = new Slice();
   const queues = index.queueCount;
   let pendingRows = 0;
-  for (let row = 0; row < queues; row++) {
+  // Only while a topic's dictionary entry waits to be written can a row name one past topicCount.
+  for (let row = 0; knownTopics > topicCount && row < queues; row++) {
     const q = index.queueAt(row);
     if (index.topicIdOf(q) >= topicCount) {
       invariant(index.countBelow(q, logPosition) === index.startOf(q), 'a queue of a topic not yet durable holds nothing below the checkpoint');

@@ -131,19 +131,22 @@ export class SegmentSet {
     return this.handles.size;
   }
 
+  /** Index of the first segment starting after `position` (list.length when none does). */
+  private indexAfter(position: number): number {
+    let lo = 0;
+    let hi = this.list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.list[mid].start <= position) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
   /** Segment whose range contains `position` (the last one starting at or before it). */
   find(position: number): Segment | undefined {
-    let lo = 0;
-    let hi = this.list.length - 1;
-    let found: Segment | undefined;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.list[mid].start <= position) {
-        found = this.list[mid];
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return found;
+    const i = this.indexAfter(position);
+    return i === 0 ? undefined : this.list[i - 1];
   }
 
   /**
@@ -152,15 +155,8 @@ export class SegmentSet {
    * carry past the next segment's start when segmentBytes is not a multiple of it.
    */
   recordsEnd(seg: Segment): number {
-    let lo = 0;
-    let hi = this.list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.list[mid].start <= seg.start) lo = mid + 1;
-      else hi = mid;
-    }
     const end = seg.start + seg.size;
-    const next = this.list[lo];
+    const next = this.list[this.indexAfter(seg.start)];
     return next === undefined ? end : Math.min(end, next.start);
   }
 

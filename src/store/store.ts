@@ -267,6 +267,7 @@ export class MessageStore implements MessageStoreApi {
   stats(): StoreStats {
     if (this.closed) throw new StoreClosedError();
     const gc = this.gc;
+    const listed = this.listedCounts();
     return {
       bytesWritten: gc.bytesWritten,
       // Acknowledged appends (a rolled-back one never counts, so the metric only grows).
@@ -274,8 +275,8 @@ export class MessageStore implements MessageStoreApi {
       bytesRead: this.counters.bytesRead,
       messagesRead: this.counters.messagesRead,
       segments: this.segments.list.length,
-      topics: this.listedCounts().topics,
-      queues: this.listedCounts().queues,
+      topics: listed.topics,
+      queues: listed.queues,
       syncs: gc.syncs,
       directWrites: this.o.directWrites && this.io.directWrites === true && this.o.sync.mode === 'always',
       syncLatencyMeanMs: gc.syncLatency.meanMs(),
@@ -390,7 +391,7 @@ export class MessageStore implements MessageStoreApi {
       this.checkpointCounts.deltas++;
     } else {
       // Only topics the dictionary holds durably: recovery rejects a checkpoint naming others.
-      const chunks = checkpointChunks(this.index, position, this.dict.durableSize, this.io.now());
+      const chunks = checkpointChunks(this.index, position, this.dict.durableSize, this.io.now(), undefined, this.dict.size);
       // Once the new file is in place the delta chain no longer follows the checkpoint on disk (or
       // does, if the directory entry is not durable yet): were the directory sync or the delta
       // file's truncation to fail, a delta appended to that chain would be dropped on reopen.

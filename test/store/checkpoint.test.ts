@@ -4,7 +4,7 @@ import { openSync, rmSync, writeSync, closeSync, statSync, truncateSync } from '
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { MessageStore, StoreNoSpaceError } from '../../src/store/index.js';
-import { FaultyIo, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
+import { FaultyIo, closeAndRemove, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
 import { QueueIndex } from '../../src/store/queue-index.js';
 import { CHECKPOINT_CHUNK_BYTES, CHECKPOINT_ENCODE_SLICE_UNITS } from '../../src/store/constants.js';
 import { CHECKPOINT_FILE, CHECKPOINT_TMP_FILE } from '../../src/store/format.js';
@@ -167,9 +167,7 @@ test('checkpoint: deltas chain on the full checkpoint; a torn delta ends the cha
       await reopened.close();
     }
   } finally {
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });
 
@@ -412,8 +410,6 @@ test('checkpoint: a full checkpoint that fails mid-file (ENOSPC on a later chunk
     assert.ok(retried.deltaBytes > 0, 'the delta chain after the new full checkpoint');
     await expectCrashReopen(dir, copies, s, 0);
   } finally {
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageStore, nodeIo, type StoreFile, type StoreIo } from '../../src/store/index.js';
-import { FaultyIo, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
+import { FaultyIo, closeAndRemove, crashSnapshot, payload, removeDir, tempDir } from './helpers.js';
 
 test('group commit: concurrent appends to one queue get offsets in call order', async () => {
   const dir = tempDir();
@@ -274,8 +274,6 @@ test('group commit: kill -9 while the flush of a segment\'s tail is in flight an
     }
   } finally {
     release();
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });

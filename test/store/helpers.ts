@@ -17,9 +17,28 @@ export function removeDir(dir: string): void {
  * of the process would find (the page cache survives a process crash).
  */
 export function crashSnapshot(dir: string): string {
-  const copy = tempDir('cirrus-crash-');
-  cpSync(dir, copy, { recursive: true, filter: (src) => !src.endsWith('/LOCK') });
-  return copy;
+  // The copy goes file by file: a file background work (retention) deletes meanwhile makes it
+  // fail, and it is taken again whole.
+  for (let attempt = 1; ; attempt++) {
+    const copy = tempDir('cirrus-crash-');
+    try {
+      cpSync(dir, copy, { recursive: true, filter: (src) => !src.endsWith('/LOCK') });
+      return copy;
+    } catch (err) {
+      removeDir(copy);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === CRASH_SNAPSHOT_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/** Copies crashSnapshot takes before a file vanishing under it is an error. */
+const CRASH_SNAPSHOT_ATTEMPTS = 5;
+
+/** Closes the store, then removes its directory and every crash snapshot taken of it. */
+export async function closeAndRemove(s: { close(): Promise<void> }, dir: string, copies: readonly string[]): Promise<void> {
+  await s.close();
+  removeDir(dir);
+  for (const c of copies) removeDir(c);
 }
 
 /** Runs `fn` on a file named `data` holding `bytes`, in a temp dir (`dir`) removed afterwards. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { MessageStore, scanStore } from '../../src/store/index.js';
 import { crc32c } from '../../src/store/crc.js';
 import { RECORD_HEADER_BYTES, RECORD_VERSION_UNSEEDED, SPARE_SEGMENT_FILE, parseSegmentFileName, segmentFileName } from '../../src/store/format.js';
-import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, closeAndRemove, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 // Segments larger than the unflushed window (4 MiB with these messages: recovery.ts), so that a
 // recycled file's previous life lies outside it and recovery must tell it from the data by CRC.
@@ -46,13 +46,6 @@ async function rollIntoRecycled(s: MessageStore): Promise<void> {
 async function untilSpare(s: MessageStore, step = 100): Promise<void> {
   for (let rounds = 0; !s.stats().spareSegment && rounds < 200; rounds++) await appendMany(s, step);
   assert.equal(s.stats().spareSegment, true, 'a spare file waits');
-}
-
-/** Closes the store, then removes its directory and every crash snapshot taken of it. */
-async function closeAndRemove(s: MessageStore, dir: string, copies: readonly string[]): Promise<void> {
-  await s.close();
-  removeDir(dir);
-  for (const c of copies) removeDir(c);
 }
 
 /** Every retained record of every queue of t reads back as written. */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageStore, StoreOffsetTruncatedError } from '../../src/store/index.js';
-import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, closeAndRemove, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const opts = (dir: string) => ({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 2048 });
 
@@ -136,9 +136,7 @@ test('retention never hands out an offset twice: a queue whose records it delete
       await re.close();
     }
   } finally {
-    await s.close();
-    removeDir(dir);
-    for (const c of copies) removeDir(c);
+    await closeAndRemove(s, dir, copies);
   }
 });
 
