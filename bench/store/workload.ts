@@ -269,7 +269,10 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
     }
   };
   const coldLoop = async (mine: number[]): Promise<void> => {
+    /** Set by a pass that moved nothing after the writers were done (as in the hot loop). */
+    let lastRound = false;
     for (;;) {
+      const writersDone = o.writersDone();
       let progress = 0;
       for (const g of mine) {
         while (pos[g] < o.next[g]) {
@@ -278,10 +281,24 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
           progress += n;
         }
       }
-      if (progress === 0) {
-        if (finished(mine)) return;
-        await new Promise((resolve) => setTimeout(resolve, HOT_POLL_MS));
+      if (progress > 0) {
+        lastRound = false;
+        continue;
       }
+      if (finished(mine)) return;
+      if (writersDone) {
+        // Every append had resolved before this pass began and it still moved nothing: the store
+        // cannot serve what is behind (its end went back, or records are missing). Fail, do not spin.
+        if (lastRound) {
+          for (const g of mine) {
+            if (pos[g] < o.next[g]) counters.fail(`${layout.topicNames[layout.topicOf[g]]}/${layout.queueIdOf[g]}: read to ${pos[g]}, ${o.next[g]} appended`);
+          }
+          return;
+        }
+        lastRound = true;
+        continue;
+      }
+      await new Promise((resolve) => setTimeout(resolve, HOT_POLL_MS));
     }
   };
 

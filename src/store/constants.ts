@@ -275,6 +275,9 @@ export const READ_AHEAD_RECORDS = 100;
  */
 export const READ_PLAN_POOL_MAX = 64;
 
+/** The memory tier's chunk list drops the (emptied) slots below its head once this many pile up. */
+export const MEMORY_TIER_COMPACT_SLOTS = 1024;
+
 /** A queue's read-ahead buffer drops the slots its reader has passed once this many pile up. */
 export const READ_AHEAD_COMPACT_SLOTS = 64;
 

@@ -17,7 +17,7 @@ import {
   MAX_OPEN_READ_FILES,
   MAX_READ_BATCH_SEGMENTS,
 } from './constants.js';
-import { StoreClosedError } from './errors.js';
+import { StoreClosedError, StoreIoError } from './errors.js';
 import { REC, RECORD_VERSION, SPARE_SEGMENT_FILE, parseSegmentFileName, segmentFileName } from './format.js';
 import { firstRecordHeader } from './recovery.js';
 import { readBatchAcross, type ReadBatchOptions, type StoreFile, type StoreIo } from './io.js';
@@ -255,6 +255,14 @@ export class SegmentSet {
     if (this.closed) {
       await file.close();
       throw new StoreClosedError();
+    }
+    if (!writable && !this.list.includes(seg)) {
+      // Retention removed the segment while this opened it: remove() saw no handle in use, so the
+      // file may be deleted (a registered handle would hold its blocks until the LRU let go) or be
+      // the spare, which a later segment overwrites. The caller's offsets are gone (the index was
+      // trimmed first); getRange answers CIRRUS_STORE_OFFSET_TRUNCATED.
+      await file.close();
+      throw new StoreIoError(`segment ${seg.start} was removed while it was being opened for a read`, null);
     }
     const again = this.handles.get(seg);
     if (again && (again.writable || !writable)) {

@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
+import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, MEMORY_TIER_COMPACT_SLOTS, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
 import { allocLarge } from './large-buffer.js';
 import type { TierStats } from './types.js';
@@ -40,6 +40,12 @@ export class TierCounter {
     return { hits: this.hits, misses: this.misses, hitRatio: total === 0 ? 0 : this.hits / total, bytes, budgetBytes };
   }
 }
+
+/**
+ * What an evicted or dropped chunk's slot below `head` holds: the slot must not keep the chunk's
+ * buffer alive (a record over WRITE_CHUNK_BYTES has a chunk of its own size, which is never pooled).
+ */
+const RELEASED_CHUNK: Chunk = Object.freeze({ start: -1, buf: Buffer.alloc(0), used: 0, sealed: true, segStart: -1 });
 
 export class MemoryTier {
   private chunks: Chunk[] = [];
@@ -135,16 +141,22 @@ export class MemoryTier {
     while (this.bytes > this.budgetBytes && this.head < this.chunks.length - 1) {
       const c = this.chunks[this.head];
       if (!c.sealed || c.start + c.used > flushed) break;
-      this.head++;
-      this.bytes -= c.buf.length;
+      this.release();
       out.push(c);
-    }
-    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
-      this.chunks = this.chunks.slice(this.head);
-      this.head = 0;
     }
     return out;
   }
+
+  /** Moves `head` past its chunk, which the tier then no longer references. */
+  private release(): void {
+    this.bytes -= this.chunks[this.head].buf.length;
+    this.chunks[this.head++] = RELEASED_CHUNK;
+    if (this.head > MEMORY_TIER_COMPACT_SLOTS && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
+  }
+
 
   /** Forgets everything at or after `position` (rollback of a failed flush). */
   rollback(position: number): void {
@@ -166,8 +178,7 @@ export class MemoryTier {
     while (this.head < this.chunks.length - 1) {
       const c = this.chunks[this.head];
       if (c.start + c.used > position) break;
-      this.head++;
-      this.bytes -= c.buf.length;
+      this.release();
     }
   }
 }

@@ -107,6 +107,8 @@ export class FaultyIo implements StoreIo {
   datasyncGate: Promise<void> | null = null;
   /** When set, every read and read batch waits for it first (to run something while a read is under way). */
   readGate: ((path: string) => Promise<void>) | null = null;
+  /** When set, every open waits for it once the file is open (to run something while an open is under way). */
+  openGate: ((path: string, mode: 'read' | 'readwrite' | 'create') => Promise<void>) | null = null;
   /**
    * When set, told of every writev, read and read batch as it starts (with its byte count), every datasync
    * as it completes, every rename (its target) and every whole-file read.
@@ -156,6 +158,7 @@ export class FaultyIo implements StoreIo {
     const r = this.take('open', path);
     if (r) throw errnoError(r.code, 'open');
     const inner = await nodeIo.open(path, mode);
+    if (this.openGate) await this.openGate(path, mode);
     const io = this;
     return {
       async writev(buffers, position) {

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageStore, StoreOffsetTruncatedError } from '../../src/store/index.js';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { SPARE_SEGMENT_FILE } from '../../src/store/format.js';
 import { FaultyIo, closeAndRemove, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const opts = (dir: string) => ({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 2048 });
@@ -171,6 +173,56 @@ test('retention: a read under way when retention deletes its records rejects CIR
     removeDir(dir);
   }
 });
+
+for (const recycleSegments of [false, true]) {
+  test(`retention: a read opening a segment while retention removes it keeps no descriptor of the removed file and answers CIRRUS_STORE_OFFSET_TRUNCATED (recycleSegments ${recycleSegments})`, async () => {
+    const dir = tempDir();
+    const options = { dir, segmentBytes: 64 * 1024, maxMessageBytes: 2048, memoryCacheBytes: 0, recycleSegments };
+    const writer = await MessageStore.open(options);
+    for (let i = 0; i < 200; i++) await writer.append('t', 0, payload('t', 0, i, 1000));
+    await writer.close();
+    // Reopened, so that no segment file is open yet (the writer's handles would serve the read).
+    const io = new FaultyIo();
+    let clock = Date.now();
+    io.setClock(clock);
+    const s = await MessageStore.open({ ...options, io, retention: { maxAgeMs: 1000 } });
+    try {
+      const first = segmentFiles(dir)[0];
+      let ran = false;
+      io.openGate = async (path, mode) => {
+        if (ran || mode !== 'read' || !path.endsWith(first)) return;
+        ran = true;
+        // Every sealed segment ages out while the read's open of the oldest is under way.
+        clock += 5000;
+        io.setClock(clock);
+        await s.applyRetention();
+      };
+      await assert.rejects(s.getRange('t', 0, 0, 10), (e: unknown) => {
+        assert.ok(e instanceof StoreOffsetTruncatedError, String(e));
+        assert.equal(e.firstAvailableOffset, s.queues('t')[0].startOffset);
+        return true;
+      });
+      assert.ok(ran, 'retention ran while the read opened the segment');
+      assert.ok(!segmentFiles(dir).includes(first), 'the segment is gone');
+      // Past its handles' LRU: the read's descriptor of the removed file was closed, not kept.
+      await new Promise((r) => setTimeout(r, 50));
+      const held = readdirSync('/proc/self/fd').flatMap((fd) => {
+        try {
+          return [readlinkSync(`/proc/self/fd/${fd}`)];
+        } catch {
+          return [];
+        }
+      }).filter((target) => target.startsWith(dir) && (target.includes(first) || target.includes(SPARE_SEGMENT_FILE)));
+      assert.deepEqual(held, [], 'no descriptor of the removed segment stays open');
+      const q = s.queues('t')[0];
+      const got = await s.getRange('t', 0, q.startOffset, 10);
+      got.forEach((b, k) => assert.ok(b.equals(payload('t', 0, q.startOffset + k, 1000)), `offset ${q.startOffset + k}`));
+    } finally {
+      await s.close();
+      removeDir(dir);
+    }
+  });
+}
 
 for (const variant of ['succeeds', 'fails with ENOSPC'] as const) {
   test(`retention: a sealed segment whose last flush is still in flight is not deleted (the flush ${variant})`, async () => {

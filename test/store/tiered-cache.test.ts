@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
 import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from '../../src/store/constants.js';
 import { defaultColdReadConcurrency, historyReadCap, libuvThreadpoolSize } from '../../src/store/options.js';
@@ -424,6 +426,38 @@ test('memory tier: finds by position, evicts oldest flushed chunks only, rolls b
   assert.equal(m.find(240)?.start, 200);
   assert.equal(m.last()?.used, 50);
   assert.equal(m.last()?.sealed, false);
+});
+
+test('memory tier: a chunk evicted or dropped below retention is no longer referenced, so its buffer can be collected', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const m = new MemoryTier(300);
+  // Chunks of records over WRITE_CHUNK_BYTES have buffers of their own size, never pooled: a tier
+  // that kept them referenced held up to a thousand of them past its budget.
+  const refs: WeakRef<Buffer>[] = [];
+  const fill = (from: number, n: number): void => {
+    for (let k = from; k < from + n; k++) {
+      const c = chunk(k * 100, 100);
+      refs.push(new WeakRef(c.buf));
+      m.add(c);
+    }
+  };
+  fill(0, 8);
+  assert.deepEqual(m.evict(800).map((c) => c.start), [0, 100, 200, 300, 400], 'evicted down to the budget');
+  fill(8, 4);
+  m.dropBelow(1000); // retention: chunks 5..9 go
+  assert.equal(m.find(950), undefined);
+  assert.equal(m.find(1050)?.start, 1000);
+  for (let k = 0; k < 3; k++) {
+    await new Promise((r) => setImmediate(r));
+    gc();
+  }
+  assert.deepEqual(
+    refs.map((r) => r.deref() === undefined),
+    refs.map((_, k) => k < 10),
+    'evicted and dropped buffers are collected; the live ones stay',
+  );
+  assert.equal(m.bytes, 200);
 });
 
 test('memory tier: evicted write buffers are reused up to the pool size, and released on demand', () => {
