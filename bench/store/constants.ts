@@ -46,6 +46,9 @@ export const CEILING_CELL_BYTES = 512 * 1024 * 1024;
 /** The same, for --quick (CI): a rough ceiling is enough there, speed is not asserted. */
 export const CEILING_CELL_BYTES_QUICK = 32 * 1024 * 1024;
 
+/** --quick's memory budget: well under its data set, so reads come back from the log files too. */
+export const QUICK_MEMORY_CACHE_BYTES = 16 * 1024 * 1024;
+
 /** How often the benchmark samples throughput for the progress line and the plot. */
 export const SAMPLE_INTERVAL_MS = 500;
 /** Progress lines on stderr at most this often, so a long run stays readable. */

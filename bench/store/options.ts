@@ -1,7 +1,7 @@
 import { totalmem } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { MAX_COLD_READ_CONCURRENCY, RECOMMENDED_NODE_FLAGS, RECOMMENDED_UV_THREADPOOL_SIZE, type HistoryPageCache } from '../../src/store/index.js';
-import { CEILING_CELL_BYTES, CEILING_CELL_BYTES_QUICK, MAX_QUEUES_PER_TOPIC, MAX_TOPICS } from './constants.js';
+import { CEILING_CELL_BYTES, CEILING_CELL_BYTES_QUICK, MAX_QUEUES_PER_TOPIC, MAX_TOPICS, QUICK_MEMORY_CACHE_BYTES } from './constants.js';
 
 export const PEER_NAMES = ['sqlite', 'leveldb', 'redis'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
@@ -92,7 +92,7 @@ export function benchCommand(): Command {
     .option('--peers <list>', `peers to compare with: none, or a comma list of ${PEER_NAMES.join(',')}`, peerList, [...PEER_NAMES])
     .option('--peer-gib <GiB>', 'GiB each peer writes (same producers, same message mix)', positiveNumber('--peer-gib'), 1)
     .option('--ceiling-mib <MiB>', `MiB written per ceiling probe cell and by the closed-loop reference (default ${CEILING_CELL_BYTES / MiB}, quick ${CEILING_CELL_BYTES_QUICK / MiB})`, positiveInt('--ceiling-mib'))
-    .option('--memory-cache-mib <MiB>', 'store memory read-cache budget (default: the store\'s default)', positiveInt('--memory-cache-mib'))
+    .option('--memory-cache-mib <MiB>', 'store memory read-cache budget (default: the store\'s default; --quick 16)', positiveInt('--memory-cache-mib'))
     .option('--segment-mib <MiB>', 'store segment size (default: the store\'s default)', positiveInt('--segment-mib'))
     .option(
       '--cold-read-concurrency <n>',
@@ -181,6 +181,9 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     if (!given('peerGib')) o.peerBytes = 16 * MiB;
     if (!given('ceilingMib')) o.ceilingCellBytes = CEILING_CELL_BYTES_QUICK;
     if (!given('segmentMib') && !o.segmentBytes) o.segmentBytes = 64 * MiB;
+    // The quick data set (192 MiB) would fit the default memory budget (256 MiB) whole, and the
+    // cold readers would never read a byte back from the log files: a small budget makes them.
+    if (!given('memoryCacheMib') && !o.memoryCacheBytes) o.memoryCacheBytes = QUICK_MEMORY_CACHE_BYTES;
   } else if (mode === 'full') {
     if (!given('phase1')) o.phase1Bytes = totalmem();
     if (!given('phase2')) o.phase2Bytes = totalmem() / 2;

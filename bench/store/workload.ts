@@ -182,7 +182,8 @@ export async function runReaders(o: ReaderOptions): Promise<ReaderResult> {
       const pending = store.getRange(name, queueId, from, want);
       const after = store.stats().cache.memory;
       probes++;
-      probeHits += after.hits - before.hits;
+      // Hot means served by the tail's chunks: a read-ahead hit was read from the log first.
+      probeHits += after.hits - (after.readAheadHits ?? 0) - (before.hits - (before.readAheadHits ?? 0));
       probeLookups += after.hits + after.misses - before.hits - before.misses;
       records = await pending;
     } else {

@@ -310,6 +310,9 @@ export const READ_AHEAD_BUDGET_FRACTION = 0.25;
 /** Fast-tier cache files are filled up to this size, then a new one starts; eviction is per file. */
 export const FAST_TIER_FILE_BYTES = 64 * MiB;
 
+/** A fast-tier budget below FAST_TIER_FILE_BYTES x this is split into this many files. */
+export const FAST_TIER_MIN_FILES = 4;
+
 /** Fast-tier writes in flight at most; past it, evicted chunks are simply dropped (it is a cache). */
 export const MAX_FAST_TIER_WRITES_IN_FLIGHT = 4;
 

@@ -36,6 +36,7 @@
  *    LOCK                       process lock (pid of the holder), see lock.ts
  */
 import { crc32c, crc32cRange } from './crc.js';
+import { MAX_TOPIC_BYTES } from './constants.js';
 
 export const RECORD_MAGIC = 0xc1a5;
 /** The version written: CRC seeded with the record's log position (see positionSeed). */
@@ -231,20 +232,40 @@ export interface DictDecodeResult {
   names: string[];
   /** Bytes of whole, valid entries from the start; anything after is a torn or corrupt tail. */
   validBytes: number;
+  /**
+   * A whole, valid entry (the next id's) follows the first bad one: the bad bytes are damage in
+   * the middle of the file, not a torn tail, and the entries from there on were durable.
+   */
+  damagedInMiddle: boolean;
+}
+
+/** Whether a whole, valid entry carrying `id` starts at `at`. */
+function dictEntryAt(buf: Buffer, at: number, id: number): number | null {
+  if (at + DICT_ENTRY_HEADER_BYTES > buf.length) return null;
+  const nameBytes = buf.readUInt16LE(at + 8);
+  const end = at + DICT_ENTRY_HEADER_BYTES + nameBytes;
+  if (nameBytes === 0 || nameBytes > MAX_TOPIC_BYTES || end > buf.length) return null;
+  if (buf.readUInt32LE(at + 4) !== id) return null;
+  if (crc32c(buf.subarray(at + 4, end)) !== buf.readUInt32LE(at)) return null;
+  return end;
 }
 
 /** Decodes dictionary entries until the first torn or invalid one. */
 export function decodeDict(buf: Buffer): DictDecodeResult {
   const names: string[] = [];
   let at = 0;
-  while (at + DICT_ENTRY_HEADER_BYTES <= buf.length) {
-    const nameBytes = buf.readUInt16LE(at + 8);
-    const end = at + DICT_ENTRY_HEADER_BYTES + nameBytes;
-    if (nameBytes === 0 || end > buf.length) break;
-    if (crc32c(buf.subarray(at + 4, end)) !== buf.readUInt32LE(at)) break;
-    if (buf.readUInt32LE(at + 4) !== names.length) break;
+  for (;;) {
+    const end = dictEntryAt(buf, at, names.length);
+    if (end === null) break;
     names.push(buf.toString('utf8', at + DICT_ENTRY_HEADER_BYTES, end));
     at = end;
   }
-  return { names, validBytes: at };
+  // A crash tears at most the last entry, and nothing follows it. Any valid entry of the next id
+  // starting after the bad one (found by trying every start, as its own length may be what rotted)
+  // means durable entries lie past the damage.
+  let damagedInMiddle = false;
+  for (let next = at + DICT_ENTRY_HEADER_BYTES + 1; next + DICT_ENTRY_HEADER_BYTES < buf.length && !damagedInMiddle; next++) {
+    damagedInMiddle = dictEntryAt(buf, next, names.length + 1) !== null;
+  }
+  return { names, validBytes: at, damagedInMiddle };
 }

@@ -76,6 +76,7 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw new StoreInvalidArgumentError('options', 'must be an object');
   checkKnownKeys(options, OPTION_KEYS, '');
   if (typeof options.dir !== 'string' || options.dir.length === 0) throw new StoreInvalidArgumentError('dir', 'must be a non-empty path');
+  if (options.dir.includes('\0')) throw new StoreInvalidArgumentError('dir', 'must not contain a NUL character');
   const maxMessageBytes = checkIntOption('maxMessageBytes', options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 1, MAX_MESSAGE_BYTES_LIMIT);
   const segmentBytes = checkIntOption('segmentBytes', options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, MIN_SEGMENT_BYTES, 2 ** 40);
   if (segmentBytes < RECORD_HEADER_BYTES + maxMessageBytes) {
@@ -85,6 +86,9 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   const fastTierDir = options.fastTierDir ?? null;
   if (fastTierDir !== null && (typeof fastTierDir !== 'string' || fastTierDir.length === 0)) {
     throw new StoreInvalidArgumentError('fastTierDir', 'must be a non-empty path');
+  }
+  if (fastTierDir !== null && fastTierDir.includes('\0')) {
+    throw new StoreInvalidArgumentError('fastTierDir', 'must not contain a NUL character');
   }
   const fastTierBytes = checkIntOption('fastTierBytes', options.fastTierBytes ?? DEFAULT_FAST_TIER_BYTES, 0, MAX_BUDGET_BYTES);
   const sync: SyncPolicy = options.sync ?? { mode: 'always' };
@@ -100,6 +104,9 @@ export function resolveOptions(options: StoreOptions): ResolvedOptions {
   checkKnownKeys(sync, SYNC_KEYS, 'sync.');
   if (sync.mode === 'interval') checkIntOption('sync.intervalMs', sync.intervalMs, 1, 3_600_000);
   else if (sync.mode !== 'always') throw new StoreInvalidArgumentError('sync', "mode must be 'always' or 'interval'");
+  else if ((sync as { intervalMs?: unknown }).intervalMs !== undefined) {
+    throw new StoreInvalidArgumentError('sync.intervalMs', "applies to mode 'interval' only; mode 'always' syncs every append");
+  }
   let retention: RetentionOptions | null = null;
   if (options.retention !== undefined) {
     const r = options.retention;

@@ -100,6 +100,7 @@ export class RecordReader {
         if (ahead) {
           out[o - from] = ahead;
           this.mem.counter.hits++;
+          this.mem.counter.readAheadHits++;
           continue;
         }
         this.mem.counter.misses++;

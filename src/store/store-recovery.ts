@@ -5,7 +5,8 @@
 import { join } from 'node:path';
 import { applyDeltaFile, checkCheckpointFile, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
-import { CLEAN_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
+import { CLEAN_FILE, DICT_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
+import { StoreCorruptError } from './errors.js';
 import type { StoreIo } from './io.js';
 import type { ResolvedOptions } from './options.js';
 import { DAMAGED_LENGTH, QueueIndex } from './queue-index.js';
@@ -53,13 +54,9 @@ export async function recoverStore(o: ResolvedOptions, io: StoreIo): Promise<Rec
   const t0 = Date.now();
   const cleanPath = join(o.dir, CLEAN_FILE);
   const { clean: cleanShutdown, logEnd: cleanLogEnd } = await readCleanMarker(io, o.dir);
-  if (cleanShutdown) {
-    await io.unlink(cleanPath);
-    await io.syncDir(o.dir);
-  }
-  const { dict, cutBytes: dictionaryCutBytes } = await TopicDict.open(io, o.dir);
+  const { dict, cutBytes: dictionaryCutBytes, damagedInMiddle } = await TopicDict.open(io, o.dir);
   try {
-    return await recoverWith(o, io, dict, dictionaryCutBytes, cleanShutdown, cleanLogEnd, t0);
+    return await recoverWith(o, io, dict, { cutBytes: dictionaryCutBytes, damagedInMiddle }, cleanShutdown ? cleanPath : null, cleanLogEnd, t0);
   } catch (err) {
     await dict.close().catch(() => undefined);
     throw err;
@@ -70,11 +67,14 @@ async function recoverWith(
   o: ResolvedOptions,
   io: StoreIo,
   dict: TopicDict,
-  dictionaryCutBytes: number,
-  cleanShutdown: boolean,
+  dictDecode: { cutBytes: number; damagedInMiddle: boolean },
+  /** The CLEAN marker's path when the previous run closed cleanly. */
+  cleanPath: string | null,
   cleanLogEnd: number | null,
   t0: number,
 ): Promise<RecoveredStore> {
+  const cleanShutdown = cleanPath !== null;
+  const dictionaryCutBytes = dictDecode.cutBytes;
   const found = await SegmentSet.discover(io, o.dir);
   // A recycled active segment closed cleanly keeps its file's length; the marker says where its
   // data ends (store.ts close), and the rest is its previous life, not damage.
@@ -88,13 +88,25 @@ async function recoverWith(
   const checkpoint: RecoveryReport['checkpoint'] = { used: false, logPosition: null, deltas: 0, reason: 'no checkpoint' };
   let fullCheckpointBytes = 0;
   let deltaBytes = 0;
+  /** Where index.delta's valid chain ends, when more follows it (cut once recovery is sure). */
+  let deltaCutTo: number | null = null;
+  /**
+   * The checkpoint's queues, when it lies past the log files' end (a segment file lost or cut
+   * short from outside): the scan rebuilds what the files hold, and every queue keeps at least
+   * the end the checkpoint gave it, so no acknowledged offset is handed out again.
+   */
+  let floor: QueueIndex | null = null;
   const checked = await checkCheckpointFile(io, o.dir);
   const info = checked?.info ?? null;
   if (checked && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
   if (checked && info) {
     const holder = found.filter((s) => s.start <= info.logPosition).pop();
     if (info.logPosition > logEnd || (holder && info.logPosition > holder.start + holder.size)) {
-      checkpoint.reason = 'checkpoint is ahead of the log files: full scan';
+      checkpoint.reason = 'checkpoint is ahead of the log files (a segment file lost or cut short): full scan; queues keep their checkpointed ends, the offsets lost are damaged';
+      if (info.topicCount <= dict.size) {
+        floor = new QueueIndex();
+        await loadCheckpointFile(io, o.dir, floor);
+      }
     } else if (info.topicCount > dict.size) {
       checkpoint.reason = 'checkpoint names topics the dictionary lacks: full scan';
     } else {
@@ -110,7 +122,7 @@ async function recoverWith(
       checkpoint.deltas = chain.applied;
       deltaBytes = chain.validBytes;
       // Records past the chain (torn, or older than the full checkpoint) would block later appends.
-      if (chain.validBytes < chain.fileBytes) await truncateDeltaFile(io, o.dir, chain.validBytes);
+      if (chain.validBytes < chain.fileBytes) deltaCutTo = chain.validBytes;
       scanFrom = Math.max(scanFrom, checkpoint.logPosition);
     }
   }
@@ -122,6 +134,9 @@ async function recoverWith(
   let damagedBytes = 0;
   let damagedOffsets = 0;
   let ignoredRecords = 0;
+  /** Records naming a topic id the dictionary does not have, and the highest such id. */
+  let unknownTopicRecords = 0;
+  let unknownTopicMax = -1;
   let scannedBytes = 0;
   let scannedRecords = 0;
   let truncatedBytes = 0;
@@ -146,7 +161,8 @@ async function recoverWith(
         MAX_MESSAGE_BYTES_LIMIT,
         (r) => {
           if (dict.name(r.topicId) === undefined) {
-            ignoredRecords++;
+            unknownTopicRecords++;
+            unknownTopicMax = Math.max(unknownTopicMax, r.topicId);
             return;
           }
           const existed = index.find(r.topicId, r.queueId) !== undefined;
@@ -200,6 +216,29 @@ async function recoverWith(
   // past its data, whether or not the scan read that segment (a checkpoint at close covers it),
   // and rolling past it must cut it (group-commit.ts) or a crash after that reads it as a torn tail.
   if (staleTail && cut === null && lastFound !== undefined) lastFound.recycled = true;
+
+  // A topic's dictionary entry is durable before any record names its id (topic-dict.ts), so a
+  // record naming an id past the dictionary's valid entries means the dictionary lost durable
+  // entries (damage, not a crash); so does a checkpoint counting more topics than a dictionary
+  // whose tail is bad. Opening would hand those ids, and their queues' offsets, out again under
+  // other names (and serve the old records under them): refused, before anything is changed.
+  if (unknownTopicRecords > 0 || (dictionaryCutBytes > 0 && info !== null && info.topicCount > dict.size)) {
+    const lost = unknownTopicRecords > 0 ? `${unknownTopicRecords} record(s) in the log name topic ids ${dict.size}..${unknownTopicMax}` : `the checkpoint counts ${info?.topicCount} topics`;
+    throw new StoreCorruptError(
+      `the topic dictionary ${join(o.dir, DICT_FILE)} is damaged: it holds ${dict.size} valid entries ` +
+        `(${dictionaryCutBytes} bad byte(s) after them${dictDecode.damagedInMiddle ? ', and valid entries after those' : ''}) but ${lost}. ` +
+        'The store is not opened, so that no topic id or offset is handed out twice; nothing was changed. ' +
+        'Restore the dictionary from a backup (docs/store.md, "Failure behaviour"); `cirrus store verify` shows the damage.',
+      dict.size,
+    );
+  }
+  if (cleanPath !== null) {
+    await io.unlink(cleanPath);
+    await io.syncDir(o.dir);
+  }
+  await dict.cutTail();
+  if (deltaCutTo !== null) await truncateDeltaFile(io, o.dir, deltaCutTo);
+
   if (cut !== null) {
     // A torn tail that began in an earlier segment: the later ones hold only unacknowledged data.
     // They go first, last one first, so that a crash before the cut below finds a contiguous log
@@ -225,6 +264,31 @@ async function recoverWith(
       await file.close();
     }
     seg.size = cut.keep;
+  }
+
+  if (floor !== null) {
+    // The checkpoint's ends stand: what the files no longer hold becomes damaged offsets (reads
+    // answer CIRRUS_STORE_CORRUPT), placed at the log's end so that retention drops them with
+    // the segments written next.
+    const tail = found[found.length - 1];
+    const at = tail === undefined ? firstStart : tail.start + tail.size;
+    for (let row = 0; row < floor.queueCount; row++) {
+      const c = floor.queueAt(row);
+      const want = floor.endOf(c);
+      const q = index.getOrCreate(floor.topicIdOf(c), floor.queueIdOf(c));
+      const have = index.endOf(q);
+      if (have >= want) continue;
+      if (index.startOf(q) === have) {
+        // Nothing of the queue is left: it begins at its checkpointed end (earlier offsets answer
+        // CIRRUS_STORE_OFFSET_TRUNCATED, as after retention), without an entry per lost record.
+        damagedOffsets += want - Math.max(have, floor.startOf(c));
+        index.resetEmpty(q, want);
+        continue;
+      }
+      for (let k = have; k < want; k++) index.push(q, at, DAMAGED_LENGTH);
+      damagedOffsets += want - have;
+    }
+    damage.push({ segmentStart: tail?.start ?? firstStart, from: at, to: Math.max(at, info?.logPosition ?? at), verdict: 'end', kind: 'middle' });
   }
 
   // Phase 3: the segment set, the active segment open for writing.

@@ -105,9 +105,16 @@ export class MessageStore implements MessageStoreApi {
     const o = resolveOptions(options);
     const io = options.io ?? nodeIo;
     // The fast tier's directory first: a path refused there must not leave a new store behind.
-    if (o.fastTierDir !== null) await makeDir(io, o.fastTierDir, 'fastTierDir');
-    await makeDir(io, o.dir, 'dir');
-    const lock = await acquireLock(o.dir);
+    // Before anything below, failures are typed here too (a directory that cannot be made or
+    // locked: EACCES, EROFS, ENOSPC), not passed on as bare errno errors.
+    const lock = await (async () => {
+      if (o.fastTierDir !== null) await makeDir(io, o.fastTierDir, 'fastTierDir');
+      await makeDir(io, o.dir, 'dir');
+      return acquireLock(o.dir);
+    })().catch((err: unknown) => {
+      if (err instanceof StoreError) throw err;
+      throw writeErrorFrom(err, `opening the store in ${o.dir}`);
+    });
     let store: MessageStore | undefined;
     try {
       const r = await recoverStore(o, io);
@@ -285,7 +292,7 @@ export class MessageStore implements MessageStoreApi {
       recycledSegments: this.segments.recycledSegments,
       spareSegment: this.segments.hasSpare,
       cache: {
-        memory: this.mem.counter.snapshot(this.mem.bytes + this.readAhead.bytes, this.o.memoryCacheBytes),
+        memory: this.mem.counter.snapshot(this.mem.bytes + this.readAhead.bytes, this.o.memoryCacheBytes, true),
         fastTier: this.fast ? this.fast.counter.snapshot(this.fast.bytes, this.fast.budgetBytes) : null,
       },
       historyReads: this.segments.historyReads(),

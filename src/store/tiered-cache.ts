@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { invariant } from '../common/index.js';
-import { FAST_TIER_FILE_BYTES, MAX_FAST_TIER_WRITES_IN_FLIGHT, MEMORY_TIER_COMPACT_SLOTS, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
+import { FAST_TIER_FILE_BYTES, FAST_TIER_MIN_FILES, MAX_FAST_TIER_WRITES_IN_FLIGHT, MEMORY_TIER_COMPACT_SLOTS, READ_AHEAD_COMPACT_SLOTS, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from './constants.js';
 import type { StoreFile, StoreIo } from './io.js';
 import { allocLarge } from './large-buffer.js';
 import type { TierStats } from './types.js';
@@ -35,9 +35,12 @@ export interface Chunk {
 export class TierCounter {
   hits = 0;
   misses = 0;
-  snapshot(bytes: number, budgetBytes: number): TierStats {
+  /** Of `hits`, those served by read-ahead buffers (memory tier). */
+  readAheadHits = 0;
+  snapshot(bytes: number, budgetBytes: number, withReadAhead = false): TierStats {
     const total = this.hits + this.misses;
-    return { hits: this.hits, misses: this.misses, hitRatio: total === 0 ? 0 : this.hits / total, bytes, budgetBytes };
+    const base = { hits: this.hits, misses: this.misses, hitRatio: total === 0 ? 0 : this.hits / total, bytes, budgetBytes };
+    return withReadAhead ? { ...base, readAheadHits: this.readAheadHits } : base;
   }
 }
 
@@ -346,10 +349,23 @@ export class FastTier {
    * content is never trusted across runs.
    */
   static async open(io: StoreIo, dir: string, budgetBytes: number): Promise<FastTier> {
-    for (const name of await io.readdir(dir)) {
+    // Wiping is tidiness, not safety: reads only ever go to ranges this run wrote, and a file
+    // this run creates is emptied first. A directory that cannot be listed must not keep the
+    // durable store from opening (the tier then fails, and is skipped, write by write).
+    const names = await io.readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
       if (name.endsWith(FAST_TIER_SUFFIX)) await io.unlink(join(dir, name)).catch(() => undefined);
     }
     return new FastTier(io, dir, budgetBytes);
+  }
+
+  /**
+   * Bytes per cache file: FAST_TIER_FILE_BYTES, or a FAST_TIER_MIN_FILES-th of a smaller budget,
+   * so that dropping the oldest file brings the tier under its budget (the file being written
+   * is never dropped).
+   */
+  private get fileBytes(): number {
+    return Math.max(1, Math.min(FAST_TIER_FILE_BYTES, Math.floor(this.budgetBytes / FAST_TIER_MIN_FILES)));
   }
 
   /**
@@ -370,11 +386,12 @@ export class FastTier {
       const { chunk, done } = this.queue.shift() as { chunk: Chunk; done: (c: Chunk) => void };
       try {
         let cur = this.files[this.files.length - 1];
-        if (!cur || cur.size + chunk.used > FAST_TIER_FILE_BYTES) {
+        if (!cur || (cur.size > 0 && cur.size + chunk.used > this.fileBytes)) {
           const path = join(this.dir, `${String(this.fileSeq++).padStart(12, '0')}${FAST_TIER_SUFFIX}`);
           cur = { path, file: await this.io.open(path, 'create'), size: 0 };
-          await cur.file.truncate(0);
+          // Known before anything else can fail, so that close() removes it whatever happens next.
           this.files.push(cur);
+          await cur.file.truncate(0);
         }
         const at = cur.size;
         await cur.file.writev([chunk.buf.subarray(0, chunk.used)], at);

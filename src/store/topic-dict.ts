@@ -5,6 +5,7 @@
  * dictionary could lose.
  */
 import { join } from 'node:path';
+import { invariant } from '../common/index.js';
 import { MAX_TOPICS } from './constants.js';
 import { StoreLimitError } from './errors.js';
 import { DICT_FILE, decodeDict, encodeDictEntry } from './format.js';
@@ -30,28 +31,35 @@ export class TopicDict {
     this.durableNames = names.length;
   }
 
-  /** Opens (or creates) the dictionary; a torn or corrupt tail is cut off. */
-  static async open(io: StoreIo, dir: string): Promise<{ dict: TopicDict; cutBytes: number }> {
+  /**
+   * Opens (or creates) the dictionary. A torn or corrupt tail is not cut yet: recovery first
+   * checks that nothing durable used the ids past it (cutTail).
+   */
+  static async open(io: StoreIo, dir: string): Promise<{ dict: TopicDict; cutBytes: number; damagedInMiddle: boolean }> {
     const path = join(dir, DICT_FILE);
     const existed = (await io.stat(path)) !== null;
     const file = await io.open(path, 'create');
     const size = await file.size();
     const buf = Buffer.allocUnsafe(size);
     const got = await file.read(buf, 0, size, 0);
-    const { names, validBytes } = decodeDict(buf.subarray(0, got));
-    if (validBytes < size) {
-      await file.truncate(validBytes);
-      await file.datasync();
-    }
+    const { names, validBytes, damagedInMiddle } = decodeDict(buf.subarray(0, got));
     if (!existed) await io.syncDir(dir);
-    return { dict: new TopicDict(file, names, validBytes), cutBytes: size - validBytes };
+    return { dict: new TopicDict(file, names, validBytes), cutBytes: size - validBytes, damagedInMiddle };
+  }
+
+  /** Cuts what open() found past the last valid entry, so new entries follow on from it. */
+  async cutTail(): Promise<void> {
+    invariant(this.pending.length === 0 && this.durableNames === this.names.length, 'the tail is cut before any topic is added');
+    if ((await this.file.size()) === this.durableBytes) return;
+    await this.file.truncate(this.durableBytes);
+    await this.file.datasync();
   }
 
   /** Read-only decode for verify/inspect. */
-  static async read(io: StoreIo, dir: string): Promise<{ names: string[]; cutBytes: number }> {
+  static async read(io: StoreIo, dir: string): Promise<{ names: string[]; cutBytes: number; damagedInMiddle: boolean }> {
     const buf = (await io.readFile(join(dir, DICT_FILE))) ?? Buffer.alloc(0);
-    const { names, validBytes } = decodeDict(buf);
-    return { names, cutBytes: buf.length - validBytes };
+    const { names, validBytes, damagedInMiddle } = decodeDict(buf);
+    return { names, cutBytes: buf.length - validBytes, damagedInMiddle };
   }
 
   private add(name: string): number {

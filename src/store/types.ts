@@ -87,6 +87,12 @@ export interface TierStats {
   hitRatio: number;
   bytes: number;
   budgetBytes: number;
+  /**
+   * Memory tier only: how many of `hits` came from read-ahead buffers rather than the tail's
+   * chunks (records a cold reader's batch read from the log ahead of it, or rescued from an
+   * evicted chunk). A reader following the writer is served from the chunks.
+   */
+  readAheadHits?: number;
 }
 
 /**

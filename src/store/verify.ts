@@ -58,6 +58,10 @@ export interface StoreScan {
   offsetProblemCount: number;
   unknownTopicRecords: number;
   dictionaryTailBytes: number;
+  /** Valid dictionary entries follow bad bytes: damage in the middle of the dictionary, not a torn tail. */
+  dictionaryDamaged: boolean;
+  /** The checkpoint covers the log further than its files reach (a segment file lost or cut short); null when not. */
+  logShortOfCheckpoint: { filesEnd: number; checkpointPosition: number } | null;
   checkpoint: { present: boolean; valid: boolean; logPosition: number | null };
   cleanShutdown: boolean;
   /** Size of the spare segment file retention left to become the next segment (recycleSegments), null when there is none. */
@@ -87,7 +91,10 @@ export interface ScanOptions {
 }
 
 export interface VerifyReport extends StoreScan {
-  /** No damage in the middle, no offset problems, no unknown topics (and, with strict, no torn tail). */
+  /**
+   * No damage in the middle, no offset problems, no unknown topics, no damage inside the
+   * dictionary, no log lost past the files' end (and, with strict, no torn tail).
+   */
   ok: boolean;
 }
 
@@ -121,7 +128,7 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   const io = options.io ?? nodeIo;
   const listing = await storeListing(io, dir);
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  const { names, cutBytes } = await TopicDict.read(io, dir);
+  const { names, cutBytes, damagedInMiddle } = await TopicDict.read(io, dir);
   const found = await SegmentSet.discover(io, dir, listing);
   // A cleanly closed store names its log's end (a recycled active segment's file is longer).
   const marker = await readCleanMarker(io, dir);
@@ -144,6 +151,15 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   const lastSeg = found[found.length - 1];
   const logEnd = lastSeg === undefined ? 0 : lastSeg.start + lastSeg.size;
   const durableFloor = info === null ? 0 : await deltaChainEnd(io, dir, info.logPosition, logEnd);
+  // As recovery judges it (store-recovery.ts): a checkpoint past the files' end, or past the end
+  // of the file that should hold its position, means the log lost bytes it had made durable.
+  let logShortOfCheckpoint: StoreScan['logShortOfCheckpoint'] = null;
+  if (info !== null) {
+    const holder = found.filter((seg) => seg.start <= info.logPosition).pop();
+    const filesEnd = holder === undefined ? logEnd : Math.min(logEnd, holder.start + holder.size);
+    if (info.logPosition > filesEnd) logShortOfCheckpoint = { filesEnd, checkpointPosition: info.logPosition };
+  }
+
   const { tailFrom, last: lastRule } = await tailPlan(io, dir, found, unflushedWindowBytes(maxMessageBytes), durableFloor);
   for (let k = 0; k < found.length; k++) {
     const seg = found[k];
@@ -205,6 +221,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     offsetProblemCount,
     unknownTopicRecords,
     dictionaryTailBytes: cutBytes,
+    dictionaryDamaged: damagedInMiddle,
+    logShortOfCheckpoint,
     checkpoint: { present: checked !== null, valid: info !== null, logPosition: info?.logPosition ?? null },
     cleanShutdown: marker.clean,
     spareSegmentBytes: (await io.stat(join(dir, SPARE_SEGMENT_FILE)))?.size ?? null,
@@ -220,6 +238,8 @@ export async function verifyStore(dir: string, options: ScanOptions & { strict?:
     scan.damage.length === 0 &&
     scan.offsetProblemCount === 0 &&
     scan.unknownTopicRecords === 0 &&
+    !scan.dictionaryDamaged &&
+    scan.logShortOfCheckpoint === null &&
     !(options.strict && (scan.tail !== null || scan.dictionaryTailBytes > 0));
   return { ...scan, ok };
 }

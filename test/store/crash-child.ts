@@ -93,6 +93,8 @@ async function main(): Promise<void> {
       data.writeUInt32LE(args.iteration, 12);
       data.writeUInt32LE(p, 16);
       data.writeUInt32LE(seq, 20);
+      data.writeUInt32LE(topic, 24);
+      data.writeUInt32LE(queueId, 28);
       data.writeUInt32LE(crc32c(data.subarray(12)), 8);
       const offset = await store.append(CRASH_TOPICS[topic], queueId, data);
       process.stdout.write(`A ${topic} ${queueId} ${offset} ${crashRecordHash(data)}\n`);

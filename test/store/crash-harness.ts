@@ -32,8 +32,12 @@ export const CRASH_TOPICS = ['orders', 'payments', 'audit-log', 'clicks', 'те�
 export const CRASH_QUEUES_PER_TOPIC = 24;
 /** First bytes of every harness record ("CRSH"), so a stray block is not taken for a record. */
 export const CRASH_MAGIC = 0x48535243;
-/** magic u32, size u32, crc32c of bytes 12.. u32, iteration u32, producer u32, seq u32. */
-export const CRASH_HEADER_BYTES = 24;
+/**
+ * magic u32, size u32, crc32c of bytes 12.. u32, iteration u32, producer u32, seq u32, topic
+ * index u32, queue id u32: a record says where it was written, so one found in another queue (or
+ * twice, or from an iteration that has not run) is caught, acknowledged or not.
+ */
+export const CRASH_HEADER_BYTES = 32;
 /** The challenge's message sizes. */
 export const CRASH_MIN_BYTES = 100;
 export const CRASH_MAX_BYTES = 17 * 1024;
@@ -76,14 +80,32 @@ const EARLY_KILL_SHARE = 0.2;
 /** Early kills land this long after spawn: node start-up plus the store's open. */
 const EARLY_KILL_MAX_MS = 600;
 
-/** Whether a record, acknowledged or not, is whole: null when fine, else what is wrong. */
-export function crashRecordProblem(data: Uint8Array): string | null {
+/** Where a record was read: its header must name the same queue and an iteration that has run. */
+export interface CrashRecordPlace {
+  topic: number;
+  queueId: number;
+  /** The latest iteration run so far. */
+  iteration: number;
+}
+
+/** Whether a record, acknowledged or not, is whole and in its place: null when fine, else what is wrong. */
+export function crashRecordProblem(data: Uint8Array, place?: CrashRecordPlace): string | null {
   if (data.length < CRASH_HEADER_BYTES) return `only ${data.length} bytes`;
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (buf.readUInt32LE(0) !== CRASH_MAGIC) return 'bad magic';
   if (buf.readUInt32LE(4) !== buf.length) return `size field ${buf.readUInt32LE(4)} but ${buf.length} bytes`;
   if (buf.readUInt32LE(8) !== crc32c(buf.subarray(12))) return 'body checksum mismatch';
+  if (place !== undefined) {
+    const [topic, queueId, iteration] = [buf.readUInt32LE(24), buf.readUInt32LE(28), buf.readUInt32LE(12)];
+    if (topic !== place.topic || queueId !== place.queueId) return `written to ${topic}/${queueId}, found in ${place.topic}/${place.queueId}`;
+    if (iteration > place.iteration) return `from iteration ${iteration}, which has not run`;
+  }
   return null;
+}
+
+/** Iteration, producer and sequence number of a whole record: each record was written once. */
+function crashRecordIdentity(data: Buffer): string {
+  return `${data.readUInt32LE(12)}/${data.readUInt32LE(16)}/${data.readUInt32LE(20)}`;
 }
 
 /** 128 bits of SHA-256: byte identity with a negligible chance of a false match. */
@@ -287,8 +309,12 @@ interface VerifyOutcome {
 }
 
 /** Reopens the directory in this process and checks every queue against what was acknowledged. */
-/** `retained`: whether any run so far had retention (queues may then start past 0). */
-async function verifyStore(dir: string, acked: AckMap, shape: CrashShape, retained: boolean): Promise<VerifyOutcome> {
+/**
+ * `retained`: whether any run so far had retention (queues may then start past 0). `seen`: hashes
+ * of the whole unacknowledged records earlier reopens served, per queue; a reopen served them to
+ * readers, so they must stay as they were (no end offset goes back over them) like acknowledged ones.
+ */
+async function verifyStore(dir: string, acked: AckMap, shape: CrashShape, retained: boolean, iteration: number, seen: AckMap): Promise<VerifyOutcome> {
   const out: VerifyOutcome = { lost: 0, corrupt: 0, unacknowledgedWhole: 0, deleted: 0, spare: false, records: 0, reopenedFrom: 'reopen failed', problems: [] };
   const note = (p: string) => {
     if (out.problems.length < 50) out.problems.push(p);
@@ -306,11 +332,14 @@ async function verifyStore(dir: string, acked: AckMap, shape: CrashShape, retain
   out.spare = store.stats().spareSegment;
   const ckpt = store.recovery.checkpoint;
   out.reopenedFrom = ckpt.used ? `checkpoint + ${ckpt.deltas} delta${ckpt.deltas === 1 ? '' : 's'}` : ckpt.reason;
+  const identities = new Set<string>();
   try {
     for (let t = 0; t < CRASH_TOPICS.length; t++) {
       for (let q = 0; q < CRASH_QUEUES_PER_TOPIC; q++) {
         const name = CRASH_TOPICS[t];
         const expected = acked.get(`${t}/${q}`) ?? new Map<number, string>();
+        let served = seen.get(`${t}/${q}`);
+        if (!served) seen.set(`${t}/${q}`, (served = new Map()));
         const end = store.endOffset(name, q);
         const start = store.queues(name).find((info) => info.queueId === q)?.startOffset ?? 0;
         for (let offset = start; offset < end; ) {
@@ -331,17 +360,35 @@ async function verifyStore(dir: string, acked: AckMap, shape: CrashShape, retain
           records.forEach((rec, i) => {
             const at = offset + i;
             out.records++;
-            const problem = crashRecordProblem(rec);
+            const problem = crashRecordProblem(rec, { topic: t, queueId: q, iteration });
             const hash = expected.get(at);
             if (problem) {
               out.corrupt++;
               note(`${name}/${q}@${at}: ${problem}${hash ? ' (acknowledged)' : ''}`);
-            } else if (hash === undefined) {
-              out.unacknowledgedWhole++;
-            } else if (crashRecordHash(rec) !== hash) {
-              out.corrupt++;
-              note(`${name}/${q}@${at}: acknowledged record differs from what was written`);
+              return;
             }
+            const identity = crashRecordIdentity(rec);
+            if (identities.has(identity)) {
+              out.corrupt++;
+              note(`${name}/${q}@${at}: record ${identity} (iteration/producer/seq) found a second time`);
+              return;
+            }
+            identities.add(identity);
+            const now = crashRecordHash(rec);
+            if (hash !== undefined) {
+              if (now !== hash) {
+                out.corrupt++;
+                note(`${name}/${q}@${at}: acknowledged record differs from what was written`);
+              }
+              return;
+            }
+            out.unacknowledgedWhole++;
+            const before = served.get(at);
+            if (before !== undefined && before !== now) {
+              out.corrupt++;
+              note(`${name}/${q}@${at}: an earlier reopen served another record here`);
+            }
+            served.set(at, now);
           });
           if (records.length === 0) break;
           offset += records.length;
@@ -352,6 +399,12 @@ async function verifyStore(dir: string, acked: AckMap, shape: CrashShape, retain
           } else if (offset >= end) {
             out.lost++;
             note(`${name}/${q}@${offset}: acknowledged but missing (end offset ${end})`);
+          }
+        }
+        for (const offset of served.keys()) {
+          if (offset >= start && offset >= end) {
+            out.corrupt++;
+            note(`${name}/${q}@${offset}: an earlier reopen served a record here; the end offset went back to ${end}`);
           }
         }
       }
@@ -376,6 +429,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
   const varyRng = new Prng(o.seed ^ 0x5ea50ed);
   let retained = false;
   const acked: AckMap = new Map();
+  const seen: AckMap = new Map();
   const report: CrashReport = { iterations: 0, acknowledged: 0, lost: 0, corrupt: 0, unacknowledgedWhole: 0, failures: [], problems: [] };
   try {
     for (let i = 0; i < o.iterations; i++) {
@@ -388,7 +442,7 @@ export async function runCrashHarness(o: CrashHarnessOptions): Promise<CrashRepo
       report.problems.push(...child.duplicateAcks);
       if (child.failure) report.failures.push(child.failure);
       const verifyStarted = Date.now();
-      const v = await verifyStore(dir, acked, shape, retained);
+      const v = await verifyStore(dir, acked, shape, retained, i, seen);
       const verifyMs = Date.now() - verifyStarted;
       // Each iteration re-checks everything acknowledged so far; count each loss once, at its last check.
       report.lost = v.lost;

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { MessageStore, StoreCorruptError, nodeIo, verifyStore } from '../../src/store/index.js';
+import { MessageStore, StoreCorruptError, StoreOffsetTruncatedError, nodeIo, verifyStore } from '../../src/store/index.js';
+import { decodeDict, encodeDictEntry } from '../../src/store/format.js';
 import { DIRECT_WRITE_ALIGN_BYTES } from '../../src/store/constants.js';
 import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
@@ -274,6 +276,105 @@ test('recovery: a torn or corrupt topic dictionary tail is cut', async () => {
     removeDir(dir);
   }
 });
+
+/** Every file of `dir` with its bytes, to show that a refused open changed nothing. */
+function filesOf(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).sort().map((f) => [f, createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')]));
+}
+
+for (const where of ['its last entry', 'its first entry'] as const) {
+  test(`recovery: a flipped bit in ${where} of the topic dictionary, whose topics the log uses, refuses open with CIRRUS_STORE_CORRUPT and changes nothing (no topic id or offset handed out twice)`, async () => {
+    const dir = tempDir();
+    const options = { dir, segmentBytes: 1 << 20, maxMessageBytes: 4096 };
+    const s = await MessageStore.open(options);
+    for (const t of ['alpha', 'beta', 'gamma']) for (let i = 0; i < 3; i++) await s.append(t, 0, payload(t, 0, i, 300));
+    await s.close();
+    const dict = join(dir, 'topics.dict');
+    const bytes = readFileSync(dict);
+    flipByte(dict, where === 'its last entry' ? bytes.length - 1 : 12);
+    try {
+      const before = filesOf(dir);
+      await assert.rejects(MessageStore.open(options), (e: unknown) => {
+        assert.ok(e instanceof StoreCorruptError, String(e));
+        assert.match(e.message, /topic dictionary .* is damaged/);
+        return true;
+      });
+      assert.deepEqual(filesOf(dir), before, 'the refused open changed no file (the dictionary is not cut, CLEAN stays)');
+      const report = await verifyStore(dir, { maxMessageBytes: 4096 });
+      assert.equal(report.ok, false, 'verify reports the damage');
+      assert.ok(report.unknownTopicRecords > 0);
+      // With the dictionary restored (from a backup), the store opens whole.
+      writeFileSync(dict, bytes);
+      const again = await MessageStore.open(options);
+      try {
+        for (const t of ['alpha', 'beta', 'gamma']) assert.deepEqual(await again.getRange(t, 0, 0, 10), [0, 1, 2].map((i) => payload(t, 0, i, 300)));
+        assert.equal(await again.append('delta', 0, payload('delta', 0, 0, 300)), 0);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      removeDir(dir);
+    }
+  });
+}
+
+test('decodeDict: valid entries after bad bytes are damage in the middle; a torn last entry is not', () => {
+  const entries = ['alpha', 'beta', 'gamma'].map((n, id) => encodeDictEntry(id, n));
+  const all = Buffer.concat(entries);
+  const flippedMiddle = Buffer.from(all);
+  flippedMiddle[entries[0].length + 12] ^= 0x10; // a name byte of entry 1
+  assert.deepEqual(decodeDict(flippedMiddle), { names: ['alpha'], validBytes: entries[0].length, damagedInMiddle: true });
+  const flippedLength = Buffer.from(all);
+  flippedLength[entries[0].length + 8] ^= 0x01; // entry 1's own length
+  assert.equal(decodeDict(flippedLength).damagedInMiddle, true, 'found again past a length that rotted');
+  for (let cut = 1; cut < entries[2].length; cut++) {
+    const torn = all.subarray(0, all.length - cut);
+    assert.deepEqual(decodeDict(torn), { names: ['alpha', 'beta'], validBytes: entries[0].length + entries[1].length, damagedInMiddle: false });
+  }
+});
+
+for (const loss of ['the last segment file removed', 'the last segment cut short'] as const) {
+  test(`recovery: ${loss} after a clean close: no acknowledged offset is handed out again, the lost ones read CIRRUS_STORE_CORRUPT, verify reports it`, async () => {
+    const dir = tempDir();
+    const options = { dir, segmentBytes: 64 * 1024, maxMessageBytes: 4096 };
+    const s = await MessageStore.open(options);
+    for (let i = 0; i < 150; i++) await s.append('t', 0, payload('t', 0, i, 900));
+    await s.append('u', 0, payload('u', 0, 0, 900));
+    await s.close();
+    const segs = segmentFiles(dir);
+    assert.ok(segs.length >= 2);
+    const last = segs[segs.length - 1];
+    if (loss === 'the last segment file removed') rmSync(last);
+    else truncateSync(last, statSync(last).size - 100);
+    try {
+      const report = await verifyStore(dir, { maxMessageBytes: 4096 });
+      assert.equal(report.ok, false);
+      assert.ok(report.logShortOfCheckpoint !== null, 'the checkpoint covers more log than the files hold');
+      const r = await MessageStore.open(options);
+      try {
+        assert.equal(r.endOffset('t', 0), 150, 't keeps its end');
+        assert.equal(r.endOffset('u', 0), 1, 'u keeps its end, though its only record is gone');
+        assert.ok(r.recovery.damagedOffsets > 0);
+        assert.equal(await r.append('t', 0, payload('t', 0, 150, 900)), 150, 'the next offset is new');
+        assert.equal(await r.append('u', 0, payload('u', 0, 1, 900)), 1);
+        // Records still in the files read back; the lost ones answer CORRUPT or TRUNCATED, never other bytes.
+        for (let o = 0; o <= 150; o++) {
+          try {
+            const [got] = await r.getRange('t', 0, o, 1);
+            assert.deepEqual(got, payload('t', 0, o, 900), `t@${o}`);
+          } catch (e) {
+            assert.ok(e instanceof StoreCorruptError || e instanceof StoreOffsetTruncatedError, `t@${o}: ${String(e)}`);
+          }
+        }
+        assert.deepEqual(await r.getRange('t', 0, 150, 1), [payload('t', 0, 150, 900)]);
+      } finally {
+        await r.close();
+      }
+    } finally {
+      removeDir(dir);
+    }
+  });
+}
 
 test('recovery (property): random truncations and bit flips of the log never break open, never return wrong bytes', async () => {
   const { dir, store } = await writeStore(120);

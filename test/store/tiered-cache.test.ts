@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -9,7 +9,7 @@ import { MessageStore, nodeIo, type StoreIo } from '../../src/store/index.js';
 import { APPEND_QUIET_MS, HISTORY_READ_PREFETCH, HISTORY_READ_PREFETCH_IDLE, WRITE_CHUNK_BYTES, WRITE_CHUNK_POOL_SIZE } from '../../src/store/constants.js';
 import { defaultColdReadConcurrency, historyReadCap, libuvThreadpoolSize } from '../../src/store/options.js';
 import { MemoryTier, ReadAhead, type Chunk } from '../../src/store/tiered-cache.js';
-import { payload, removeDir, tempDir } from './helpers.js';
+import { FaultyIo, payload, removeDir, tempDir } from './helpers.js';
 
 const QUEUES = 8;
 const PER_QUEUE = 300;
@@ -67,6 +67,114 @@ test('tiered cache: with a small memory budget, history comes from the fast tier
     await checkAll(again);
   } finally {
     await again.close();
+    removeDir(dir);
+    removeDir(fastTierDir);
+  }
+});
+
+/** The fast-tier cache files in `dir` and their total size. */
+function cacheFiles(dir: string): { count: number; bytes: number } {
+  const files = readdirSync(dir).filter((n) => n.endsWith('.ftc'));
+  return { count: files.length, bytes: files.reduce((n, f) => n + statSync(join(dir, f)).size, 0) };
+}
+
+/** Waits until the fast tier has taken what it was offered (its writes land in the background). */
+async function fastTierSettled(s: MessageStore): Promise<void> {
+  let last = -1;
+  for (let i = 0; i < 200; i++) {
+    const bytes = s.stats().cache.fastTier?.bytes ?? 0;
+    if (bytes === last && bytes > 0) return;
+    last = bytes;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+test('tiered cache: stats count read-ahead hits apart, so records read from the log ahead of a reader are not taken for the tail in memory', async () => {
+  const dir = tempDir();
+  const opts = { dir, memoryCacheBytes: 16 << 20, ...SHAPE };
+  const w = await MessageStore.open(opts);
+  await Promise.all(Array.from({ length: 300 }, (_, i) => w.append('t', 0, payload('t', 0, i, 4000))));
+  await w.close();
+  const s = await MessageStore.open(opts); // memory holds nothing: every record comes from the log
+  try {
+    for (let o = 0; o < 300; o += 100) {
+      const got = await s.getRange('t', 0, o, 100);
+      got.forEach((b, k) => assert.deepEqual(b, payload('t', 0, o + k, 4000)));
+    }
+    const m = s.stats().cache.memory;
+    assert.ok(m.readAheadHits !== undefined && m.readAheadHits > 0, `read-ahead served some (${JSON.stringify(m)})`);
+    assert.equal(m.hits, m.readAheadHits, 'every hit was a read-ahead one: no chunk held these records');
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
+test('tiered cache: a fast-tier budget below one cache file (64 MiB) is honoured, on disk and in stats', async () => {
+  const dir = tempDir();
+  const fastTierDir = tempDir('cirrus-fast-');
+  const budget = 3 << 20;
+  const s = await MessageStore.open({ dir, fastTierDir, memoryCacheBytes: 1 << 20, fastTierBytes: budget, ...SHAPE });
+  try {
+    await fill(s);
+    await fill(s); // about 14 MiB through the tiers
+    await fastTierSettled(s);
+    const st = s.stats().cache.fastTier;
+    assert.ok(st !== null && st.bytes > 0, 'the tier holds something');
+    assert.ok(st.bytes <= budget, `stats: ${st.bytes} <= ${budget}`);
+    const onDisk = cacheFiles(fastTierDir);
+    assert.ok(onDisk.count > 1 && onDisk.bytes <= budget, `on disk: ${onDisk.count} files, ${onDisk.bytes} bytes <= ${budget}`);
+  } finally {
+    await s.close();
+    removeDir(dir);
+    removeDir(fastTierDir);
+  }
+});
+
+test('tiered cache: a fast-tier file that cannot be emptied is still tracked, so close() removes it (no descriptor or file left behind)', async () => {
+  const dir = tempDir();
+  const fastTierDir = tempDir('cirrus-fast-');
+  const io = new FaultyIo();
+  io.inject({ op: 'truncate', code: 'EIO', pathIncludes: '.ftc', times: 1000 });
+  const s = await MessageStore.open({ dir, io, fastTierDir, memoryCacheBytes: 1 << 20, fastTierBytes: 16 << 20, ...SHAPE });
+  try {
+    await fill(s);
+    await new Promise((r) => setTimeout(r, 200));
+    await checkAll(s);
+    assert.ok(io.calls.truncate > 0, 'the tier tried to empty a file');
+  } finally {
+    await s.close();
+  }
+  try {
+    assert.deepEqual(cacheFiles(fastTierDir), { count: 0, bytes: 0 }, 'close() removed every cache file');
+    const held = readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/self/fd/${fd}`)];
+      } catch {
+        return [];
+      }
+    }).filter((target) => target.startsWith(fastTierDir));
+    assert.deepEqual(held, [], 'no descriptor of a cache file stays open');
+  } finally {
+    removeDir(dir);
+    removeDir(fastTierDir);
+  }
+});
+
+test('tiered cache: a fast-tier directory that cannot be listed does not keep the store from opening (it is a cache)', async () => {
+  const dir = tempDir();
+  const fastTierDir = tempDir('cirrus-fast-');
+  const io = new FaultyIo();
+  io.readdir = async (path: string) => {
+    if (path === fastTierDir) throw Object.assign(new Error('EIO: injected readdir'), { code: 'EIO' });
+    return nodeIo.readdir(path);
+  };
+  const s = await MessageStore.open({ dir, io, fastTierDir, memoryCacheBytes: 1 << 20, ...SHAPE });
+  try {
+    await fill(s);
+    await checkAll(s);
+  } finally {
+    await s.close();
     removeDir(dir);
     removeDir(fastTierDir);
   }

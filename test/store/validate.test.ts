@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode } from '../../src/common/index.js';
-import { MessageStore, StoreInvalidArgumentError } from '../../src/store/index.js';
+import { MessageStore, StoreInvalidArgumentError, StoreIoError } from '../../src/store/index.js';
 import { removeDir, tempDir } from './helpers.js';
 
 type Call = (s: MessageStore) => Promise<unknown> | unknown;
@@ -83,6 +83,10 @@ test('validation: bad open options name the option', async () => {
       [{ dir, memoryCacheBytes: -1 }, 'memoryCacheBytes'],
       [{ dir, sync: { mode: 'interval', intervalMs: 0 } }, 'sync.intervalMs'],
       [{ dir, sync: { mode: 'sometimes' } }, 'sync'],
+      // An interval given to 'always' would look like a setting that took effect.
+      [{ dir, sync: { mode: 'always', intervalMs: 5 } }, 'sync.intervalMs'],
+      [{ dir: join(dir, 'st\0ore') }, 'dir'],
+      [{ dir: join(dir, 'store'), fastTierDir: join(dir, 'fa\0st') }, 'fastTierDir'],
       [{ dir, retention: { maxAgeMs: -5 } }, 'retention.maxAgeMs'],
       [{ dir, directWrites: 'yes' }, 'directWrites'],
       // A misspelt option would otherwise leave its setting at the default without a word.
@@ -108,7 +112,13 @@ test('validation: bad open options name the option', async () => {
     assert.equal(readFileSync(join(dir, 'a-file'), 'utf8'), 'not a directory\n');
     // Where mkdir fails with ENOENT under an existing parent (procfs, as root), Node 20's
     // recursive mkdir never settles; the store's answers with the error (EACCES for other users).
-    await assert.rejects(MessageStore.open({ dir: '/proc/self/cirrus-store' }), (e: unknown) => ['ENOENT', 'EACCES'].includes(errnoCode(e) ?? ''));
+    // The error is typed (CIRRUS_STORE_IO), its cause the file system's.
+    await assert.rejects(MessageStore.open({ dir: '/proc/self/cirrus-store' }), (e: unknown) => {
+      assert.ok(e instanceof StoreIoError, String(e));
+      assert.equal(e.code, 'CIRRUS_STORE_IO');
+      assert.ok(['ENOENT', 'EACCES'].includes(errnoCode(e.cause) ?? ''), String(e.cause));
+      return true;
+    });
   } finally {
     removeDir(dir);
   }

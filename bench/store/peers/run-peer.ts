@@ -1,4 +1,4 @@
-import { PEER_VERIFY_SAMPLES } from '../constants.js';
+import { PEER_VERIFY_SAMPLES, PROGRESS_INTERVAL_MS } from '../constants.js';
 import { makeLayout } from '../layout.js';
 import type { BenchOptions, PeerName } from '../options.js';
 import { PayloadFactory, randomPool } from '../payload.js';
@@ -58,10 +58,19 @@ export async function runPeer(name: PeerName, dir: string, o: BenchOptions, log:
   try {
     log(`peer ${name}: writing ${(o.peerBytes / 1024 ** 3).toFixed(2)} GiB with ${o.producers} producers`);
     const started = process.hrtime.bigint();
-    await runProducers({
-      layout, payload, producers: o.producers, targetBytes: o.peerBytes, seed: o.seed, next, counters, latency,
-      append: (t, q, data) => peer.append(layout.topicNames[t], q, data),
-    });
+    // A peer takes a minute or more at its 15-30 MiB/s: say how far it has got.
+    const progress = setInterval(() => {
+      const s = Number(process.hrtime.bigint() - started) / 1e9;
+      log(`peer ${name}  t=${s.toFixed(0)}s written ${(counters.bytesWritten / 1024 ** 3).toFixed(2)} of ${(o.peerBytes / 1024 ** 3).toFixed(2)} GiB (${(counters.bytesWritten / 1024 ** 2 / s).toFixed(1)} MiB/s) errors ${counters.errors}`);
+    }, PROGRESS_INTERVAL_MS);
+    try {
+      await runProducers({
+        layout, payload, producers: o.producers, targetBytes: o.peerBytes, seed: o.seed, next, counters, latency,
+        append: (t, q, data) => peer.append(layout.topicNames[t], q, data),
+      });
+    } finally {
+      clearInterval(progress);
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const mibps = counters.bytesWritten / 1024 ** 2 / seconds;
     log(`peer ${name}: ${mibps.toFixed(1)} MiB/s`);
