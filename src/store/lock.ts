@@ -169,11 +169,12 @@ async function takeOver(dir: string, path: string, staleText: string, me: string
 
 /** Temporary files of processes that died between writing and linking them. */
 async function removeLeftoverTemporaries(dir: string): Promise<void> {
-  const prefix = `${LOCK_FILE}.`;
+  // Only names of privateName's form: a user's LOCK.bak (say) is not the store's to delete.
+  const temporary = new RegExp(`^${LOCK_FILE}\\.(\\d+)\\.[0-9a-f]+$`);
   for (const name of await fsp.readdir(dir)) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number.parseInt(name.slice(prefix.length), 10);
-    if (!pidAlive(pid)) await fsp.unlink(join(dir, name)).catch(() => undefined);
+    const m = temporary.exec(name);
+    if (m === null) continue;
+    if (!pidAlive(Number(m[1]))) await fsp.unlink(join(dir, name)).catch(() => undefined);
   }
 }
 

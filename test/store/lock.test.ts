@@ -73,16 +73,20 @@ test('lock: a second MessageStore in the same process is refused; after close th
   removeDir(dir);
 });
 
-test('lock: a leftover temporary pid file of a dead process is cleaned up on open', async () => {
+test('lock: a leftover temporary pid file of a dead process is cleaned up on open, and only such files', async () => {
   const dir = tempDir();
   const s0 = await MessageStore.open({ dir });
   await s0.close();
   // A pid that cannot be alive (above the kernel's pid_max of 2^22).
   writeFileSync(join(dir, 'LOCK.99999999.abcdef'), '99999999\n');
   writeFileSync(join(dir, 'LOCK'), '99999999\n'); // a stale lock too
+  // Files the store did not make, named alike: not its to delete.
+  writeFileSync(join(dir, 'LOCK.bak'), 'an operator\'s copy\n');
+  writeFileSync(join(dir, 'LOCK.99999999'), 'not a temporary\n');
   const s = await MessageStore.open({ dir });
   try {
     assert.ok(!existsSync(join(dir, 'LOCK.99999999.abcdef')));
+    assert.ok(existsSync(join(dir, 'LOCK.bak')) && existsSync(join(dir, 'LOCK.99999999')), 'look-alikes stay');
     assert.equal(parseLock(readFileSync(join(dir, 'LOCK'), 'utf8')).pid, process.pid);
   } finally {
     await s.close();
