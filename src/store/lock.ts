@@ -32,7 +32,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode } from '../common/index.js';
 import { LOCK_FILE } from './format.js';
-import { StoreLockedError } from './errors.js';
+import { StoreIoError, StoreLockedError } from './errors.js';
 
 /** How long an open waits while others take a stale lock over, then CIRRUS_STORE_LOCKED (holderPid -1). */
 const LOCK_TAKEOVER_WAIT_MS = 2_000;
@@ -198,7 +198,12 @@ export async function acquireLock(dir: string): Promise<StoreLock> {
         },
       };
     }
-    const found = await fsp.readFile(path, 'utf8').catch(() => null);
+    const found = await fsp.readFile(path, 'utf8').catch((err: unknown) => {
+      // Not a file the store made (a directory, say): no process holds it, and waiting for it
+      // to change ends in a misleading "locked"; say what is there.
+      if (errnoCode(err) === 'EISDIR') throw new StoreIoError(`${path} is a directory, not a lock file; remove it to open the store`, err);
+      return null;
+    });
     if (found !== null) {
       const holder = parseLock(found);
       if (holderAlive(holder)) throw new StoreLockedError(dir, holder.pid);

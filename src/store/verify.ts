@@ -205,7 +205,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
       break;
     }
   }
-  const lockText = await io.readFile(join(dir, LOCK_FILE));
+  // A LOCK that cannot be read as a file (a directory, say) names no holder; it is not the log's damage.
+  const lockText = await io.readFile(join(dir, LOCK_FILE)).catch(() => null);
   const parsed = lockText ? parseLock(lockText.toString('utf8')) : null;
   const holder = parsed !== null && Number.isInteger(parsed.pid) ? parsed : null;
   return {

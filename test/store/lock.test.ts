@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MessageStore, StoreLockedError } from '../../src/store/index.js';
+import { MessageStore, StoreIoError, StoreLockedError, inspectStore } from '../../src/store/index.js';
 import { formatLock, parseLock, type LockHolder } from '../../src/store/lock.js';
 import { removeDir, tempDir } from './helpers.js';
 
@@ -90,6 +90,22 @@ test('lock: a leftover temporary pid file of a dead process is cleaned up on ope
     assert.equal(parseLock(readFileSync(join(dir, 'LOCK'), 'utf8')).pid, process.pid);
   } finally {
     await s.close();
+    removeDir(dir);
+  }
+});
+
+test('lock: a directory where LOCK should be is named at once (CIRRUS_STORE_IO), not waited on and reported as a lock held', async () => {
+  const dir = tempDir();
+  const s0 = await MessageStore.open({ dir });
+  await s0.append('t', 0, Buffer.from('x'));
+  await s0.close();
+  mkdirSync(join(dir, 'LOCK'));
+  try {
+    await assert.rejects(MessageStore.open({ dir }), (e: unknown) => e instanceof StoreIoError && /is a directory, not a lock file/.test(e.message));
+    const scan = await inspectStore(dir);
+    assert.equal(scan.lockHolderPid, null);
+    assert.equal(scan.records, 1);
+  } finally {
     removeDir(dir);
   }
 });
