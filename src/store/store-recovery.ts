@@ -3,7 +3,7 @@
  * The per-record decision tables live in recovery.ts; this file applies them to the index.
  */
 import { join } from 'node:path';
-import { applyDeltaFile, checkCheckpointFile, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
+import { applyDeltaFile, checkCheckpointFile, deltaChainEnd, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
 import { CLEAN_FILE, DICT_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import { StoreCorruptError } from './errors.js';
@@ -96,17 +96,24 @@ async function recoverWith(
    * the end the checkpoint gave it, so no acknowledged offset is handed out again.
    */
   let floor: QueueIndex | null = null;
+  /** The log position the floor covers. */
+  let floorTo = 0;
   const checked = await checkCheckpointFile(io, o.dir);
   const info = checked?.info ?? null;
   if (checked && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
   if (checked && info) {
+    const firstFound = found.length > 0 ? found[0].start : 0;
+    /** What the full checkpoint and the whole delta chain after it say the log held, whatever the files hold now. */
+    const loadFloor = async (): Promise<QueueIndex> => {
+      const f = new QueueIndex();
+      await loadCheckpointFile(io, o.dir, f);
+      floorTo = (await applyDeltaFile(io, o.dir, f, info.logPosition, Number.MAX_SAFE_INTEGER, dict.size, firstFound)).logPosition;
+      return f;
+    };
     const holder = found.filter((s) => s.start <= info.logPosition).pop();
     if (info.logPosition > logEnd || (holder && info.logPosition > holder.start + holder.size)) {
       checkpoint.reason = 'checkpoint is ahead of the log files (a segment file lost or cut short): full scan; queues keep their checkpointed ends, the offsets lost are damaged';
-      if (info.topicCount <= dict.size) {
-        floor = new QueueIndex();
-        await loadCheckpointFile(io, o.dir, floor);
-      }
+      if (info.topicCount <= dict.size) floor = await loadFloor();
     } else if (info.topicCount > dict.size) {
       checkpoint.reason = 'checkpoint names topics the dictionary lacks: full scan';
     } else {
@@ -117,12 +124,20 @@ async function recoverWith(
       fullCheckpointBytes = checked.bytes;
       // Retention may have deleted segments since the full checkpoint: a delta written after that
       // starts a queue where its retained records did, past the end the full checkpoint gave it.
-      const chain = await applyDeltaFile(io, o.dir, index, info.logPosition, logEnd, dict.size, found.length > 0 ? found[0].start : 0);
+      const chain = await applyDeltaFile(io, o.dir, index, info.logPosition, logEnd, dict.size, firstFound);
       checkpoint.logPosition = chain.logPosition;
       checkpoint.deltas = chain.applied;
       deltaBytes = chain.validBytes;
-      // Records past the chain (torn, or older than the full checkpoint) would block later appends.
-      if (chain.validBytes < chain.fileBytes) deltaCutTo = chain.validBytes;
+      if (chain.validBytes < chain.fileBytes) {
+        // Records past the chain (torn, or older than the full checkpoint) would block later
+        // appends: cut. But a chain going on past the files' end (deltas cover only durable log)
+        // says a segment file was lost or cut short: its queue ends stand, as above.
+        deltaCutTo = chain.validBytes;
+        if ((await deltaChainEnd(io, o.dir, info.logPosition, Number.MAX_SAFE_INTEGER)) > logEnd) {
+          checkpoint.reason = 'loaded; its delta chain goes on past the log files (a segment file lost or cut short): queues keep those ends, the offsets lost are damaged';
+          floor = await loadFloor();
+        }
+      }
       scanFrom = Math.max(scanFrom, checkpoint.logPosition);
     }
   }
@@ -288,7 +303,7 @@ async function recoverWith(
       for (let k = have; k < want; k++) index.push(q, at, DAMAGED_LENGTH);
       damagedOffsets += want - have;
     }
-    damage.push({ segmentStart: tail?.start ?? firstStart, from: at, to: Math.max(at, info?.logPosition ?? at), verdict: 'end', kind: 'middle' });
+    damage.push({ segmentStart: tail?.start ?? firstStart, from: at, to: Math.max(at, floorTo), verdict: 'end', kind: 'middle' });
   }
 
   // Phase 3: the segment set, the active segment open for writing.

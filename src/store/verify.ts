@@ -157,7 +157,10 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   if (info !== null) {
     const holder = found.filter((seg) => seg.start <= info.logPosition).pop();
     const filesEnd = holder === undefined ? logEnd : Math.min(logEnd, holder.start + holder.size);
-    if (info.logPosition > filesEnd) logShortOfCheckpoint = { filesEnd, checkpointPosition: info.logPosition };
+    // Deltas too cover only durable log: a chain going on past the files' end says the same.
+    const covered = Math.max(info.logPosition, await deltaChainEnd(io, dir, info.logPosition, Number.MAX_SAFE_INTEGER));
+    if (info.logPosition > filesEnd) logShortOfCheckpoint = { filesEnd, checkpointPosition: covered };
+    else if (covered > logEnd) logShortOfCheckpoint = { filesEnd: logEnd, checkpointPosition: covered };
   }
 
   const { tailFrom, last: lastRule } = await tailPlan(io, dir, found, unflushedWindowBytes(maxMessageBytes), durableFloor);
