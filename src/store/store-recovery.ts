@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { applyDeltaFile, checkCheckpointFile, deltaChainEnd, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
-import { CLEAN_FILE, DICT_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
+import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import { StoreCorruptError } from './errors.js';
 import type { StoreIo } from './io.js';
 import type { ResolvedOptions } from './options.js';
@@ -48,6 +48,11 @@ export interface RecoveredStore {
   fullCheckpointBytes: number;
   /** Bytes of the valid delta chain. */
   deltaBytes: number;
+  /**
+   * A full checkpoint must be written before open returns: the index holds ends the files no
+   * longer back (a segment file lost or cut short), which only the old checkpoint files knew.
+   */
+  checkpointAtOpen: boolean;
 }
 
 export async function recoverStore(o: ResolvedOptions, io: StoreIo): Promise<RecoveredStore> {
@@ -90,6 +95,8 @@ async function recoverWith(
   let deltaBytes = 0;
   /** Where index.delta's valid chain ends, when more follows it (cut once recovery is sure). */
   let deltaCutTo: number | null = null;
+  /** Valid deltas the dictionary's lost entries kept recovery from applying (dictionary damage). */
+  let deltaBeyondDictionary = false;
   /**
    * The checkpoint's queues, when it lies past the log files' end (a segment file lost or cut
    * short from outside): the scan rebuilds what the files hold, and every queue keeps at least
@@ -100,7 +107,21 @@ async function recoverWith(
   let floorTo = 0;
   const checked = await checkCheckpointFile(io, o.dir);
   const info = checked?.info ?? null;
-  if (checked && !info) checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
+  if (checked && !info) {
+    // index.ckpt is written whole and renamed into place: a crash never tears it. Without it, a
+    // scan rebuilds every queue the log holds, but not the ends of queues retention emptied (they
+    // live in the checkpoint files alone), which would be handed out again from their last
+    // record's end, or 0. With the log's head deleted, refused before anything is changed.
+    if (found.length > 0 && found[0].start > 0) {
+      throw new StoreCorruptError(
+        `the index checkpoint ${join(o.dir, CHECKPOINT_FILE)} is damaged (it fails its CRC) and retention has deleted the log's head, ` +
+          'so the end offsets of queues it emptied are known to no other file; the store is not opened, so that no offset is handed out twice; nothing was changed. ' +
+          `Restore it from a backup, or remove ${CHECKPOINT_FILE} and ${CHECKPOINT_DELTA_FILE} to rebuild the index from the log and accept that those queues restart (docs/store.md, "Recovery").`,
+        found[0].start,
+      );
+    }
+    checkpoint.reason = 'checkpoint torn or failed its CRC: full scan';
+  }
   if (checked && info) {
     const firstFound = found.length > 0 ? found[0].start : 0;
     /** What the full checkpoint and the whole delta chain after it say the log held, whatever the files hold now. */
@@ -128,6 +149,12 @@ async function recoverWith(
       checkpoint.logPosition = chain.logPosition;
       checkpoint.deltas = chain.applied;
       deltaBytes = chain.validBytes;
+      if (chain.validBytes < chain.fileBytes && dictionaryCutBytes > 0 && (await deltaChainEnd(io, o.dir, info.logPosition, logEnd)) > chain.logPosition) {
+        // Whole deltas within the log that recovery would not apply, with a dictionary whose tail
+        // is bad: most likely they name the topics the dictionary lost (a topic created after the
+        // full checkpoint, whose records retention has since deleted, is known to them alone).
+        deltaBeyondDictionary = true;
+      }
       if (chain.validBytes < chain.fileBytes) {
         // Records past the chain (torn, or older than the full checkpoint) would block later
         // appends: cut. But a chain going on past the files' end (deltas cover only durable log)
@@ -193,7 +220,9 @@ async function recoverWith(
             index.resetEmpty(q, r.queueOffset);
           } else if (r.queueOffset > end) {
             const gap = r.queueOffset - end;
-            if (gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
+            // With log lost from outside (floor), records after the hole continue their queues
+            // past offsets whose bytes are gone with the file, however few bytes the scan saw damaged.
+            if (floor === null && gap > damagedBytes / RECORD_HEADER_BYTES + 1) {
               ignoredRecords++;
               return;
             }
@@ -237,8 +266,13 @@ async function recoverWith(
   // entries (damage, not a crash); so does a checkpoint counting more topics than a dictionary
   // whose tail is bad. Opening would hand those ids, and their queues' offsets, out again under
   // other names (and serve the old records under them): refused, before anything is changed.
-  if (unknownTopicRecords > 0 || (dictionaryCutBytes > 0 && info !== null && info.topicCount > dict.size)) {
-    const lost = unknownTopicRecords > 0 ? `${unknownTopicRecords} record(s) in the log name topic ids ${dict.size}..${unknownTopicMax}` : `the checkpoint counts ${info?.topicCount} topics`;
+  if (unknownTopicRecords > 0 || deltaBeyondDictionary || (dictionaryCutBytes > 0 && info !== null && info.topicCount > dict.size)) {
+    const lost =
+      unknownTopicRecords > 0
+        ? `${unknownTopicRecords} record(s) in the log name topic ids ${dict.size}..${unknownTopicMax}`
+        : deltaBeyondDictionary
+          ? 'the delta checkpoints go on with entries recovery cannot apply (topics it lacks)'
+          : `the checkpoint counts ${info?.topicCount} topics`;
     throw new StoreCorruptError(
       `the topic dictionary ${join(o.dir, DICT_FILE)} is damaged: it holds ${dict.size} valid entries ` +
         `(${dictionaryCutBytes} bad byte(s) after them${dictDecode.damagedInMiddle ? ', and valid entries after those' : ''}) but ${lost}. ` +
@@ -281,12 +315,15 @@ async function recoverWith(
     seg.size = cut.keep;
   }
 
+  /** With a floor: where the log goes on, past every position a checkpoint covered. */
+  let restartAt: number | null = null;
   if (floor !== null) {
     // The checkpoint's ends stand: what the files no longer hold becomes damaged offsets (reads
-    // answer CIRRUS_STORE_CORRUPT), placed at the log's end so that retention drops them with
-    // the segments written next.
+    // answer CIRRUS_STORE_CORRUPT), placed at the files' end, which lies below where the log goes
+    // on (restartAt): a checkpoint there counts them, and retention drops them with that segment.
     const tail = found[found.length - 1];
     const at = tail === undefined ? firstStart : tail.start + tail.size;
+    restartAt = Math.max(at, floorTo);
     for (let row = 0; row < floor.queueCount; row++) {
       const c = floor.queueAt(row);
       const want = floor.endOf(c);
@@ -310,9 +347,16 @@ async function recoverWith(
   const last = found[found.length - 1];
   const segments = new SegmentSet(io, o.dir, o.coldReadConcurrency, o.idleColdReadConcurrency, o.gateHistoryReads, o.directWrites, o.historyPageCache === 'drop', o.recycleSegments);
   await segments.adoptSpare();
-  for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
-  if (last) await segments.openActive(last, false);
-  else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
+  if (restartAt !== null && (last === undefined || restartAt > last.start + last.size)) {
+    // New records never take positions the old checkpoint files cover: a crash before the
+    // checkpoint open writes would otherwise load one that misreads them.
+    for (const seg of found) segments.adopt(seg);
+    await segments.openActive({ start: restartAt, size: 0, lastWriteMs: io.now() }, true);
+  } else {
+    for (let k = 0; k < found.length - 1; k++) segments.adopt(found[k]);
+    if (last) await segments.openActive(last, false);
+    else await segments.openActive({ start: firstStart, size: 0, lastWriteMs: io.now() }, true);
+  }
   // The memory budget covers both: the tail gets what read-ahead (store.ts) does not.
   const mem = new MemoryTier(Math.floor(o.memoryCacheBytes * (1 - READ_AHEAD_BUDGET_FRACTION)));
   let fast: FastTier | null = null;
@@ -334,5 +378,5 @@ async function recoverWith(
     ignoredRecords,
     durationMs: Date.now() - t0,
   };
-  return { dict, index, segments, mem, fast, recovery, fullCheckpointBytes, deltaBytes };
+  return { dict, index, segments, mem, fast, recovery, fullCheckpointBytes, deltaBytes, checkpointAtOpen: floor !== null };
 }

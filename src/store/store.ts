@@ -121,7 +121,10 @@ export class MessageStore implements MessageStoreApi {
       store = new MessageStore(o, io, lock, r.dict, r.index, r.segments, r.mem, r.fast, r.recovery);
       store.fullCheckpointBytes = r.fullCheckpointBytes;
       store.deltaBytes = r.deltaBytes;
-      if (store.recovery.scannedBytes >= CHECKPOINT_INTERVAL_BYTES / 4) store.startCheckpoint();
+      // A floor recovery's index is known to no checkpoint yet, and the old one misreads the log
+      // now: replaced before anything is appended.
+      if (r.checkpointAtOpen) await store.checkpoint({ full: true });
+      else if (store.recovery.scannedBytes >= CHECKPOINT_INTERVAL_BYTES / 4) store.startCheckpoint();
       if (o.retention) await store.applyRetention();
       return store;
     } catch (err) {

@@ -373,14 +373,135 @@ for (const loss of ['the last segment file removed', 'the last segment cut short
           }
         }
         assert.deepEqual(await r.getRange('t', 0, 150, 1), [payload('t', 0, 150, 900)]);
+        // Later appends, then kill -9: the reopen must not take the old checkpoint files' view
+        // (their positions cover log the files lost, where the log now goes on).
+        for (let i = 151; i < 200; i++) assert.equal(await r.append('t', 0, payload('t', 0, i, 900)), i);
+        const copy = crashSnapshot(dir);
+        try {
+          const c = await MessageStore.open({ ...options, dir: copy });
+          try {
+            assert.equal(c.endOffset('t', 0), 200);
+            assert.equal(c.endOffset('u', 0), 2);
+            for (let o = 150; o < 200; o += 25) assert.deepEqual(await c.getRange('t', 0, o, 25), Array.from({ length: 25 }, (_, k) => payload('t', 0, o + k, 900)));
+          } finally {
+            await c.close();
+          }
+        } finally {
+          removeDir(copy);
+        }
       } finally {
         await r.close();
+      }
+      // And a clean reopen with nothing appended in between keeps the ends too (the damaged
+      // entries are in the checkpoint the close wrote).
+      for (let k = 0; k < 2; k++) {
+        const again = await MessageStore.open(options);
+        try {
+          assert.deepEqual([again.endOffset('t', 0), again.endOffset('u', 0)], [200, 2]);
+        } finally {
+          await again.close();
+        }
       }
     } finally {
       removeDir(dir);
     }
   });
 }
+
+test('recovery: a middle segment file lost, with the checkpoint inside it: the records after the hole stay indexed and no offset is handed out again', async () => {
+  const dir = tempDir();
+  const options = { dir, segmentBytes: 64 * 1024, maxMessageBytes: 4096 };
+  const s = await MessageStore.open(options);
+  for (let i = 0; i < 250; i++) {
+    if (i === 100) await s.checkpoint({ full: true });
+    await s.append('t', 0, payload('t', 0, i, 900));
+  }
+  // Kill -9: the last checkpoint is the one inside the segment removed below.
+  const copy = crashSnapshot(dir);
+  await s.close();
+  try {
+    const segs = segmentFiles(copy);
+    assert.ok(segs.length >= 4, `${segs.length} segments`);
+    rmSync(segs[1]);
+    const r = await MessageStore.open({ ...options, dir: copy });
+    try {
+      assert.equal(r.endOffset('t', 0), 250);
+      assert.equal(r.recovery.ignoredRecords, 0);
+      let ok = 0;
+      for (let o = 0; o < 250; o++) {
+        try {
+          const [got] = await r.getRange('t', 0, o, 1);
+          assert.deepEqual(got, payload('t', 0, o, 900), `t@${o}`);
+          ok++;
+        } catch (e) {
+          assert.ok(e instanceof StoreCorruptError, `t@${o}: ${String(e)}`);
+        }
+      }
+      assert.ok(ok > 150, `records outside the lost file read back (${ok})`);
+      assert.equal(await r.append('t', 0, payload('t', 0, 250, 900)), 250);
+    } finally {
+      await r.close();
+    }
+  } finally {
+    removeDir(dir);
+    removeDir(copy);
+  }
+});
+
+test('recovery: a damaged index checkpoint refuses open once retention has deleted the log\'s head (the emptied queues\' ends are nowhere else); without retention a full scan rebuilds it', async () => {
+  for (const retained of [true, false]) {
+    const dir = tempDir();
+    const options = { dir, segmentBytes: 64 * 1024, maxMessageBytes: 4096 };
+    const s = await MessageStore.open(retained ? { ...options, retention: { maxTotalBytes: 150 * 1024 } } : options);
+    for (let i = 0; i < 5; i++) await s.append('gone', 0, payload('gone', 0, i, 900));
+    for (let i = 0; i < 300; i++) await s.append('t', 0, payload('t', 0, i, 900));
+    await s.applyRetention();
+    await s.close();
+    const ckpt = join(dir, 'index.ckpt');
+    flipByte(ckpt, Math.floor(readFileSync(ckpt).length / 2));
+    try {
+      if (retained) {
+        const before = filesOf(dir);
+        await assert.rejects(MessageStore.open(options), (e: unknown) => e instanceof StoreCorruptError && /index checkpoint .* is damaged/.test(e.message));
+        assert.deepEqual(filesOf(dir), before, 'nothing was changed');
+        // The documented way out: remove the checkpoint files, accept that emptied queues restart.
+        rmSync(ckpt);
+        rmSync(join(dir, 'index.delta'), { force: true });
+      }
+      const r = await MessageStore.open(options);
+      try {
+        assert.equal(r.endOffset('t', 0), 300);
+        assert.equal(r.endOffset('gone', 0), retained ? 0 : 5);
+      } finally {
+        await r.close();
+      }
+    } finally {
+      removeDir(dir);
+    }
+  }
+});
+
+test('recovery: a damaged dictionary whose lost topic only a delta checkpoint names (retention deleted its records) refuses open', async () => {
+  const dir = tempDir();
+  const options = { dir, segmentBytes: 64 * 1024, maxMessageBytes: 4096 };
+  const s = await MessageStore.open({ ...options, retention: { maxTotalBytes: 150 * 1024 } });
+  // Many queues: a full checkpoint large enough that the close writes a delta instead.
+  for (let q = 0; q < 3000; q++) await s.append('A', q, Buffer.alloc(10, 1));
+  await s.checkpoint({ full: true });
+  for (let i = 0; i < 5; i++) await s.append('C', 0, payload('C', 0, i, 100));
+  // C's records go with their segments; only the deltas know C/0 ended at 5.
+  for (let i = 0; i < 60; i++) await s.append('A', 0, Buffer.alloc(3000, 2));
+  await s.applyRetention();
+  assert.deepEqual(s.queues('C').map((q) => [q.startOffset, q.endOffset]), [[5, 5]]);
+  await s.close();
+  const dict = join(dir, 'topics.dict');
+  flipByte(dict, readFileSync(dict).length - 1); // C's entry, the last
+  try {
+    await assert.rejects(MessageStore.open(options), (e: unknown) => e instanceof StoreCorruptError && /topic dictionary .* is damaged/.test(e.message));
+  } finally {
+    removeDir(dir);
+  }
+});
 
 test('recovery (property): random truncations and bit flips of the log never break open, never return wrong bytes', async () => {
   const { dir, store } = await writeStore(120);
