@@ -1,5 +1,5 @@
 /** Shared helpers of the store tests: temp dirs, crash snapshots, a fault-injecting StoreIo. */
-import { cpSync, mkdtempSync, rmSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeIo, type StoreFile, type StoreIo } from '../../src/store/index.js';
@@ -33,6 +33,19 @@ export function crashSnapshot(dir: string): string {
 
 /** Copies crashSnapshot takes before a file vanishing under it is an error. */
 const CRASH_SNAPSHOT_ATTEMPTS = 5;
+
+/** What this process's open descriptors point at, of the paths under `dir` (Linux: /proc/self/fd). */
+export function descriptorsUnder(dir: string): string[] {
+  return readdirSync('/proc/self/fd')
+    .flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/self/fd/${fd}`)];
+      } catch {
+        return []; // the descriptor readdir itself used, closed since
+      }
+    })
+    .filter((target) => target.startsWith(`${dir}/`));
+}
 
 /** Closes the store, then removes its directory and every crash snapshot taken of it. */
 export async function closeAndRemove(s: { close(): Promise<void> }, dir: string, copies: readonly string[]): Promise<void> {

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { MessageStore, StoreIoError, StoreNoSpaceError, verifyStore } from '../../src/store/index.js';
-import { FaultyIo, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, crashSnapshot, descriptorsUnder, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const isNoSpace = (e: unknown): boolean => e instanceof StoreNoSpaceError && e.code === 'CIRRUS_STORE_NO_SPACE';
 const isIo = (e: unknown): boolean => e instanceof StoreIoError && e.code === 'CIRRUS_STORE_IO';
@@ -261,16 +261,7 @@ test('io faults: an open that fails after recovery (its retention pass cannot mo
     }
   }
   // What this process holds open inside the store directory (Linux: /proc/self/fd).
-  const held = (): string[] =>
-    readdirSync('/proc/self/fd')
-      .map((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`);
-        } catch {
-          return '';
-        }
-      })
-      .filter((p) => p.startsWith(dir + '/'));
+  const held = (): string[] => descriptorsUnder(dir);
   assert.deepEqual(held(), []);
   await assert.rejects(MessageStore.open({ dir, io: new SpareRenameFails(), ...opts, retention: { maxTotalBytes: 40 * 1024 } }), isIo);
   // Before, the half-opened store kept its segment and dictionary files, and its retention timer,

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageStore, StoreOffsetTruncatedError } from '../../src/store/index.js';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { SPARE_SEGMENT_FILE } from '../../src/store/format.js';
-import { FaultyIo, closeAndRemove, crashSnapshot, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { FaultyIo, closeAndRemove, crashSnapshot, descriptorsUnder, payload, removeDir, segmentFiles, tempDir } from './helpers.js';
 
 const opts = (dir: string) => ({ dir, segmentBytes: 64 * 1024, maxMessageBytes: 2048 });
 
@@ -206,13 +205,7 @@ for (const recycleSegments of [false, true]) {
       assert.ok(!segmentFiles(dir).includes(first), 'the segment is gone');
       // Past its handles' LRU: the read's descriptor of the removed file was closed, not kept.
       await new Promise((r) => setTimeout(r, 50));
-      const held = readdirSync('/proc/self/fd').flatMap((fd) => {
-        try {
-          return [readlinkSync(`/proc/self/fd/${fd}`)];
-        } catch {
-          return [];
-        }
-      }).filter((target) => target.startsWith(dir) && (target.includes(first) || target.includes(SPARE_SEGMENT_FILE)));
+      const held = descriptorsUnder(dir).filter((target) => target.includes(first) || target.includes(SPARE_SEGMENT_FILE));
       assert.deepEqual(held, [], 'no descriptor of the removed segment stays open');
       const q = s.queues('t')[0];
       const got = await s.getRange('t', 0, q.startOffset, 10);
