@@ -319,8 +319,9 @@ async function recoverWith(
   let restartAt: number | null = null;
   if (floor !== null) {
     // The checkpoint's ends stand: what the files no longer hold becomes damaged offsets (reads
-    // answer CIRRUS_STORE_CORRUPT), placed at the files' end, which lies below where the log goes
-    // on (restartAt): a checkpoint there counts them, and retention drops them with that segment.
+    // answer CIRRUS_STORE_CORRUPT), placed just below the files' end, so that a checkpoint at
+    // the end counts them (it takes entries below its position) and retention drops them with
+    // the last segment. A queue with entries has its last one at least a record below the end.
     const tail = found[found.length - 1];
     const at = tail === undefined ? firstStart : tail.start + tail.size;
     restartAt = Math.max(at, floorTo);
@@ -337,7 +338,7 @@ async function recoverWith(
         index.resetEmpty(q, want);
         continue;
       }
-      for (let k = have; k < want; k++) index.push(q, at, DAMAGED_LENGTH);
+      for (let k = have; k < want; k++) index.push(q, at - 1, DAMAGED_LENGTH);
       damagedOffsets += want - have;
     }
     damage.push({ segmentStart: tail?.start ?? firstStart, from: at, to: Math.max(at, floorTo), verdict: 'end', kind: 'middle' });

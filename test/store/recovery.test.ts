@@ -415,6 +415,8 @@ test('recovery: a middle segment file lost, with the checkpoint inside it: the r
   for (let i = 0; i < 250; i++) {
     if (i === 100) await s.checkpoint({ full: true });
     await s.append('t', 0, payload('t', 0, i, 900));
+    // Queue v ends inside the segment removed below: only the checkpoint knows its end.
+    if (i === 10 || i === 80 || i === 90) await s.append('v', 0, payload('v', 0, s.endOffset('v', 0), 100));
   }
   // Kill -9: the last checkpoint is the one inside the segment removed below.
   const copy = crashSnapshot(dir);
@@ -427,6 +429,20 @@ test('recovery: a middle segment file lost, with the checkpoint inside it: the r
     try {
       assert.equal(r.endOffset('t', 0), 250);
       assert.equal(r.recovery.ignoredRecords, 0);
+      // Killed right after that open: the checkpoint it wrote holds the ends (the damaged entries too).
+      assert.equal(r.endOffset('v', 0), 3);
+      const again = crashSnapshot(copy);
+      try {
+        const a = await MessageStore.open({ ...options, dir: again });
+        try {
+          assert.equal(a.endOffset('t', 0), 250);
+          assert.equal(a.endOffset('v', 0), 3);
+        } finally {
+          await a.close();
+        }
+      } finally {
+        removeDir(again);
+      }
       let ok = 0;
       for (let o = 0; o < 250; o++) {
         try {
