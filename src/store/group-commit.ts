@@ -395,7 +395,9 @@ export class GroupCommit {
   /**
    * The segment starting at `start`, creating its file when the log has just rolled into it.
    * Creations are chained so segments join the set in start order even when flushes for two
-   * new segments are in flight at once.
+   * new segments are in flight at once. A creation that fails fails the ones chained behind it
+   * too: creating the next segment after a missing one would put a hole in the log (and break the
+   * set's order at the next roll-over); fail() waits for the chain, then starts it afresh.
    */
   private segmentFor(start: number): Promise<Segment> {
     const known = this.segments.find(start);
@@ -404,7 +406,6 @@ export class GroupCommit {
     if (pending) return pending;
     const seg: Segment = { start, size: 0, lastWriteMs: this.now() };
     const p = this.creationChain
-      .catch(() => undefined)
       .then(async () => {
         // A recycled segment the log rolls past is cut where its data ends, durably, before its
         // successor exists: recovery must not read its previous life's records after its data
@@ -449,6 +450,9 @@ export class GroupCommit {
     // In-memory state first, so appends arriving meanwhile reserve from the rolled-back end.
     const { seg, rejected } = this.rollbackPending(from);
     try {
+      // Creations still under way would add segments past the cut after the loop below.
+      await this.creationChain.catch(() => undefined);
+      this.creationChain = Promise.resolve();
       while (this.segments.active !== seg) {
         const gone = this.segments.active as Segment;
         // 'interval' mode: a segment the rollback deletes has nothing left to sync.

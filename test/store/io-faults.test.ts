@@ -231,6 +231,56 @@ for (const op of ['truncate', 'datasync', 'open'] as const) {
   });
 }
 
+for (const recycleSegments of [false, true]) {
+  test(`io faults: ENOSPC creating a new segment in a burst across several roll-overs rejects those appends only; later appends, the segment files and a reopen are whole (recycleSegments ${recycleSegments})`, async () => {
+    const dir = tempDir();
+    const io = new FaultyIo();
+    const options = { dir, segmentBytes: 32 * 1024, maxMessageBytes: 24576, retention: { maxTotalBytes: 768 * 1024 }, recycleSegments };
+    const s = await MessageStore.open({ ...options, io });
+    const acked = new Map<number, Buffer>();
+    const burst = async (n: number): Promise<PromiseSettledResult<number>[]> => {
+      const bodies = Array.from({ length: n }, (_, i) => Buffer.alloc(3000, acked.size + i));
+      const out = await Promise.allSettled(bodies.map((b) => s.append('t', 0, b)));
+      out.forEach((r, i) => {
+        if (r.status === 'fulfilled') acked.set(r.value, bodies[i]);
+      });
+      return out;
+    };
+    try {
+      await burst(20);
+      // The first new segment's file cannot be created; the burst spans several roll-overs, so
+      // the creations of later segments are already chained behind it.
+      io.inject({ op: 'open', code: 'ENOSPC', pathIncludes: '.seg' });
+      const faulted = await burst(40);
+      const rejected = faulted.filter((r) => r.status === 'rejected');
+      assert.ok(rejected.length > 0, 'the appends for the missing segment were rejected');
+      for (const r of rejected) assert.equal((r as PromiseRejectedResult).reason.code, 'CIRRUS_STORE_NO_SPACE');
+      for (let round = 0; round < 3; round++) {
+        const later = await burst(40);
+        assert.deepEqual(later.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), [], `round ${round}`);
+      }
+      assert.equal(s.writeError(), null);
+      // The files on disk are the segment set (no stray segment past a hole).
+      assert.equal(segmentFiles(dir).length, s.stats().segments);
+    } finally {
+      await s.close();
+    }
+    const again = await MessageStore.open(options);
+    try {
+      assert.deepEqual(again.recovery.damage, []);
+      const q = again.queues('t')[0];
+      assert.equal(q.endOffset, Math.max(...acked.keys()) + 1);
+      for (let o = q.startOffset; o < q.endOffset; o += 100) {
+        const got = await again.getRange('t', 0, o, 100);
+        got.forEach((b, k) => assert.ok(b.equals(acked.get(o + k) as Buffer), `offset ${o + k}`));
+      }
+    } finally {
+      await again.close();
+      removeDir(dir);
+    }
+  });
+}
+
 test('io faults: an I/O error during open rejects typed, releases the lock, and a later open works', async () => {
   const dir = tempDir();
   const first = await MessageStore.open({ dir });
