@@ -160,7 +160,6 @@ export class MemoryTier {
     }
   }
 
-
   /** Forgets everything at or after `position` (rollback of a failed flush). */
   rollback(position: number): void {
     while (this.chunks.length > this.head) {

@@ -145,6 +145,23 @@ test('verify: bit rot in a record the delta chain covers (written at a clean clo
   }
 });
 
+test('verify and inspect: --max-message-bytes takes the store\'s own limit, and a bad value is refused by name', async () => {
+  const dir = tempDir();
+  try {
+    await build(dir);
+    const ok = cli(['store', 'verify', '--max-message-bytes', String(8 * 1024 * 1024), dir]);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /^OK: /);
+    for (const bad of ['0', 'lots', String(128 * 1024 * 1024)]) {
+      const r = cli(['store', 'inspect', '--max-message-bytes', bad, dir]);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /--max-message-bytes must be an integer in 1\.\.67108864/);
+    }
+  } finally {
+    removeDir(dir);
+  }
+});
+
 test('verify: a torn tail is a warning (the next open cuts it), damage with --strict', async () => {
   const dir = tempDir();
   await build(dir);
