@@ -3,6 +3,7 @@
  * in group-commit.ts (writes), reader.ts (reads), store-recovery.ts + recovery.ts + checkpoint.ts
  * (open), and retention.ts. See docs/store.md.
  */
+import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CirrusError, invariant } from '../common/index.js';
 import { checkpointChunks, deltaEncoder, runEncoder } from './checkpoint.js';
@@ -107,11 +108,17 @@ export class MessageStore implements MessageStoreApi {
     // The fast tier's directory first: a path refused there must not leave a new store behind.
     // Before anything below, failures are typed here too (a directory that cannot be made or
     // locked: EACCES, EROFS, ENOSPC), not passed on as bare errno errors.
+    let madeFastTierDir = false;
     const lock = await (async () => {
-      if (o.fastTierDir !== null) await makeDir(io, o.fastTierDir, 'fastTierDir');
+      if (o.fastTierDir !== null) {
+        madeFastTierDir = (await io.stat(o.fastTierDir)) === null;
+        await makeDir(io, o.fastTierDir, 'fastTierDir');
+      }
       await makeDir(io, o.dir, 'dir');
       return acquireLock(o.dir);
-    })().catch((err: unknown) => {
+    })().catch(async (err: unknown) => {
+      // A fast-tier directory this call made goes again (only if still empty) with the refusal.
+      if (madeFastTierDir && o.fastTierDir !== null) await rmdir(o.fastTierDir).catch(() => undefined);
       if (err instanceof StoreError) throw err;
       throw writeErrorFrom(err, `opening the store in ${o.dir}`);
     });

@@ -108,6 +108,11 @@ test('validation: bad open options name the option', async () => {
         JSON.stringify(opts),
       );
     }
+    // A good fastTierDir with a refused dir: the fast tier's directory, made first, goes again.
+    await assert.rejects(
+      MessageStore.open({ dir: join(dir, 'a-file', 'store'), fastTierDir: join(dir, 'fast-new') }),
+      (e: unknown) => e instanceof StoreInvalidArgumentError && e.argument === 'dir',
+    );
     assert.deepEqual(readdirSync(dir), ['a-file'], 'a refused open makes no directory');
     assert.equal(readFileSync(join(dir, 'a-file'), 'utf8'), 'not a directory\n');
     // Where mkdir fails with ENOENT under an existing parent (procfs, as root), Node 20's
