@@ -188,7 +188,13 @@ export class SegmentSet {
         this.recycledSegments++;
       } catch (err) {
         // Someone removed the spare: the segment gets a new file, as without recycling.
-        if (errnoCode(err) !== 'ENOENT') throw err;
+        if (errnoCode(err) !== 'ENOENT') {
+          // The segment is not created (ENOSPC, EIO): a spare already renamed to its name would
+          // stay behind as a file no segment owns. It goes back to being the spare.
+          await this.io.rename(this.pathOf(seg.start), this.sparePath()).catch(() => undefined);
+          this.spareReady = (await this.io.stat(this.sparePath()).catch(() => null)) !== null;
+          throw err;
+        }
       } finally {
         this.spareMoving = false;
       }

@@ -300,6 +300,36 @@ test('recycleSegments: a spare file someone removed leaves the next segment a ne
   }
 });
 
+test('recycleSegments: the spare renamed into a new segment that then cannot be opened (ENOSPC) goes back to being the spare: no file stays behind that no segment owns, and appends go on', async () => {
+  const dir = tempDir();
+  const io = new FaultyIo();
+  const s = await MessageStore.open({ ...opts(dir), io });
+  try {
+    await untilSpare(s);
+    const active = lastSegment(dir).start;
+    // The next roll-over renames the spare to the new segment's name, then opens it: that fails.
+    io.inject({ op: 'open', code: 'ENOSPC', pathIncludes: '.seg' });
+    let rounds = 0;
+    let rejected = 0;
+    while (lastSegment(dir).start === active && rounds++ < 200) {
+      try {
+        await appendMany(s, 100);
+      } catch (e) {
+        assert.equal((e as { code?: string }).code, 'CIRRUS_STORE_NO_SPACE', String(e));
+        rejected++;
+      }
+    }
+    assert.ok(rejected > 0, 'the roll-over failed once');
+    assert.ok(lastSegment(dir).start > active, 'then the log rolled over');
+    assert.equal(s.writeError(), null);
+    assert.equal(segmentFiles(dir).length, s.stats().segments, 'every segment file is a segment of the set');
+    await checkAll(s);
+  } finally {
+    await s.close();
+    removeDir(dir);
+  }
+});
+
 test('retention on a full device: when no checkpoint can be written, the spare goes first, then the segments anyway, and appends go on', async () => {
   const dir = tempDir();
   const io = new FaultyIo();
