@@ -150,10 +150,26 @@ export async function applyDeltaFile(
 
 /**
  * Where the delta chain that follows on from `fromPosition` ends, by record CRC and positions
- * only (no index: `cirrus store verify`). At least as far as recovery's applyDeltaFile gets.
+ * only (no index: `cirrus store verify`), in one pass over the file: `withinLog`, up to the first
+ * record ending past `logEnd` (at least as far as recovery's applyDeltaFile gets), and `all`, the
+ * whole chain (deltas cover only durable log, so past `logEnd` it says log was lost).
  */
-export async function deltaChainEnd(io: StoreIo, dir: string, fromPosition: number, logEnd: number): Promise<number> {
-  return (await readDeltaFile(io, dir, fromPosition, new DeltaChainWalker(logEnd))).logPosition;
+export async function deltaChainReach(io: StoreIo, dir: string, fromPosition: number, logEnd: number): Promise<{ withinLog: number; all: number }> {
+  const walker = new DeltaChainWalker(Number.MAX_SAFE_INTEGER);
+  let withinLog = fromPosition;
+  let inside = true;
+  const sink: DeltaSink = {
+    apply(rec, position) {
+      const end = walker.apply(rec, position);
+      if (end !== null && inside) {
+        if (end <= logEnd) withinLog = end;
+        else inside = false;
+      }
+      return end;
+    },
+  };
+  const all = (await readDeltaFile(io, dir, fromPosition, sink)).logPosition;
+  return { withinLog, all };
 }
 
 async function readDeltaFile(io: StoreIo, dir: string, fromPosition: number, applier: DeltaSink): Promise<DeltaChain & { fileBytes: number }> {

@@ -3,7 +3,7 @@
  * The per-record decision tables live in recovery.ts; this file applies them to the index.
  */
 import { join } from 'node:path';
-import { applyDeltaFile, checkCheckpointFile, deltaChainEnd, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
+import { applyDeltaFile, checkCheckpointFile, deltaChainReach, loadCheckpointFile, truncateDeltaFile } from './checkpoint-file.js';
 import { MAX_MESSAGE_BYTES_LIMIT, READ_AHEAD_BUDGET_FRACTION } from './constants.js';
 import { CHECKPOINT_DELTA_FILE, CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, RECORD_HEADER_BYTES, segmentFileName } from './format.js';
 import { StoreCorruptError } from './errors.js';
@@ -149,18 +149,17 @@ async function recoverWith(
       checkpoint.logPosition = chain.logPosition;
       checkpoint.deltas = chain.applied;
       deltaBytes = chain.validBytes;
-      if (chain.validBytes < chain.fileBytes && dictionaryCutBytes > 0 && (await deltaChainEnd(io, o.dir, info.logPosition, logEnd)) > chain.logPosition) {
+      if (chain.validBytes < chain.fileBytes) {
+        const reach = await deltaChainReach(io, o.dir, info.logPosition, logEnd);
         // Whole deltas within the log that recovery would not apply, with a dictionary whose tail
         // is bad: most likely they name the topics the dictionary lost (a topic created after the
         // full checkpoint, whose records retention has since deleted, is known to them alone).
-        deltaBeyondDictionary = true;
-      }
-      if (chain.validBytes < chain.fileBytes) {
+        if (dictionaryCutBytes > 0 && reach.withinLog > chain.logPosition) deltaBeyondDictionary = true;
         // Records past the chain (torn, or older than the full checkpoint) would block later
         // appends: cut. But a chain going on past the files' end (deltas cover only durable log)
         // says a segment file was lost or cut short: its queue ends stand, as above.
         deltaCutTo = chain.validBytes;
-        if ((await deltaChainEnd(io, o.dir, info.logPosition, Number.MAX_SAFE_INTEGER)) > logEnd) {
+        if (reach.all > logEnd) {
           checkpoint.reason = 'loaded; its delta chain goes on past the log files (a segment file lost or cut short): queues keep those ends, the offsets lost are damaged';
           floor = await loadFloor();
         }

@@ -9,7 +9,7 @@ import { CHECKPOINT_FILE, CLEAN_FILE, DICT_FILE, LOCK_FILE, SPARE_SEGMENT_FILE, 
 import { StoreNotFoundError } from './errors.js';
 import { holderAlive, parseLock } from './lock.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES_LIMIT } from './constants.js';
-import { checkCheckpointFile, deltaChainEnd } from './checkpoint-file.js';
+import { checkCheckpointFile, deltaChainReach } from './checkpoint-file.js';
 import { nodeIo, type StoreIo } from './io.js';
 import { queueKey } from './queue-index.js';
 import { applyLogEnd, readCleanMarker, scanSegment, tailPlan, unflushedWindowBytes, type DamageReport } from './recovery.js';
@@ -150,7 +150,8 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
   // end) the log was durable: damage there is never a torn tail, as in recovery.
   const lastSeg = found[found.length - 1];
   const logEnd = lastSeg === undefined ? 0 : lastSeg.start + lastSeg.size;
-  const durableFloor = info === null ? 0 : await deltaChainEnd(io, dir, info.logPosition, logEnd);
+  const reach = info === null ? null : await deltaChainReach(io, dir, info.logPosition, logEnd);
+  const durableFloor = reach?.withinLog ?? 0;
   // As recovery judges it (store-recovery.ts): a checkpoint past the files' end, or past the end
   // of the file that should hold its position, means the log lost bytes it had made durable.
   let logShortOfCheckpoint: StoreScan['logShortOfCheckpoint'] = null;
@@ -158,7 +159,7 @@ export async function scanStore(dir: string, options: ScanOptions = {}): Promise
     const holder = found.filter((seg) => seg.start <= info.logPosition).pop();
     const filesEnd = holder === undefined ? logEnd : Math.min(logEnd, holder.start + holder.size);
     // Deltas too cover only durable log: a chain going on past the files' end says the same.
-    const covered = Math.max(info.logPosition, await deltaChainEnd(io, dir, info.logPosition, Number.MAX_SAFE_INTEGER));
+    const covered = Math.max(info.logPosition, reach?.all ?? 0);
     if (info.logPosition > filesEnd) logShortOfCheckpoint = { filesEnd, checkpointPosition: covered };
     else if (covered > logEnd) logShortOfCheckpoint = { filesEnd: logEnd, checkpointPosition: covered };
   }

@@ -74,8 +74,13 @@ export { repoRoot } from '../common/repo-root.js';
 
 /** Deterministic bytes for (queue, offset), so reads can be checked without keeping copies. */
 export function payload(topic: string, queueId: number, offset: number, size: number): Buffer {
+  return xorshiftBytes(size, (queueId * 2654435761 + offset * 40503 + topic.length * 97 + 1) >>> 0);
+}
+
+/** `size` bytes of an xorshift32 stream from `seed` (a 32-bit integer; 0 gives zeros). */
+export function xorshiftBytes(size: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(size);
-  let x = (queueId * 2654435761 + offset * 40503 + topic.length * 97 + 1) >>> 0;
+  let x = seed;
   for (let i = 0; i < size; i++) {
     x ^= x << 13;
     x >>>= 0;

@@ -27,7 +27,7 @@ import {
   StoreOffsetTruncatedError,
   type OpenOptions,
 } from '../../src/store/index.js';
-import { FaultyIo, crashSnapshot, removeDir, segmentFiles, tempDir, type FaultOp } from './helpers.js';
+import { FaultyIo, crashSnapshot, removeDir, segmentFiles, tempDir, xorshiftBytes, type FaultOp } from './helpers.js';
 
 const RUNS = Number(process.env.CIRRUS_MODEL_RUNS ?? 20);
 const MAX_COMMANDS = Number(process.env.CIRRUS_MODEL_COMMANDS ?? 30);
@@ -130,17 +130,7 @@ function noteTopicCall(m: Model, topic: string): void {
 }
 
 function payloadOf(size: number, salt: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = (salt * 2654435761 + 12345) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return xorshiftBytes(size, (salt * 2654435761 + 12345) >>> 0 || 1);
 }
 
 let saltCounter = 1;
